@@ -1,0 +1,171 @@
+"""Reference CPU throughput of CLIP ViT-B/32 towers: PyTorch and ONNX Runtime.
+
+Random-init ViT-B/32 (default transformers CLIPConfig, fixed seed). Towers:
+  image: vision_model + visual_projection + L2 norm, input [B,3,224,224] float32
+  text:  text_model + text_projection + L2 norm, input_ids [B,77] int64
+         (every text is 77 tokens: BOS, 75 random ids, EOS; no padding)
+Measured at batch 1 and 32, in items/s:
+  PyTorch: torch.set_num_threads(os.cpu_count()), torch.inference_mode, warm-up.
+  ORT:     each tower exported with torch.onnx.export (TorchScript exporter,
+           dynamo=False, opset 17, dynamic batch axis) to a temp dir;
+           onnxruntime CPUExecutionProvider, intra_op threads = os.cpu_count(),
+           graph optimisation ORT_ENABLE_ALL.
+
+Optional --monoscope-json FILE reads the Rust bench output
+  {"results": [{"backend": "flex", "tower": "image"|"text", "batch": 1|32, "items_per_s": float}, ...]}
+and adds columns with ratios monoscope/PyTorch and monoscope/ORT.
+Measure both on the same machine at the same time of day: only the ratios are meaningful.
+
+Usage (repo root):  python3 scripts/bench_reference.py [--quick] [--monoscope-json FILE] [--json OUT]
+Prints a markdown table.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from transformers import CLIPConfig, CLIPModel
+
+SEED = 0
+
+
+class ImageTower(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.vision_model, self.proj = m.vision_model, m.visual_projection
+
+    def forward(self, pixel_values):
+        e = self.proj(self.vision_model(pixel_values=pixel_values).pooler_output)
+        return e / e.norm(dim=-1, keepdim=True)
+
+
+class TextTower(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.text_model, self.proj = m.text_model, m.text_projection
+
+    def forward(self, input_ids):
+        e = self.proj(self.text_model(input_ids=input_ids).pooler_output)
+        return e / e.norm(dim=-1, keepdim=True)
+
+
+def inputs(tower, batch, g):
+    if tower == "image":
+        return torch.randn(batch, 3, 224, 224, generator=g)
+    ids = torch.randint(1, 49405, (batch, 77), generator=g)
+    ids[:, 0], ids[:, -1] = 49406, 49407
+    return ids
+
+
+def timeit(fn, batch, warmup, min_iters, min_time):
+    for _ in range(warmup):
+        fn()
+    n, t0 = 0, time.perf_counter()
+    while n < min_iters or time.perf_counter() - t0 < min_time:
+        fn()
+        n += 1
+    return n * batch / (time.perf_counter() - t0)
+
+
+def export(module, x, path, name):
+    torch.onnx.export(
+        module,
+        (x,),
+        path,
+        input_names=[name],
+        output_names=["embeds"],
+        dynamic_axes={name: {0: "batch"}, "embeds": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="few iterations (noisy)")
+    ap.add_argument("--monoscope-json", metavar="FILE")
+    ap.add_argument("--json", metavar="OUT", help="also write results as JSON")
+    ap.add_argument("--no-ort", action="store_true")
+    a = ap.parse_args()
+
+    import onnxruntime as ort
+
+    threads = os.cpu_count()
+    torch.set_num_threads(threads)
+    torch.manual_seed(SEED)
+    model = CLIPModel(CLIPConfig()).eval()
+    towers = {"image": ImageTower(model).eval(), "text": TextTower(model).eval()}
+    warmup, min_iters, min_time = (1, 2, 0.0) if a.quick else (3, 5, 10.0)
+    batches = [1, 32]
+    res = {}  # (backend, tower, batch) -> items/s
+    g = torch.Generator().manual_seed(SEED)
+
+    with torch.inference_mode():
+        for tower, mod in towers.items():
+            for b in batches:
+                x = inputs(tower, b, g)
+                res[("pytorch", tower, b)] = timeit(lambda: mod(x), b, warmup, min_iters, min_time)
+                print(f"pytorch {tower} b={b}: {res[('pytorch', tower, b)]:.2f}/s", file=sys.stderr)
+
+    if not a.no_ort:
+        with tempfile.TemporaryDirectory() as d:
+            for tower, mod in towers.items():
+                name = "pixel_values" if tower == "image" else "input_ids"
+                path = os.path.join(d, f"{tower}.onnx")
+                t0 = time.perf_counter()
+                export(mod, inputs(tower, 2, g), path, name)
+                print(f"exported {tower} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+                so = ort.SessionOptions()
+                so.intra_op_num_threads = threads
+                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+                # correctness check against PyTorch (batch 3 != export batch 2: dynamic axis works)
+                x = inputs(tower, 3, g)
+                with torch.inference_mode():
+                    ref = mod(x).numpy()
+                got = sess.run(None, {name: x.numpy()})[0]
+                assert np.abs(ref - got).max() < 1e-3, np.abs(ref - got).max()
+                for b in batches:
+                    feed = {name: inputs(tower, b, g).numpy()}
+                    res[("ort", tower, b)] = timeit(lambda: sess.run(None, feed), b, warmup, min_iters, min_time)
+                    print(f"ort {tower} b={b}: {res[('ort', tower, b)]:.2f}/s", file=sys.stderr)
+                del sess
+
+    mono = {}
+    if a.monoscope_json:
+        for r in json.load(open(a.monoscope_json))["results"]:
+            mono[(r["backend"], r["tower"], int(r["batch"]))] = float(r["items_per_s"])
+    mono_backends = sorted({k[0] for k in mono})
+
+    print(f"\nCLIP ViT-B/32 (random init), {threads} threads, torch {torch.__version__}, "
+          f"onnxruntime {ort.__version__}{' (--quick: noisy)' if a.quick else ''}\n")
+    head = ["tower", "batch", "PyTorch items/s", "ORT items/s"]
+    for mb in mono_backends:
+        head += [f"monoscope-{mb} items/s", f"{mb}/PyTorch", f"{mb}/ORT"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join(["---"] * len(head)) + "|")
+    for tower in towers:
+        for b in batches:
+            pt, ox = res.get(("pytorch", tower, b)), res.get(("ort", tower, b))
+            row = [tower, str(b), f"{pt:.2f}", f"{ox:.2f}" if ox else "-"]
+            for mb in mono_backends:
+                m = mono.get((mb, tower, b))
+                row += [f"{m:.2f}" if m else "-",
+                        f"{m / pt:.2f}" if m else "-",
+                        f"{m / ox:.2f}" if (m and ox) else "-"]
+            print("| " + " | ".join(row) + " |")
+
+    if a.json:
+        out = {"threads": threads, "quick": a.quick,
+               "results": [{"backend": k[0], "tower": k[1], "batch": k[2], "items_per_s": v} for k, v in res.items()]}
+        json.dump(out, open(a.json, "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()

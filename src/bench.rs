@@ -1,0 +1,102 @@
+//! Throughput benchmark of the two towers on a random-init model (native only).
+//! Speed is reported as items per second; compare with `scripts/bench_reference.py`,
+//! which runs the same shapes in PyTorch and ONNX Runtime on the same machine.
+
+use std::time::Instant;
+
+use burn::tensor::{Device, Distribution, Tensor};
+use serde::Serialize;
+
+use crate::clip::{ClipConfig, ClipModel, TextBatch};
+use crate::error::Result;
+use crate::pipeline::rows;
+
+/// One measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    /// Backend name as given on the command line.
+    pub backend: String,
+    /// `image` or `text`.
+    pub tower: String,
+    /// Batch size.
+    pub batch: usize,
+    /// Timed iterations.
+    pub iterations: usize,
+    /// Throughput.
+    pub items_per_s: f64,
+}
+
+/// Times `iterations` forward passes per batch size and tower, after one warm-up pass
+/// (which also compiles kernels on GPU backends). Each pass ends with a read-back, so
+/// asynchronous backends are timed to completion.
+pub fn run(
+    backend: &str,
+    device: &Device,
+    config: &ClipConfig,
+    batches: &[usize],
+    iterations: usize,
+    mut report: impl FnMut(&BenchResult),
+) -> Result<Vec<BenchResult>> {
+    let model: ClipModel = config.init(device);
+    let mut out = Vec::new();
+    for &batch in batches {
+        let s = config.vision.image_size;
+        let pixels = Tensor::<4>::random(
+            [batch, config.vision.num_channels, s, s],
+            Distribution::Normal(0.0, 1.0),
+            device,
+        );
+        let image = || rows(model.embed_images(pixels.clone())).map(|_| ());
+        out.push(time(
+            backend,
+            "image",
+            batch,
+            iterations,
+            image,
+            &mut report,
+        )?);
+
+        // Full-context prompts: BOS, random content, EOS.
+        let t = &config.text;
+        let ids: Vec<Vec<u32>> = (0..batch)
+            .map(|b| {
+                let mut seq: Vec<u32> = (0..t.max_position_embeddings)
+                    .map(|i| ((b * 7919 + i * 104_729) % (t.vocab_size - 2)) as u32)
+                    .collect();
+                seq[0] = t.bos_token_id.min(t.vocab_size as u32 - 1);
+                *seq.last_mut().expect("context >= 2") =
+                    t.eos_token_id.min(t.vocab_size as u32 - 1);
+                seq
+            })
+            .collect();
+        let text_batch = TextBatch::new(&ids, t, device)?;
+        let text = || rows(model.embed_texts(&text_batch)).map(|_| ());
+        out.push(time(backend, "text", batch, iterations, text, &mut report)?);
+    }
+    Ok(out)
+}
+
+fn time(
+    backend: &str,
+    tower: &str,
+    batch: usize,
+    iterations: usize,
+    mut f: impl FnMut() -> Result<()>,
+    report: &mut impl FnMut(&BenchResult),
+) -> Result<BenchResult> {
+    f()?;
+    let start = Instant::now();
+    for _ in 0..iterations {
+        f()?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let r = BenchResult {
+        backend: backend.to_string(),
+        tower: tower.to_string(),
+        batch,
+        iterations,
+        items_per_s: (batch * iterations) as f64 / secs,
+    };
+    report(&r);
+    Ok(r)
+}

@@ -1,0 +1,185 @@
+//! The transformer pieces both towers share: attention, MLP, pre-norm encoder layer.
+//! Field names are transformers' (`self_attn.q_proj`, `layer_norm1`, `mlp.fc1`, ...), so
+//! checkpoint names map onto them without a rename table.
+
+use burn::module::Module;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{gelu, gelu_approximate, sigmoid, softmax};
+use burn::tensor::{Device, Tensor};
+
+use super::config::Activation;
+
+/// Additive mask value for forbidden attention positions. Finite (unlike -inf) so that
+/// no backend can turn `-inf - -inf` into NaN; exp() of it is exactly 0 in f32.
+pub const MASKED: f32 = -1e9;
+
+/// `quick_gelu` slope, from OpenAI CLIP's `QuickGELU` (`x * sigmoid(1.702 * x)`).
+const QUICK_GELU_SLOPE: f64 = 1.702;
+
+/// Applies a feed-forward activation.
+pub fn activate<const D: usize>(x: Tensor<D>, act: Activation) -> Tensor<D> {
+    match act {
+        Activation::QuickGelu => x.clone() * sigmoid(x * QUICK_GELU_SLOPE),
+        Activation::Gelu => gelu(x),
+        Activation::GeluTanh => gelu_approximate(x),
+    }
+}
+
+/// Settings shared by the layers of one encoder.
+#[derive(Debug, Clone)]
+pub struct EncoderConfig {
+    /// Residual width.
+    pub width: usize,
+    /// MLP inner width.
+    pub intermediate: usize,
+    /// Number of layers.
+    pub layers: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// MLP activation.
+    pub act: Activation,
+    /// Layer-norm epsilon.
+    pub eps: f64,
+}
+
+impl EncoderConfig {
+    /// Creates an encoder with fresh (lazily initialised) parameters.
+    pub fn init(&self, device: &Device) -> Encoder {
+        Encoder {
+            layers: (0..self.layers).map(|_| self.init_layer(device)).collect(),
+        }
+    }
+
+    fn init_layer(&self, device: &Device) -> EncoderLayer {
+        let linear = |i, o| LinearConfig::new(i, o).init(device);
+        let norm = || {
+            LayerNormConfig::new(self.width)
+                .with_epsilon(self.eps)
+                .init(device)
+        };
+        EncoderLayer {
+            self_attn: Attention {
+                q_proj: linear(self.width, self.width),
+                k_proj: linear(self.width, self.width),
+                v_proj: linear(self.width, self.width),
+                out_proj: linear(self.width, self.width),
+                num_heads: self.heads,
+            },
+            layer_norm1: norm(),
+            mlp: Mlp {
+                fc1: linear(self.width, self.intermediate),
+                fc2: linear(self.intermediate, self.width),
+                act: self.act,
+            },
+            layer_norm2: norm(),
+        }
+    }
+}
+
+/// Multi-head self-attention (transformers' `CLIPAttention`).
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// Query projection.
+    pub q_proj: Linear,
+    /// Key projection.
+    pub k_proj: Linear,
+    /// Value projection.
+    pub v_proj: Linear,
+    /// Output projection.
+    pub out_proj: Linear,
+    #[module(skip)]
+    num_heads: usize,
+}
+
+impl Attention {
+    /// `x`: [batch, tokens, width]; `mask`: additive, broadcastable to
+    /// [batch, heads, tokens, tokens]. Returns [batch, tokens, width].
+    pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>) -> Tensor<3> {
+        let [b, t, w] = x.dims();
+        let h = self.num_heads;
+        let d = w / h;
+        let split = |y: Tensor<3>| y.reshape([b, t, h, d]).swap_dims(1, 2); // [b, h, t, d]
+        let q = split(self.q_proj.forward(x.clone()));
+        let k = split(self.k_proj.forward(x.clone()));
+        let v = split(self.v_proj.forward(x));
+        let scale = (d as f64).powf(-0.5);
+        let mut scores = q.matmul(k.swap_dims(2, 3)) * scale; // [b, h, t, t]
+        if let Some(mask) = mask {
+            scores = scores + mask;
+        }
+        let ctx = softmax(scores, 3).matmul(v); // [b, h, t, d]
+        self.out_proj
+            .forward(ctx.swap_dims(1, 2).reshape([b, t, w]))
+    }
+}
+
+/// Two-layer feed-forward block (transformers' `CLIPMLP`).
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// Expansion.
+    pub fc1: Linear,
+    /// Contraction.
+    pub fc2: Linear,
+    #[module(skip)]
+    act: Activation,
+}
+
+impl Mlp {
+    /// [batch, tokens, width] -> [batch, tokens, width]
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.fc2.forward(activate(self.fc1.forward(x), self.act))
+    }
+}
+
+/// Pre-norm residual block (transformers' `CLIPEncoderLayer`).
+#[derive(Module, Debug)]
+pub struct EncoderLayer {
+    /// Attention.
+    pub self_attn: Attention,
+    /// Norm before attention.
+    pub layer_norm1: LayerNorm,
+    /// Feed-forward.
+    pub mlp: Mlp,
+    /// Norm before the feed-forward.
+    pub layer_norm2: LayerNorm,
+}
+
+impl EncoderLayer {
+    /// [batch, tokens, width] -> [batch, tokens, width]
+    pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>) -> Tensor<3> {
+        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x), mask);
+        x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
+    }
+}
+
+/// A stack of encoder layers (transformers' `CLIPEncoder`).
+#[derive(Module, Debug)]
+pub struct Encoder {
+    /// The layers, input first.
+    pub layers: Vec<EncoderLayer>,
+}
+
+impl Encoder {
+    /// `x`: [batch, tokens, width]. Returns the output and, when `keep_states`, the residual
+    /// stream before the first layer and after each layer (transformers'
+    /// `hidden_states`: `layers + 1` tensors of [batch, tokens, width]).
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        mask: Option<Tensor<4>>,
+        keep_states: bool,
+    ) -> (Tensor<3>, Vec<Tensor<3>>) {
+        let mut states = Vec::new();
+        let mut x = x;
+        for layer in &self.layers {
+            if keep_states {
+                states.push(x.clone());
+            }
+            x = layer.forward(x, mask.clone());
+        }
+        if keep_states {
+            states.push(x.clone());
+        }
+        (x, states)
+    }
+}

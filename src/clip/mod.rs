@@ -1,0 +1,85 @@
+//! CLIP: two towers and their projections into the shared embedding space.
+//!
+//! Module and field names follow transformers' `CLIPModel`, so a checkpoint's tensor
+//! names are the paths of this module tree (see `io::weights` for the few exceptions).
+
+pub mod blocks;
+pub mod config;
+pub mod preprocess;
+pub mod text;
+pub mod tokenizer;
+pub mod vision;
+
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Device, Tensor};
+
+pub use config::{Activation, ClipConfig, TextConfig, TextPooling, VisionConfig};
+pub use text::{TextBatch, TextTransformer};
+pub use vision::{TowerOutput, VisionTransformer};
+
+/// The whole model.
+#[derive(Module, Debug)]
+pub struct ClipModel {
+    /// Text tower.
+    pub text_model: TextTransformer,
+    /// Image tower.
+    pub vision_model: VisionTransformer,
+    /// Image width -> shared space, no bias.
+    pub visual_projection: Linear,
+    /// Text width -> shared space, no bias.
+    pub text_projection: Linear,
+    /// Log inverse temperature, shape [1] (a 0-d scalar in checkpoints).
+    pub logit_scale: Param<Tensor<1>>,
+}
+
+impl ClipConfig {
+    /// Creates a model with fresh parameters. Parameters are initialised lazily, so
+    /// loading a checkpoint right after costs no random initialisation.
+    pub fn init(&self, device: &Device) -> ClipModel {
+        let proj = |i| {
+            LinearConfig::new(i, self.projection_dim)
+                .with_bias(false)
+                .init(device)
+        };
+        let scale = self.logit_scale_init_value;
+        ClipModel {
+            text_model: self.text.init(device),
+            vision_model: self.vision.init(device),
+            visual_projection: proj(self.vision.hidden_size),
+            text_projection: proj(self.text.hidden_size),
+            logit_scale: Param::from_tensor(Tensor::from_floats([scale as f32], device)),
+        }
+    }
+}
+
+/// Divides each row by its L2 norm. [batch, dim] -> [batch, dim]
+pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+    let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12); // [batch, 1]
+    x / norm
+}
+
+impl ClipModel {
+    /// Image tower + projection. `pixels`: [batch, channels, size, size].
+    /// Returns (projected embeddings [batch, dim], unnormalised; tower output).
+    pub fn image_features(&self, pixels: Tensor<4>, keep_states: bool) -> (Tensor<2>, TowerOutput) {
+        let out = self.vision_model.forward(pixels, keep_states);
+        (self.visual_projection.forward(out.pooled.clone()), out)
+    }
+
+    /// Text tower + projection. Returns (projected [batch, dim], unnormalised; tower output).
+    pub fn text_features(&self, batch: &TextBatch, keep_states: bool) -> (Tensor<2>, TowerOutput) {
+        let out = self.text_model.forward(batch, keep_states);
+        (self.text_projection.forward(out.pooled.clone()), out)
+    }
+
+    /// L2-normalised image embeddings [batch, dim] (transformers' `image_embeds`).
+    pub fn embed_images(&self, pixels: Tensor<4>) -> Tensor<2> {
+        l2_normalize(self.image_features(pixels, false).0)
+    }
+
+    /// L2-normalised text embeddings [batch, dim] (transformers' `text_embeds`).
+    pub fn embed_texts(&self, batch: &TextBatch) -> Tensor<2> {
+        l2_normalize(self.text_features(batch, false).0)
+    }
+}

@@ -1,0 +1,138 @@
+//! The image tower: a ViT (transformers' `CLIPVisionTransformer`).
+
+use burn::module::{Module, Param};
+use burn::nn::Initializer;
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::tensor::{Device, Tensor};
+
+use super::blocks::{Encoder, EncoderConfig};
+use super::config::VisionConfig;
+
+/// Patch projection: a stride = kernel convolution without bias, stored as the
+/// checkpoint's conv weight [width, channels, patch, patch] and applied as one matmul.
+#[derive(Module, Debug)]
+pub struct PatchEmbedding {
+    /// [width, channels, patch, patch], PyTorch's `Conv2d.weight` layout.
+    pub weight: Param<Tensor<4>>,
+}
+
+impl PatchEmbedding {
+    /// [batch, channels, size, size] -> [batch, patches, width], patches in row-major order.
+    pub fn forward(&self, pixels: Tensor<4>) -> Tensor<3> {
+        let [b, c, hgt, wid] = pixels.dims();
+        let [width, _, p, _] = self.weight.dims();
+        let (gh, gw) = (hgt / p, wid / p);
+        let patches = pixels
+            .reshape([b, c, gh, p, gw, p])
+            .permute([0, 2, 4, 1, 3, 5]) // [b, gh, gw, c, p, p]
+            .reshape([b, gh * gw, c * p * p]);
+        let kernel = self.weight.val().reshape([width, c * p * p]).transpose(); // [c*p*p, width]
+        patches.matmul(kernel.unsqueeze::<3>())
+    }
+}
+
+/// Class token, patch projection and learned positions.
+#[derive(Module, Debug)]
+pub struct VisionEmbeddings {
+    /// [width]
+    pub class_embedding: Param<Tensor<1>>,
+    /// Patch projection.
+    pub patch_embedding: PatchEmbedding,
+    /// [patches + 1, width]
+    pub position_embedding: Embedding,
+}
+
+impl VisionEmbeddings {
+    /// [batch, channels, size, size] -> [batch, patches + 1, width]
+    pub fn forward(&self, pixels: Tensor<4>) -> Tensor<3> {
+        let patches = self.patch_embedding.forward(pixels);
+        let [b, _, w] = patches.dims();
+        let cls = self
+            .class_embedding
+            .val()
+            .reshape([1, 1, w])
+            .expand([b, 1, w]);
+        let tokens = Tensor::cat(vec![cls, patches], 1);
+        tokens + self.position_embedding.weight.val().unsqueeze::<3>()
+    }
+}
+
+/// What a tower returns.
+#[derive(Debug, Clone)]
+pub struct TowerOutput {
+    /// Pooled, normalised state before the projection: [batch, width].
+    pub pooled: Tensor<2>,
+    /// Residual stream before the first layer and after every layer (empty unless asked):
+    /// each [batch, tokens, width].
+    pub hidden_states: Vec<Tensor<3>>,
+}
+
+/// The ViT.
+#[derive(Module, Debug)]
+pub struct VisionTransformer {
+    /// Token embeddings.
+    pub embeddings: VisionEmbeddings,
+    /// LayerNorm before the encoder (the checkpoint's spelling).
+    pub pre_layrnorm: LayerNorm,
+    /// Transformer layers.
+    pub encoder: Encoder,
+    /// LayerNorm on the pooled class token.
+    pub post_layernorm: LayerNorm,
+}
+
+impl VisionConfig {
+    /// Creates the tower with fresh (lazily initialised) parameters.
+    pub fn init(&self, device: &Device) -> VisionTransformer {
+        let w = self.hidden_size;
+        let norm = || {
+            LayerNormConfig::new(w)
+                .with_epsilon(self.layer_norm_eps)
+                .init(device)
+        };
+        // CLIP's init: class token and positions ~ N(0, width^-0.5).
+        let std = (w as f64).powf(-0.5);
+        VisionTransformer {
+            embeddings: VisionEmbeddings {
+                class_embedding: Initializer::Normal { mean: 0.0, std }.init([w], device),
+                patch_embedding: PatchEmbedding {
+                    weight: Initializer::Normal {
+                        mean: 0.0,
+                        std: 0.02,
+                    }
+                    .init(
+                        [w, self.num_channels, self.patch_size, self.patch_size],
+                        device,
+                    ),
+                },
+                position_embedding: EmbeddingConfig::new(self.num_positions(), w)
+                    .with_initializer(Initializer::Normal { mean: 0.0, std })
+                    .init(device),
+            },
+            pre_layrnorm: norm(),
+            encoder: EncoderConfig {
+                width: w,
+                intermediate: self.intermediate_size,
+                layers: self.num_hidden_layers,
+                heads: self.num_attention_heads,
+                act: self.hidden_act,
+                eps: self.layer_norm_eps,
+            }
+            .init(device),
+            post_layernorm: norm(),
+        }
+    }
+}
+
+impl VisionTransformer {
+    /// `pixels`: [batch, channels, size, size], already normalised.
+    pub fn forward(&self, pixels: Tensor<4>, keep_states: bool) -> TowerOutput {
+        let x = self.pre_layrnorm.forward(self.embeddings.forward(pixels)); // [b, n+1, w]
+        let (x, hidden_states) = self.encoder.forward(x, None, keep_states);
+        let [b, _, w] = x.dims();
+        let cls = x.slice([0..b, 0..1]).reshape([b, w]);
+        TowerOutput {
+            pooled: self.post_layernorm.forward(cls),
+            hidden_states,
+        }
+    }
+}
