@@ -240,7 +240,7 @@ impl ClipConfig {
             ),
         ] {
             check(
-                width > 0 && heads > 0 && width % heads == 0,
+                width > 0 && heads > 0 && width.is_multiple_of(heads),
                 format!(
                     "{name}.hidden_size ({width}) must be a positive multiple of num_attention_heads ({heads})"
                 ),
@@ -248,7 +248,9 @@ impl ClipConfig {
         }
         let v = &self.vision;
         check(
-            v.patch_size > 0 && v.image_size >= v.patch_size && v.image_size % v.patch_size == 0,
+            v.patch_size > 0
+                && v.image_size >= v.patch_size
+                && v.image_size.is_multiple_of(v.patch_size),
             format!(
                 "vision_config.image_size ({}) must be a multiple of patch_size ({})",
                 v.image_size, v.patch_size

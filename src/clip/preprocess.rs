@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 /// the same numbers as transformers' `OPENAI_CLIP_MEAN`.
 pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// Channel standard deviations, same sources (`OPENAI_CLIP_STD`).
+// The digits are quoted as published, beyond f32 precision on purpose.
+#[allow(clippy::excessive_precision)]
 pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// Largest input accepted, checked from the header before decoding (a 64-megapixel photo).

@@ -147,7 +147,7 @@ impl TextTransformer {
             .position_embedding
             .weight
             .val()
-            .slice([0..t]); // [t, w]
+            .narrow(0, 0, t); // [t, w]
         let x = tokens + positions.unsqueeze::<3>();
         let (x, hidden_states) = self
             .encoder
