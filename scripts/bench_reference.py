@@ -92,6 +92,8 @@ def main():
     ap.add_argument("--monoscope-json", metavar="FILE")
     ap.add_argument("--json", metavar="OUT", help="also write results as JSON")
     ap.add_argument("--no-ort", action="store_true")
+    ap.add_argument("--cuda", action="store_true",
+                    help="also time PyTorch on the GPU (f32, no TF32), for monoscope's wgpu backend")
     a = ap.parse_args()
 
     import onnxruntime as ort
@@ -137,6 +139,22 @@ def main():
                     print(f"ort {tower} b={b}: {res[('ort', tower, b)]:.2f}/s", file=sys.stderr)
                 del sess
 
+    # Last: moving the towers to the GPU must not happen before the ONNX export above.
+    with torch.inference_mode():
+        if a.cuda:
+            torch.backends.cuda.matmul.allow_tf32 = False
+            for tower, mod in towers.items():
+                mod.cuda()
+                for b in batches:
+                    x = inputs(tower, b, g).cuda()
+
+                    def run():
+                        mod(x)
+                        torch.cuda.synchronize()
+
+                    res[("pytorch-cuda", tower, b)] = timeit(run, b, warmup, min_iters, min_time)
+                    print(f"pytorch-cuda {tower} b={b}: {res[('pytorch-cuda', tower, b)]:.2f}/s", file=sys.stderr)
+
     mono = {}
     if a.monoscope_json:
         for r in json.load(open(a.monoscope_json))["results"]:
@@ -145,20 +163,22 @@ def main():
 
     print(f"\nCLIP ViT-B/32 (random init), {threads} threads, torch {torch.__version__}, "
           f"onnxruntime {ort.__version__}{' (--quick: noisy)' if a.quick else ''}\n")
-    head = ["tower", "batch", "PyTorch items/s", "ORT items/s"]
+    cu = a.cuda
+    head = ["tower", "batch", "PyTorch items/s", "ORT items/s"] + (["PyTorch-CUDA items/s"] if cu else [])
     for mb in mono_backends:
-        head += [f"monoscope-{mb} items/s", f"{mb}/PyTorch", f"{mb}/ORT"]
+        head += [f"monoscope-{mb} items/s", f"{mb}/PyTorch", f"{mb}/ORT"] + ([f"{mb}/PyTorch-CUDA"] if cu else [])
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join(["---"] * len(head)) + "|")
     for tower in towers:
         for b in batches:
             pt, ox = res.get(("pytorch", tower, b)), res.get(("ort", tower, b))
-            row = [tower, str(b), f"{pt:.2f}", f"{ox:.2f}" if ox else "-"]
+            pc = res.get(("pytorch-cuda", tower, b))
+            row = [tower, str(b), f"{pt:.2f}", f"{ox:.2f}" if ox else "-"] + ([f"{pc:.2f}"] if cu else [])
             for mb in mono_backends:
                 m = mono.get((mb, tower, b))
                 row += [f"{m:.2f}" if m else "-",
                         f"{m / pt:.2f}" if m else "-",
-                        f"{m / ox:.2f}" if (m and ox) else "-"]
+                        f"{m / ox:.2f}" if (m and ox) else "-"] + ([f"{m / pc:.3f}" if m else "-"] if cu else [])
             print("| " + " | ".join(row) + " |")
 
     if a.json:
