@@ -5,7 +5,9 @@
 //! the CLI (`src/bin/monoscope.rs`) and the wasm boundary (`web`) are the only places
 //! that choose a concrete backend.
 
+pub mod analysis;
 pub mod clip;
+pub mod dict;
 pub mod error;
 pub mod io;
 pub mod pipeline;

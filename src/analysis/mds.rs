@@ -1,0 +1,236 @@
+//! Modality Dominance Score and feature classes (SPEC §2).
+//!
+//! For feature k and pairs i with a_ik + b_ik > eps (a: image activation, b: text
+//! activation), MDS_k = mean_i a_ik / (a_ik + b_ik). Features supported by fewer than
+//! `min_support` pairs are "rare" and not classified. Classes: rule `zscore` (ImgD above
+//! mu + sigma, TextD below mu - sigma, CrossD between; mu, sigma over classified features)
+//! or rule `fixed` (ImgD > 0.75, TextD < 0.25 by default).
+
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Default activation floor below which a pair does not support a feature.
+pub const DEFAULT_EPS: f64 = 1e-6;
+/// Default minimum support (SPEC §2).
+pub const DEFAULT_MIN_SUPPORT: u64 = 10;
+/// Default thresholds of the `fixed` rule (SPEC §2).
+pub const DEFAULT_FIXED: (f64, f64) = (0.75, 0.25);
+
+/// A feature's class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FeatureClass {
+    /// Vision-dominant.
+    ImgD,
+    /// Language-dominant.
+    TextD,
+    /// Cross-modal.
+    CrossD,
+    /// Too little support to classify.
+    Rare,
+}
+
+/// How classes are assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum ClassRule {
+    /// mu ± sigma of the classified features' MDS.
+    Zscore,
+    /// Fixed thresholds.
+    Fixed {
+        /// ImgD when MDS is above this.
+        img: f64,
+        /// TextD when MDS is below this.
+        text: f64,
+    },
+}
+
+/// The thresholds a rule produced, stored with every result.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// The rule.
+    pub rule: ClassRule,
+    /// ImgD above this.
+    pub img: f64,
+    /// TextD below this.
+    pub text: f64,
+    /// Mean MDS of classified features.
+    pub mean: f64,
+    /// Standard deviation of MDS of classified features.
+    pub std: f64,
+}
+
+/// Per-feature MDS and support.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureMds {
+    /// MDS in [0, 1]; `None` when no pair supports the feature.
+    pub mds: Option<f64>,
+    /// Pairs with a + b > eps.
+    pub support: u64,
+    /// Mean image activation over all pairs.
+    pub mean_image: f64,
+    /// Mean text activation over all pairs.
+    pub mean_text: f64,
+}
+
+/// Streams paired activation batches and accumulates MDS sums on the device.
+pub struct MdsAccumulator {
+    eps: f64,
+    pairs: u64,
+    ratio: Option<Tensor<1>>,
+    support: Option<Tensor<1>>,
+    sum_a: Option<Tensor<1>>,
+    sum_b: Option<Tensor<1>>,
+}
+
+fn add(acc: &mut Option<Tensor<1>>, x: Tensor<1>) {
+    *acc = Some(match acc.take() {
+        Some(a) => a + x,
+        None => x,
+    });
+}
+
+impl MdsAccumulator {
+    /// A new accumulator with activation floor `eps`.
+    pub fn new(eps: f64) -> Self {
+        Self { eps, pairs: 0, ratio: None, support: None, sum_a: None, sum_b: None }
+    }
+
+    /// Adds a batch: `a` image activations, `b` text activations of the same pairs, both
+    /// [pairs, K] and non-negative.
+    pub fn add(&mut self, a: Tensor<2>, b: Tensor<2>) {
+        let [n, k] = a.dims();
+        let s = a.clone() + b.clone();
+        let supported = s.clone().greater_elem(self.eps);
+        let ratio = (a.clone() / s.clamp_min(self.eps)).mask_fill(supported.clone().bool_not(), 0.0);
+        add(&mut self.ratio, ratio.sum_dim(0).reshape([k]));
+        add(&mut self.support, supported.float().sum_dim(0).reshape([k]));
+        add(&mut self.sum_a, a.sum_dim(0).reshape([k]));
+        add(&mut self.sum_b, b.sum_dim(0).reshape([k]));
+        self.pairs += n as u64;
+    }
+
+    /// Reads the sums back and computes every feature's MDS.
+    pub fn finish(self) -> Result<Vec<FeatureMds>> {
+        let read = |t: Option<Tensor<1>>| -> Result<Vec<f32>> {
+            let t = t.ok_or_else(|| Error::Invalid("no pairs were given to the MDS".into()))?;
+            t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Device(format!("{e:?}")))
+        };
+        let (ratio, support, a, b) = (read(self.ratio)?, read(self.support)?, read(self.sum_a)?, read(self.sum_b)?);
+        let n = self.pairs.max(1) as f64;
+        Ok(ratio
+            .iter()
+            .zip(&support)
+            .zip(a.iter().zip(&b))
+            .map(|((r, s), (a, b))| {
+                let support = s.round() as u64;
+                FeatureMds {
+                    mds: (support > 0).then(|| (*r as f64 / support as f64).clamp(0.0, 1.0)),
+                    support,
+                    mean_image: *a as f64 / n,
+                    mean_text: *b as f64 / n,
+                }
+            })
+            .collect())
+    }
+}
+
+/// MDS from host activations ([pairs * K] row-major each), for small inputs and tests.
+pub fn mds_of(a: &[f32], b: &[f32], k: usize, eps: f64) -> Vec<FeatureMds> {
+    let n = a.len() / k.max(1);
+    (0..k)
+        .map(|f| {
+            let (mut sum, mut support, mut sa, mut sb) = (0.0, 0u64, 0.0, 0.0);
+            for i in 0..n {
+                let (x, y) = (a[i * k + f] as f64, b[i * k + f] as f64);
+                sa += x;
+                sb += y;
+                if x + y > eps {
+                    sum += x / (x + y);
+                    support += 1;
+                }
+            }
+            FeatureMds {
+                mds: (support > 0).then(|| sum / support as f64),
+                support,
+                mean_image: sa / n.max(1) as f64,
+                mean_text: sb / n.max(1) as f64,
+            }
+        })
+        .collect()
+}
+
+/// Assigns classes. Returns the class of every feature and the thresholds used.
+pub fn classify(features: &[FeatureMds], rule: ClassRule, min_support: u64) -> (Vec<FeatureClass>, Thresholds) {
+    let scored: Vec<f64> =
+        features.iter().filter(|f| f.support >= min_support.max(1)).filter_map(|f| f.mds).collect();
+    let n = scored.len().max(1) as f64;
+    let mean = scored.iter().sum::<f64>() / n;
+    let std = (scored.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let (img, text) = match rule {
+        ClassRule::Zscore => (mean + std, mean - std),
+        ClassRule::Fixed { img, text } => (img, text),
+    };
+    let classes = features
+        .iter()
+        .map(|f| match f.mds {
+            Some(m) if f.support >= min_support.max(1) => {
+                if m > img {
+                    FeatureClass::ImgD
+                } else if m < text {
+                    FeatureClass::TextD
+                } else {
+                    FeatureClass::CrossD
+                }
+            }
+            _ => FeatureClass::Rare,
+        })
+        .collect();
+    (classes, Thresholds { rule, img, text, mean, std })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_computed_mds() {
+        // 3 pairs, 4 features. f0: image only; f1: text only; f2: equal; f3: never fires.
+        let a = [1.0, 0.0, 2.0, 0.0, 0.5, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let b = [0.0, 3.0, 2.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let m = mds_of(&a, &b, 4, 1e-6);
+        assert_eq!(m[0].mds, Some(1.0));
+        assert_eq!(m[0].support, 2);
+        assert_eq!(m[1].mds, Some(0.0));
+        assert_eq!(m[2].mds, Some(0.5));
+        assert_eq!(m[3].mds, None);
+        assert_eq!(m[3].support, 0);
+        assert!((m[0].mean_image - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn eps_excludes_tiny_activations() {
+        let a = [1e-9f32, 0.3];
+        let b = [0.0f32, 0.1];
+        let m = mds_of(&a, &b, 1, 1e-6);
+        assert_eq!(m[0].support, 1);
+        assert!((m[0].mds.unwrap() - 0.75).abs() < 1e-6);
+    }
+
+    #[test]
+    fn zscore_and_fixed_rules() {
+        let f = |mds: f64, support| FeatureMds { mds: Some(mds), support, mean_image: 0.0, mean_text: 0.0 };
+        let feats = vec![f(1.0, 20), f(0.0, 20), f(0.5, 20), f(0.5, 20), f(0.9, 3)];
+        let (c, t) = classify(&feats, ClassRule::Zscore, 10);
+        assert_eq!(c, vec![FeatureClass::ImgD, FeatureClass::TextD, FeatureClass::CrossD, FeatureClass::CrossD, FeatureClass::Rare]);
+        assert!((t.mean - 0.5).abs() < 1e-12);
+        assert!((t.std - (0.125f64).sqrt()).abs() < 1e-12);
+        // A tie at the threshold stays CrossD (strict inequalities).
+        let (c, _) = classify(&feats, ClassRule::Fixed { img: 1.0, text: 0.0 }, 10);
+        assert_eq!(c[0], FeatureClass::CrossD);
+        assert_eq!(c[1], FeatureClass::CrossD);
+        let (c, _) = classify(&feats, ClassRule::Fixed { img: 0.75, text: 0.25 }, 1);
+        assert_eq!(c[4], FeatureClass::ImgD);
+    }
+}

@@ -1,0 +1,5 @@
+//! Analyses of dictionary features: modality dominance ([`mds`]) and interpretability
+//! and quality metrics ([`metrics`]).
+
+pub mod mds;
+pub mod metrics;

@@ -1,0 +1,206 @@
+//! Dictionaries on synthetic data with known ground truth.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use monoscope::analysis::mds::{ClassRule, FeatureClass, MdsAccumulator, classify};
+use monoscope::dict::train::{Pairs, SplitMix, TrainConfig, Trainer};
+use monoscope::dict::{DictConfig, DictKind};
+
+/// Planted world: unit atoms in R^d; a third used only by images, a third only by texts,
+/// a third by both members of a pair (with the same coefficient).
+struct Planted {
+    atoms: Vec<Vec<f32>>,
+    pairs: Pairs,
+}
+
+const IMG: usize = 0;
+const TXT: usize = 1;
+const BOTH: usize = 2;
+
+fn group(atom: usize, per_group: usize) -> usize {
+    atom / per_group
+}
+
+fn planted(d: usize, per_group: usize, n: usize, seed: u64) -> Planted {
+    let mut rng = SplitMix(seed);
+    let mut gauss = || {
+        // Box-Muller from two uniforms.
+        let u1 = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 + 1e-12;
+        let u2 = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+    };
+    let atoms: Vec<Vec<f32>> = (0..3 * per_group)
+        .map(|_| {
+            let v: Vec<f32> = (0..d).map(|_| gauss()).collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / norm).collect()
+        })
+        .collect();
+    let mut pick = SplitMix(seed ^ 0xABCD);
+    let (mut images, mut texts) = (Vec::with_capacity(n * d), Vec::with_capacity(n * d));
+    for _ in 0..n {
+        let mut img = vec![0f32; d];
+        let mut txt = vec![0f32; d];
+        let add = |v: &mut Vec<f32>, a: usize, c: f32| {
+            for (x, y) in v.iter_mut().zip(&atoms[a]) {
+                *x += c * y;
+            }
+        };
+        let coef = |r: &mut SplitMix| 0.5 + (r.next_u64() % 1000) as f32 / 1000.0;
+        // One shared atom (same in both), one image-only, one text-only.
+        let s = BOTH * per_group + pick.below(per_group);
+        let c = coef(&mut pick);
+        add(&mut img, s, c);
+        add(&mut txt, s, c);
+        let i = IMG * per_group + pick.below(per_group);
+        let c = coef(&mut pick);
+        add(&mut img, i, c);
+        let t = TXT * per_group + pick.below(per_group);
+        let c = coef(&mut pick);
+        add(&mut txt, t, c);
+        images.extend(img);
+        texts.extend(txt);
+    }
+    Planted { atoms, pairs: Pairs::new(images, texts, d).unwrap() }
+}
+
+fn rows_of(t: Tensor<2>) -> Vec<Vec<f32>> {
+    let [_, c] = t.dims();
+    let v: Vec<f32> = t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    v.chunks(c).map(<[f32]>::to_vec).collect()
+}
+
+#[test]
+fn topk_sae_recovers_planted_atoms_and_their_modalities() {
+    let (d, per_group, n) = (48, 12, 6000);
+    let world = planted(d, per_group, n, 7);
+    let device = Device::flex();
+    // Every sample mixes exactly two atoms (one shared, one of its own modality), so k = 2.
+    let dict = DictConfig { features: 96, k: 2, ..DictConfig::new(DictKind::Topk, d) };
+    let train = TrainConfig { steps: 1500, batch: 256, lr: Some(3e-3), dead_window: 2000, ..TrainConfig::default() };
+    let mut trainer = Trainer::new(dict, train, &device).unwrap();
+    let mut last = f64::INFINITY;
+    for step in 0..1500 {
+        let s = trainer.step(&world.pairs).unwrap();
+        if step == 0 {
+            last = s.loss;
+        }
+        if step == 1499 {
+            assert!(s.loss < last * 0.2, "loss fell only from {last} to {}", s.loss);
+        }
+    }
+    let dictionary = trainer.finish();
+    let monoscope::dict::Dictionary::Sae(sae) = &dictionary else { panic!("an SAE") };
+    let decoder = rows_of(sae.w_dec.val());
+
+    // Best decoder row for each atom.
+    let mut best = Vec::new();
+    for atom in &world.atoms {
+        let (idx, cos) = decoder
+            .iter()
+            .enumerate()
+            .map(|(i, row)| (i, row.iter().zip(atom).map(|(a, b)| a * b).sum::<f32>()))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap();
+        best.push((idx, cos));
+    }
+    let recovered: Vec<usize> = (0..world.atoms.len()).filter(|&a| best[a].1 >= 0.9).collect();
+    assert!(
+        recovered.len() * 10 >= world.atoms.len() * 9,
+        "recovered {} of {} atoms: {:?}",
+        recovered.len(),
+        world.atoms.len(),
+        best.iter().map(|b| b.1).collect::<Vec<_>>()
+    );
+
+    // MDS of the recovered atoms' features, with the default zscore rule.
+    let mut acc = MdsAccumulator::new(1e-6);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let a = dictionary.encode(world.pairs.rows(true, chunk, &device));
+        let b = dictionary.encode(world.pairs.rows(false, chunk, &device));
+        acc.add(a, b);
+    }
+    let mds = acc.finish().unwrap();
+    let (classes, thresholds) = classify(&mds, ClassRule::Zscore, 10);
+    let expected = |a: usize| match group(a, per_group) {
+        IMG => FeatureClass::ImgD,
+        TXT => FeatureClass::TextD,
+        _ => FeatureClass::CrossD,
+    };
+    let right = recovered.iter().filter(|&&a| classes[best[a].0] == expected(a)).count();
+    assert!(
+        right * 100 >= recovered.len() * 95,
+        "{right} of {} recovered atoms have the planted class ({thresholds:?}): {:?}",
+        recovered.len(),
+        recovered.iter().map(|&a| (group(a, per_group), classes[best[a].0], mds[best[a].0].mds, mds[best[a].0].support)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn relu_sae_trains_and_is_sparse() {
+    let world = planted(32, 8, 2000, 3);
+    let dict = DictConfig { features: 64, l1: 1e-3, ..DictConfig::new(DictKind::Relu, 32) };
+    let train = TrainConfig { steps: 400, batch: 128, lr: Some(2e-3), ..TrainConfig::default() };
+    let mut t = Trainer::new(dict, train, &Device::flex()).unwrap();
+    let first = t.step(&world.pairs).unwrap().loss;
+    let mut last = first;
+    for _ in 0..399 {
+        last = t.step(&world.pairs).unwrap().loss;
+    }
+    assert!(last < first * 0.5, "loss {first} -> {last}");
+    let d = t.finish();
+    let z = d.encode(world.pairs.rows(true, &(0..100).collect::<Vec<_>>(), &Device::flex()));
+    let v: Vec<f32> = z.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    assert!(v.iter().all(|x| *x >= 0.0));
+}
+
+#[test]
+fn ncl_loss_falls_and_features_are_non_negative() {
+    let world = planted(32, 8, 2000, 5);
+    let dict = DictConfig { features: 48, hidden: 64, ..DictConfig::new(DictKind::Ncl, 32) };
+    let train = TrainConfig { steps: 300, batch: 128, lr: Some(1e-3), ..TrainConfig::default() };
+    let mut t = Trainer::new(dict, train, &Device::flex()).unwrap();
+    let first: f64 = (0..5).map(|_| t.step(&world.pairs).unwrap().loss).sum::<f64>() / 5.0;
+    for _ in 0..290 {
+        t.step(&world.pairs).unwrap();
+    }
+    let last: f64 = (0..5).map(|_| t.step(&world.pairs).unwrap().loss).sum::<f64>() / 5.0;
+    assert!(last < first * 0.8, "InfoNCE {first} -> {last}");
+    let d = t.finish();
+    let z = d.encode(world.pairs.rows(false, &(0..200).collect::<Vec<_>>(), &Device::flex()));
+    let v: Vec<f32> = z.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    assert!(v.iter().all(|x| *x >= 0.0));
+    assert!(v.iter().any(|x| *x > 0.0));
+}
+
+#[test]
+fn info_nce_gradient_matches_finite_differences() {
+    // d/dA of the symmetric InfoNCE, by autodiff and by central differences (f32, so
+    // the step and tolerance are loose: h = 1e-2 on O(1) inputs, 5% relative error).
+    let device = Device::flex().autodiff();
+    let (n, k) = (4, 6);
+    let mut rng = SplitMix(11);
+    let mut vals = |m: usize| -> Vec<f32> { (0..m).map(|_| (rng.below(1000) as f32) / 1000.0 + 0.05).collect() };
+    let a0 = vals(n * k);
+    let b0 = vals(n * k);
+    let t = 0.5;
+    let loss = |a: &[f32]| -> f64 {
+        let dev = Device::flex();
+        let a = Tensor::<2>::from_data(TensorData::new(a.to_vec(), [n, k]), &dev);
+        let b = Tensor::<2>::from_data(TensorData::new(b0.clone(), [n, k]), &dev);
+        monoscope::dict::ncl::info_nce(a, b, t).into_data().convert::<f64>().try_into_vec::<f64>().unwrap()[0]
+    };
+    let a = Tensor::<2>::from_data(TensorData::new(a0.clone(), [n, k]), &device).require_grad();
+    let b = Tensor::<2>::from_data(TensorData::new(b0.clone(), [n, k]), &device);
+    let grads = monoscope::dict::ncl::info_nce(a.clone(), b, t).backward();
+    let g: Vec<f32> = a.grad(&grads).unwrap().into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    let h = 1e-2f32;
+    for i in 0..n * k {
+        let mut plus = a0.clone();
+        plus[i] += h;
+        let mut minus = a0.clone();
+        minus[i] -= h;
+        let fd = (loss(&plus) - loss(&minus)) / (2.0 * h as f64);
+        let err = (fd - g[i] as f64).abs();
+        assert!(err <= 0.05 * fd.abs().max(0.02), "entry {i}: autodiff {} vs finite differences {fd}", g[i]);
+    }
+}
