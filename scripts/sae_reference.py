@@ -59,8 +59,8 @@ Commands (repo root):
     "samples_per_s":float,...}]}) also prints monoscope/PyTorch ratios. Only ratios measured on
     the same machine at the same time are meaningful.
     Note: with --dead-window 100000 and few steps no latent can be dead, so the AuxK branch is
-    not exercised; pass e.g. --dead-window 1 to time it (every latent that did not fire in the
-    previous step counts as dead).
+    not exercised (with batch 4096 and random data every latent fires every step anyway); pass
+    --dead-window 0 to time it: then every latent counts as dead and k_aux = aux_k = 512 each step.
   python3 scripts/sae_reference.py golden --out DIR [--kind topk|relu] [--steps 3]
     Tiny deterministic run (d 8, K 32, k 4, aux_k 8, batch 16, dead_window 16) that saves
     DIR/<kind>.safetensors: init params, the batches, params after each step and the losses, for
@@ -187,8 +187,8 @@ def bench(a):
             times.append(time.perf_counter() - t)
         tot = sum(times)
         r = {"kind": kind, "samples_per_s": a.batch * a.steps / tot, "ms_per_step": 1e3 * tot / a.steps,
-             "ms_per_step_min": 1e3 * min(times), "final_loss": float(out["loss"]),
-             "final_mse": float(out["mse"]), "n_dead_last": int(out.get("n_dead", 0))}
+             "ms_per_step_min": 1e3 * min(times), "final_loss": float(out["loss"].detach()),
+             "final_mse": float(out["mse"].detach()), "n_dead_last": int(out.get("n_dead", 0))}
         results.append(r)
     cfg = {"d": a.d, "features": a.features, "k": a.k, "batch": a.batch, "steps": a.steps,
            "warmup": a.warmup, "threads": threads, "dead_window": a.dead_window, "l1": a.l1,

@@ -60,12 +60,19 @@ fn planted(d: usize, per_group: usize, n: usize, seed: u64) -> Planted {
         images.extend(img);
         texts.extend(txt);
     }
-    Planted { atoms, pairs: Pairs::new(images, texts, d).unwrap() }
+    Planted {
+        atoms,
+        pairs: Pairs::new(images, texts, d).unwrap(),
+    }
 }
 
 fn rows_of(t: Tensor<2>) -> Vec<Vec<f32>> {
     let [_, c] = t.dims();
-    let v: Vec<f32> = t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    let v: Vec<f32> = t
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap();
     v.chunks(c).map(<[f32]>::to_vec).collect()
 }
 
@@ -75,8 +82,18 @@ fn topk_sae_recovers_planted_atoms_and_their_modalities() {
     let world = planted(d, per_group, n, 7);
     let device = Device::flex();
     // Every sample mixes exactly two atoms (one shared, one of its own modality), so k = 2.
-    let dict = DictConfig { features: 96, k: 2, ..DictConfig::new(DictKind::Topk, d) };
-    let train = TrainConfig { steps: 1500, batch: 256, lr: Some(3e-3), dead_window: 2000, ..TrainConfig::default() };
+    let dict = DictConfig {
+        features: 96,
+        k: 2,
+        ..DictConfig::new(DictKind::Topk, d)
+    };
+    let train = TrainConfig {
+        steps: 1500,
+        batch: 256,
+        lr: Some(3e-3),
+        dead_window: 2000,
+        ..TrainConfig::default()
+    };
     let mut trainer = Trainer::new(dict, train, &device).unwrap();
     let mut last = f64::INFINITY;
     for step in 0..1500 {
@@ -85,11 +102,17 @@ fn topk_sae_recovers_planted_atoms_and_their_modalities() {
             last = s.loss;
         }
         if step == 1499 {
-            assert!(s.loss < last * 0.2, "loss fell only from {last} to {}", s.loss);
+            assert!(
+                s.loss < last * 0.2,
+                "loss fell only from {last} to {}",
+                s.loss
+            );
         }
     }
     let dictionary = trainer.finish();
-    let monoscope::dict::Dictionary::Sae(sae) = &dictionary else { panic!("an SAE") };
+    let monoscope::dict::Dictionary::Sae(sae) = &dictionary else {
+        panic!("an SAE")
+    };
     let decoder = rows_of(sae.w_dec.val());
 
     // Best decoder row for each atom.
@@ -103,7 +126,9 @@ fn topk_sae_recovers_planted_atoms_and_their_modalities() {
             .unwrap();
         best.push((idx, cos));
     }
-    let recovered: Vec<usize> = (0..world.atoms.len()).filter(|&a| best[a].1 >= 0.9).collect();
+    let recovered: Vec<usize> = (0..world.atoms.len())
+        .filter(|&a| best[a].1 >= 0.9)
+        .collect();
     assert!(
         recovered.len() * 10 >= world.atoms.len() * 9,
         "recovered {} of {} atoms: {:?}",
@@ -126,20 +151,40 @@ fn topk_sae_recovers_planted_atoms_and_their_modalities() {
         TXT => FeatureClass::TextD,
         _ => FeatureClass::CrossD,
     };
-    let right = recovered.iter().filter(|&&a| classes[best[a].0] == expected(a)).count();
+    let right = recovered
+        .iter()
+        .filter(|&&a| classes[best[a].0] == expected(a))
+        .count();
     assert!(
         right * 100 >= recovered.len() * 95,
         "{right} of {} recovered atoms have the planted class ({thresholds:?}): {:?}",
         recovered.len(),
-        recovered.iter().map(|&a| (group(a, per_group), classes[best[a].0], mds[best[a].0].mds, mds[best[a].0].support)).collect::<Vec<_>>()
+        recovered
+            .iter()
+            .map(|&a| (
+                group(a, per_group),
+                classes[best[a].0],
+                mds[best[a].0].mds,
+                mds[best[a].0].support
+            ))
+            .collect::<Vec<_>>()
     );
 }
 
 #[test]
 fn relu_sae_trains_and_is_sparse() {
     let world = planted(32, 8, 2000, 3);
-    let dict = DictConfig { features: 64, l1: 1e-3, ..DictConfig::new(DictKind::Relu, 32) };
-    let train = TrainConfig { steps: 400, batch: 128, lr: Some(2e-3), ..TrainConfig::default() };
+    let dict = DictConfig {
+        features: 64,
+        l1: 1e-3,
+        ..DictConfig::new(DictKind::Relu, 32)
+    };
+    let train = TrainConfig {
+        steps: 400,
+        batch: 128,
+        lr: Some(2e-3),
+        ..TrainConfig::default()
+    };
     let mut t = Trainer::new(dict, train, &Device::flex()).unwrap();
     let first = t.step(&world.pairs).unwrap().loss;
     let mut last = first;
@@ -148,26 +193,57 @@ fn relu_sae_trains_and_is_sparse() {
     }
     assert!(last < first * 0.5, "loss {first} -> {last}");
     let d = t.finish();
-    let z = d.encode(world.pairs.rows(true, &(0..100).collect::<Vec<_>>(), &Device::flex()));
-    let v: Vec<f32> = z.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    let z = d.encode(
+        world
+            .pairs
+            .rows(true, &(0..100).collect::<Vec<_>>(), &Device::flex()),
+    );
+    let v: Vec<f32> = z
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap();
     assert!(v.iter().all(|x| *x >= 0.0));
 }
 
 #[test]
 fn ncl_loss_falls_and_features_are_non_negative() {
     let world = planted(32, 8, 2000, 5);
-    let dict = DictConfig { features: 48, hidden: 64, ..DictConfig::new(DictKind::Ncl, 32) };
-    let train = TrainConfig { steps: 300, batch: 128, lr: Some(1e-3), ..TrainConfig::default() };
+    let dict = DictConfig {
+        features: 48,
+        hidden: 64,
+        ..DictConfig::new(DictKind::Ncl, 32)
+    };
+    let train = TrainConfig {
+        steps: 300,
+        batch: 128,
+        lr: Some(1e-3),
+        ..TrainConfig::default()
+    };
     let mut t = Trainer::new(dict, train, &Device::flex()).unwrap();
-    let first: f64 = (0..5).map(|_| t.step(&world.pairs).unwrap().loss).sum::<f64>() / 5.0;
+    let first: f64 = (0..5)
+        .map(|_| t.step(&world.pairs).unwrap().loss)
+        .sum::<f64>()
+        / 5.0;
     for _ in 0..290 {
         t.step(&world.pairs).unwrap();
     }
-    let last: f64 = (0..5).map(|_| t.step(&world.pairs).unwrap().loss).sum::<f64>() / 5.0;
+    let last: f64 = (0..5)
+        .map(|_| t.step(&world.pairs).unwrap().loss)
+        .sum::<f64>()
+        / 5.0;
     assert!(last < first * 0.8, "InfoNCE {first} -> {last}");
     let d = t.finish();
-    let z = d.encode(world.pairs.rows(false, &(0..200).collect::<Vec<_>>(), &Device::flex()));
-    let v: Vec<f32> = z.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    let z = d.encode(
+        world
+            .pairs
+            .rows(false, &(0..200).collect::<Vec<_>>(), &Device::flex()),
+    );
+    let v: Vec<f32> = z
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap();
     assert!(v.iter().all(|x| *x >= 0.0));
     assert!(v.iter().any(|x| *x > 0.0));
 }
@@ -179,7 +255,11 @@ fn info_nce_gradient_matches_finite_differences() {
     let device = Device::flex().autodiff();
     let (n, k) = (4, 6);
     let mut rng = SplitMix(11);
-    let mut vals = |m: usize| -> Vec<f32> { (0..m).map(|_| (rng.below(1000) as f32) / 1000.0 + 0.05).collect() };
+    let mut vals = |m: usize| -> Vec<f32> {
+        (0..m)
+            .map(|_| (rng.below(1000) as f32) / 1000.0 + 0.05)
+            .collect()
+    };
     let a0 = vals(n * k);
     let b0 = vals(n * k);
     let t = 0.5;
@@ -187,12 +267,22 @@ fn info_nce_gradient_matches_finite_differences() {
         let dev = Device::flex();
         let a = Tensor::<2>::from_data(TensorData::new(a.to_vec(), [n, k]), &dev);
         let b = Tensor::<2>::from_data(TensorData::new(b0.clone(), [n, k]), &dev);
-        monoscope::dict::ncl::info_nce(a, b, t).into_data().convert::<f64>().try_into_vec::<f64>().unwrap()[0]
+        monoscope::dict::ncl::info_nce(a, b, t)
+            .into_data()
+            .convert::<f64>()
+            .try_into_vec::<f64>()
+            .unwrap()[0]
     };
     let a = Tensor::<2>::from_data(TensorData::new(a0.clone(), [n, k]), &device).require_grad();
     let b = Tensor::<2>::from_data(TensorData::new(b0.clone(), [n, k]), &device);
     let grads = monoscope::dict::ncl::info_nce(a.clone(), b, t).backward();
-    let g: Vec<f32> = a.grad(&grads).unwrap().into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    let g: Vec<f32> = a
+        .grad(&grads)
+        .unwrap()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap();
     let h = 1e-2f32;
     for i in 0..n * k {
         let mut plus = a0.clone();
@@ -201,6 +291,109 @@ fn info_nce_gradient_matches_finite_differences() {
         minus[i] -= h;
         let fd = (loss(&plus) - loss(&minus)) / (2.0 * h as f64);
         let err = (fd - g[i] as f64).abs();
-        assert!(err <= 0.05 * fd.abs().max(0.02), "entry {i}: autodiff {} vs finite differences {fd}", g[i]);
+        assert!(
+            err <= 0.05 * fd.abs().max(0.02),
+            "entry {i}: autodiff {} vs finite differences {fd}",
+            g[i]
+        );
     }
+}
+
+fn read_ref(path: &std::path::Path) -> std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(n, t)| {
+            let v = t
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            (n, (t.shape().to_vec(), v))
+        })
+        .collect()
+}
+
+#[test]
+fn saelens_dictionaries_load_and_match_their_reference() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for name in ["saelens-topk", "saelens-relu", "saelens-topk-legacy"] {
+        let dir = root.join(name);
+        let (file, dict) = monoscope::io::dictionary::load_dir(&dir, &Device::flex()).unwrap();
+        let r = read_ref(&dir.join("reference.safetensors"));
+        let (xs, x) = &r["x"];
+        let input =
+            Tensor::<2>::from_data(TensorData::new(x.clone(), [xs[0], xs[1]]), &Device::flex());
+        let z = dict.encode(input);
+        let x_hat = dict.decode(z.clone()).unwrap();
+        let z: Vec<f32> = z
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let x_hat: Vec<f32> = x_hat
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let max = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0f32, f32::max)
+        };
+        // f32 on both sides, 16-wide dot products: 1e-5 is ~100 ulps of the values.
+        assert!(
+            max(&z, &r["feature_acts"].1) <= 1e-5,
+            "{name}: activations differ by {}",
+            max(&z, &r["feature_acts"].1)
+        );
+        assert!(
+            max(&x_hat, &r["x_hat"].1) <= 1e-5,
+            "{name}: reconstructions differ"
+        );
+        if file.config.kind == DictKind::Topk {
+            for row in z.chunks(file.config.features) {
+                assert!(row.iter().filter(|v| **v > 0.0).count() <= file.config.k);
+            }
+        }
+    }
+}
+
+#[test]
+fn trained_dictionaries_round_trip_through_files() {
+    let world = planted(16, 4, 500, 1);
+    let dir = std::env::temp_dir().join(format!("monoscope-dict-{}", std::process::id()));
+    for kind in [DictKind::Topk, DictKind::Ncl] {
+        let dict = DictConfig {
+            features: 24,
+            hidden: 20,
+            k: 3,
+            ..DictConfig::new(kind, 16)
+        };
+        let train = TrainConfig {
+            steps: 20,
+            batch: 32,
+            ..TrainConfig::default()
+        };
+        let mut t = Trainer::new(dict.clone(), train, &Device::flex()).unwrap();
+        for _ in 0..20 {
+            t.step(&world.pairs).unwrap();
+        }
+        let trained = t.finish();
+        let file = monoscope::io::dictionary::DictFile {
+            format: monoscope::io::dictionary::FORMAT.into(),
+            config: dict,
+            center_input: true,
+            provenance: serde_json::Value::Null,
+        };
+        monoscope::io::dictionary::save_dir(&dir, &file, &trained).unwrap();
+        let (_, loaded) = monoscope::io::dictionary::load_dir(&dir, &Device::flex()).unwrap();
+        let idx: Vec<usize> = (0..50).collect();
+        let a = rows_of(trained.encode(world.pairs.rows(true, &idx, &Device::flex())));
+        let b = rows_of(loaded.encode(world.pairs.rows(true, &idx, &Device::flex())));
+        assert_eq!(a, b, "{kind:?}: activations changed through save/load");
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

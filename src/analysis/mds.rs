@@ -94,7 +94,14 @@ fn add(acc: &mut Option<Tensor<1>>, x: Tensor<1>) {
 impl MdsAccumulator {
     /// A new accumulator with activation floor `eps`.
     pub fn new(eps: f64) -> Self {
-        Self { eps, pairs: 0, ratio: None, support: None, sum_a: None, sum_b: None }
+        Self {
+            eps,
+            pairs: 0,
+            ratio: None,
+            support: None,
+            sum_a: None,
+            sum_b: None,
+        }
     }
 
     /// Adds a batch: `a` image activations, `b` text activations of the same pairs, both
@@ -103,7 +110,8 @@ impl MdsAccumulator {
         let [n, k] = a.dims();
         let s = a.clone() + b.clone();
         let supported = s.clone().greater_elem(self.eps);
-        let ratio = (a.clone() / s.clamp_min(self.eps)).mask_fill(supported.clone().bool_not(), 0.0);
+        let ratio =
+            (a.clone() / s.clamp_min(self.eps)).mask_fill(supported.clone().bool_not(), 0.0);
         add(&mut self.ratio, ratio.sum_dim(0).reshape([k]));
         add(&mut self.support, supported.float().sum_dim(0).reshape([k]));
         add(&mut self.sum_a, a.sum_dim(0).reshape([k]));
@@ -115,9 +123,17 @@ impl MdsAccumulator {
     pub fn finish(self) -> Result<Vec<FeatureMds>> {
         let read = |t: Option<Tensor<1>>| -> Result<Vec<f32>> {
             let t = t.ok_or_else(|| Error::Invalid("no pairs were given to the MDS".into()))?;
-            t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Device(format!("{e:?}")))
+            t.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| Error::Device(format!("{e:?}")))
         };
-        let (ratio, support, a, b) = (read(self.ratio)?, read(self.support)?, read(self.sum_a)?, read(self.sum_b)?);
+        let (ratio, support, a, b) = (
+            read(self.ratio)?,
+            read(self.support)?,
+            read(self.sum_a)?,
+            read(self.sum_b)?,
+        );
         let n = self.pairs.max(1) as f64;
         Ok(ratio
             .iter()
@@ -162,9 +178,16 @@ pub fn mds_of(a: &[f32], b: &[f32], k: usize, eps: f64) -> Vec<FeatureMds> {
 }
 
 /// Assigns classes. Returns the class of every feature and the thresholds used.
-pub fn classify(features: &[FeatureMds], rule: ClassRule, min_support: u64) -> (Vec<FeatureClass>, Thresholds) {
-    let scored: Vec<f64> =
-        features.iter().filter(|f| f.support >= min_support.max(1)).filter_map(|f| f.mds).collect();
+pub fn classify(
+    features: &[FeatureMds],
+    rule: ClassRule,
+    min_support: u64,
+) -> (Vec<FeatureClass>, Thresholds) {
+    let scored: Vec<f64> = features
+        .iter()
+        .filter(|f| f.support >= min_support.max(1))
+        .filter_map(|f| f.mds)
+        .collect();
     let n = scored.len().max(1) as f64;
     let mean = scored.iter().sum::<f64>() / n;
     let std = (scored.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / n).sqrt();
@@ -187,7 +210,16 @@ pub fn classify(features: &[FeatureMds], rule: ClassRule, min_support: u64) -> (
             _ => FeatureClass::Rare,
         })
         .collect();
-    (classes, Thresholds { rule, img, text, mean, std })
+    (
+        classes,
+        Thresholds {
+            rule,
+            img,
+            text,
+            mean,
+            std,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -220,17 +252,45 @@ mod tests {
 
     #[test]
     fn zscore_and_fixed_rules() {
-        let f = |mds: f64, support| FeatureMds { mds: Some(mds), support, mean_image: 0.0, mean_text: 0.0 };
+        let f = |mds: f64, support| FeatureMds {
+            mds: Some(mds),
+            support,
+            mean_image: 0.0,
+            mean_text: 0.0,
+        };
         let feats = vec![f(1.0, 20), f(0.0, 20), f(0.5, 20), f(0.5, 20), f(0.9, 3)];
         let (c, t) = classify(&feats, ClassRule::Zscore, 10);
-        assert_eq!(c, vec![FeatureClass::ImgD, FeatureClass::TextD, FeatureClass::CrossD, FeatureClass::CrossD, FeatureClass::Rare]);
+        assert_eq!(
+            c,
+            vec![
+                FeatureClass::ImgD,
+                FeatureClass::TextD,
+                FeatureClass::CrossD,
+                FeatureClass::CrossD,
+                FeatureClass::Rare
+            ]
+        );
         assert!((t.mean - 0.5).abs() < 1e-12);
         assert!((t.std - (0.125f64).sqrt()).abs() < 1e-12);
         // A tie at the threshold stays CrossD (strict inequalities).
-        let (c, _) = classify(&feats, ClassRule::Fixed { img: 1.0, text: 0.0 }, 10);
+        let (c, _) = classify(
+            &feats,
+            ClassRule::Fixed {
+                img: 1.0,
+                text: 0.0,
+            },
+            10,
+        );
         assert_eq!(c[0], FeatureClass::CrossD);
         assert_eq!(c[1], FeatureClass::CrossD);
-        let (c, _) = classify(&feats, ClassRule::Fixed { img: 0.75, text: 0.25 }, 1);
+        let (c, _) = classify(
+            &feats,
+            ClassRule::Fixed {
+                img: 0.75,
+                text: 0.25,
+            },
+            1,
+        );
         assert_eq!(c[4], FeatureClass::ImgD);
     }
 }

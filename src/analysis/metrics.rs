@@ -12,14 +12,23 @@ pub fn emb_sim(rows: &[&[f32]]) -> Option<f64> {
     let unit: Vec<Vec<f64>> = rows
         .iter()
         .map(|r| {
-            let n = r.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt().max(1e-12);
+            let n = r
+                .iter()
+                .map(|x| (*x as f64).powi(2))
+                .sum::<f64>()
+                .sqrt()
+                .max(1e-12);
             r.iter().map(|x| *x as f64 / n).collect()
         })
         .collect();
     let (mut sum, mut count) = (0.0, 0usize);
     for i in 0..unit.len() {
         for j in i + 1..unit.len() {
-            sum += unit[i].iter().zip(&unit[j]).map(|(a, b)| a * b).sum::<f64>();
+            sum += unit[i]
+                .iter()
+                .zip(&unit[j])
+                .map(|(a, b)| a * b)
+                .sum::<f64>();
             count += 1;
         }
     }

@@ -23,7 +23,7 @@ mod cli {
     use indicatif::{ProgressBar, ProgressStyle};
     use monoscope::clip::ClipConfig;
     use monoscope::pipeline::rows;
-    use monoscope::{Embedder, Error, Result, bench, read_file};
+    use monoscope::{Embedder, Error, Result, bench, read_file, write_atomic};
     use serde::Serialize;
 
     /// monoscope: look inside CLIP, on your own machine.
@@ -264,16 +264,5 @@ mod cli {
                 Ok(())
             }
         }
-    }
-
-    /// Writes via a temporary file and a rename, so a reader never sees half a file.
-    fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-        let tmp = path.with_extension("tmp");
-        let io = |source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        std::fs::write(&tmp, bytes).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
     }
 }

@@ -75,19 +75,34 @@ impl DictConfig {
     /// SPEC defaults for an embedding width `d`.
     pub fn new(kind: DictKind, d: usize) -> Self {
         let features = DEFAULT_EXPANSION * d;
-        Self { kind, d, features, k: DEFAULT_TOPK, l1: DEFAULT_L1, hidden: features, temperature: DEFAULT_TEMPERATURE }
+        Self {
+            kind,
+            d,
+            features,
+            k: DEFAULT_TOPK,
+            l1: DEFAULT_L1,
+            hidden: features,
+            temperature: DEFAULT_TEMPERATURE,
+        }
     }
 
     /// Checks the numbers.
     pub fn validate(&self) -> Result<()> {
         if self.d == 0 || self.features == 0 {
-            return Err(Error::Invalid("a dictionary needs d > 0 and features > 0".into()));
+            return Err(Error::Invalid(
+                "a dictionary needs d > 0 and features > 0".into(),
+            ));
         }
         if self.kind == DictKind::Topk && (self.k == 0 || self.k > self.features) {
-            return Err(Error::Invalid(format!("k must be in 1..={} (the feature count)", self.features)));
+            return Err(Error::Invalid(format!(
+                "k must be in 1..={} (the feature count)",
+                self.features
+            )));
         }
         if self.kind == DictKind::Ncl && (self.hidden == 0 || self.temperature <= 0.0) {
-            return Err(Error::Invalid("NCL needs hidden > 0 and temperature > 0".into()));
+            return Err(Error::Invalid(
+                "NCL needs hidden > 0 and temperature > 0".into(),
+            ));
         }
         if self.l1 < 0.0 {
             return Err(Error::Invalid("l1 must be non-negative".into()));
@@ -98,8 +113,18 @@ impl DictConfig {
     /// Creates a freshly initialised dictionary.
     pub fn init(&self, device: &Device) -> Dictionary {
         match self.kind {
-            DictKind::Topk => Dictionary::Sae(sae::init(self.d, self.features, SaeActivation::TopK(self.k), device)),
-            DictKind::Relu => Dictionary::Sae(sae::init(self.d, self.features, SaeActivation::Relu, device)),
+            DictKind::Topk => Dictionary::Sae(sae::init(
+                self.d,
+                self.features,
+                SaeActivation::TopK(self.k),
+                device,
+            )),
+            DictKind::Relu => Dictionary::Sae(sae::init(
+                self.d,
+                self.features,
+                SaeActivation::Relu,
+                device,
+            )),
             DictKind::Ncl => Dictionary::Ncl(ncl::init(self.d, self.hidden, self.features, device)),
         }
     }

@@ -20,7 +20,10 @@ pub struct Ncl {
 
 /// A fresh head.
 pub fn init(d: usize, hidden: usize, features: usize, device: &Device) -> Ncl {
-    Ncl { fc1: LinearConfig::new(d, hidden).init(device), fc2: LinearConfig::new(hidden, features).init(device) }
+    Ncl {
+        fc1: LinearConfig::new(d, hidden).init(device),
+        fc2: LinearConfig::new(hidden, features).init(device),
+    }
 }
 
 impl Ncl {

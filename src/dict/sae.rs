@@ -31,18 +31,26 @@ pub struct Sae {
     pub b_dec: Param<Tensor<1>>,
     #[module(skip)]
     act: SaeActivation,
+    /// Whether `b_dec` is subtracted from inputs (SAELens' `apply_b_dec_to_input`).
+    #[module(skip)]
+    center_input: bool,
 }
 
 /// Random unit-norm atoms, encoder = decoder transposed, zero biases (the initialisation
 /// of Gao et al. 2024, "Scaling and evaluating sparse autoencoders").
 pub fn init(d: usize, features: usize, act: SaeActivation, device: &Device) -> Sae {
-    let atoms = unit_rows(Tensor::<2>::random([features, d], Distribution::Normal(0.0, 1.0), device));
+    let atoms = unit_rows(Tensor::<2>::random(
+        [features, d],
+        Distribution::Normal(0.0, 1.0),
+        device,
+    ));
     Sae {
         w_enc: Param::from_tensor(atoms.clone().transpose()),
         b_enc: Param::from_tensor(Tensor::zeros([features], device)),
         w_dec: Param::from_tensor(atoms),
         b_dec: Param::from_tensor(Tensor::zeros([d], device)),
         act,
+        center_input: true,
     }
 }
 
@@ -53,15 +61,10 @@ pub fn unit_rows(x: Tensor<2>) -> Tensor<2> {
 }
 
 impl Sae {
-    /// Builds an autoencoder from tensors in SAELens layout.
-    pub fn from_tensors(w_enc: Tensor<2>, b_enc: Tensor<1>, w_dec: Tensor<2>, b_dec: Tensor<1>, act: SaeActivation) -> Self {
-        Sae {
-            w_enc: Param::from_tensor(w_enc),
-            b_enc: Param::from_tensor(b_enc),
-            w_dec: Param::from_tensor(w_dec),
-            b_dec: Param::from_tensor(b_dec),
-            act,
-        }
+    /// Sets whether `b_dec` is subtracted from inputs before encoding (default true).
+    pub fn with_center_input(mut self, center: bool) -> Self {
+        self.center_input = center;
+        self
     }
 
     /// The activation.
@@ -71,7 +74,11 @@ impl Sae {
 
     /// Pre-activations W_enc (x - b_dec) + b_enc. [n, d] -> [n, K]
     pub fn pre_activations(&self, x: Tensor<2>) -> Tensor<2> {
-        let centred = x - self.b_dec.val().unsqueeze::<2>();
+        let centred = if self.center_input {
+            x - self.b_dec.val().unsqueeze::<2>()
+        } else {
+            x
+        };
         centred.matmul(self.w_enc.val()) + self.b_enc.val().unsqueeze::<2>()
     }
 

@@ -92,9 +92,16 @@ impl Pairs {
     /// Checks sizes.
     pub fn new(images: Vec<f32>, texts: Vec<f32>, d: usize) -> Result<Self> {
         if d == 0 || images.len() != texts.len() || images.len() % d != 0 || images.is_empty() {
-            return Err(Error::Invalid("paired embeddings must be two non-empty [n, d] matrices of equal shape".into()));
+            return Err(Error::Invalid(
+                "paired embeddings must be two non-empty [n, d] matrices of equal shape".into(),
+            ));
         }
-        Ok(Self { n: images.len() / d, images, texts, d })
+        Ok(Self {
+            n: images.len() / d,
+            images,
+            texts,
+            d,
+        })
     }
 
     /// Rows `idx` of one modality as a [idx.len(), d] tensor.
@@ -170,13 +177,26 @@ impl Trainer {
     pub fn new(dict_config: DictConfig, config: TrainConfig, device: &Device) -> Result<Self> {
         dict_config.validate()?;
         if config.batch < 2 || config.steps == 0 {
-            return Err(Error::Invalid("training needs batch >= 2 and steps >= 1".into()));
+            return Err(Error::Invalid(
+                "training needs batch >= 2 and steps >= 1".into(),
+            ));
         }
         let device = device.clone().autodiff();
         device.seed(config.seed);
         let dict = dict_config.init(&device);
-        let state = TrainerState { step: 0, rng: SplitMix(config.seed), since_fired: vec![0; dict_config.features] };
-        Ok(Self { dict_config, config, dict, adam: BTreeMap::new(), state, device })
+        let state = TrainerState {
+            step: 0,
+            rng: SplitMix(config.seed),
+            since_fired: vec![0; dict_config.features],
+        };
+        Ok(Self {
+            dict_config,
+            config,
+            dict,
+            adam: BTreeMap::new(),
+            state,
+            device,
+        })
     }
 
     /// The autodiff device in use.
@@ -198,35 +218,65 @@ impl Trainer {
                 let half = batch / 2;
                 let idx_i = sample(&mut self.state.rng, data.n, half);
                 let idx_t = sample(&mut self.state.rng, data.n, batch - half);
-                let x = Tensor::cat(vec![data.rows(true, &idx_i, &self.device), data.rows(false, &idx_t, &self.device)], 0);
+                let x = Tensor::cat(
+                    vec![
+                        data.rows(true, &idx_i, &self.device),
+                        data.rows(false, &idx_t, &self.device),
+                    ],
+                    0,
+                );
                 let pre = sae.pre_activations(x.clone());
                 let z = sae.activate(pre.clone());
                 let x_hat = sae.decode(z.clone());
                 let mse = (x_hat.clone() - x.clone()).square().sum_dim(1).mean();
                 let aux = match self.dict_config.kind {
                     DictKind::Topk => {
-                        let fired: Vec<bool> = read_bools(z.clone().detach().greater_elem(0.0).any_dim(0).reshape([self.dict_config.features]))?;
+                        let fired: Vec<bool> = read_bools(
+                            z.clone()
+                                .detach()
+                                .greater_elem(0.0)
+                                .any_dim(0)
+                                .reshape([self.dict_config.features]),
+                        )?;
                         let mut dead = Vec::with_capacity(fired.len());
                         for (c, f) in self.state.since_fired.iter_mut().zip(&fired) {
-                            *c = if *f { 0 } else { c.saturating_add(batch as u64) };
+                            *c = if *f {
+                                0
+                            } else {
+                                c.saturating_add(batch as u64)
+                            };
                             dead.push(*c >= self.config.dead_window);
                         }
                         let n_dead = dead.iter().filter(|d| **d).count();
                         if n_dead == 0 || self.config.aux_coef == 0.0 {
                             None
                         } else {
-                            let alive: Vec<f32> = dead.iter().map(|d| if *d { 0.0 } else { 1.0 }).collect();
+                            let alive: Vec<f32> =
+                                dead.iter().map(|d| if *d { 0.0 } else { 1.0 }).collect();
                             let k = alive.len();
-                            let alive = Tensor::<2>::from_data(TensorData::new(alive, [1, k]), &self.device).equal_elem(1.0);
+                            let alive = Tensor::<2>::from_data(
+                                TensorData::new(alive, [1, k]),
+                                &self.device,
+                            )
+                            .equal_elem(1.0);
                             let dead_pre = pre.mask_fill(alive, -1e9);
                             let z_aux = keep_top_k(dead_pre, self.config.aux_k.min(n_dead));
                             let residual = (x - x_hat).detach();
                             let e_hat = z_aux.matmul(sae.w_dec.val());
-                            Some((residual - e_hat).square().sum_dim(1).mean() * self.config.aux_coef)
+                            Some(
+                                (residual - e_hat).square().sum_dim(1).mean()
+                                    * self.config.aux_coef,
+                            )
                         }
                     }
                     _ => {
-                        let norms = sae.w_dec.val().square().sum_dim(1).sqrt().reshape([1, self.dict_config.features]);
+                        let norms = sae
+                            .w_dec
+                            .val()
+                            .square()
+                            .sum_dim(1)
+                            .sqrt()
+                            .reshape([1, self.dict_config.features]);
                         Some((z * norms).sum_dim(1).mean() * self.dict_config.l1)
                     }
                 };
@@ -249,17 +299,42 @@ impl Trainer {
         };
         let loss_value = scalar(total.clone())?;
         if !loss_value.is_finite() {
-            return Err(Error::Invalid(format!("training diverged at step {} (loss {loss_value})", self.state.step)));
+            return Err(Error::Invalid(format!(
+                "training diverged at step {} (loss {loss_value})",
+                self.state.step
+            )));
         }
         let grads = total.backward();
         self.state.step += 1;
         let lr = self.config.learning_rate(self.dict_config.kind);
-        let mut adam = AdamStep { grads: &grads, moments: &mut self.adam, path: Vec::new(), lr, t: self.state.step as i32 };
-        let dict = std::mem::replace(&mut self.dict, Dictionary::Ncl(ncl::init(1, 1, 1, &self.device)));
+        let mut adam = AdamStep {
+            grads: &grads,
+            moments: &mut self.adam,
+            path: Vec::new(),
+            lr,
+            t: self.state.step as i32,
+        };
+        let dict = std::mem::replace(
+            &mut self.dict,
+            Dictionary::Ncl(ncl::init(1, 1, 1, &self.device)),
+        );
         self.dict = renormalise(dict.map(&mut adam));
-        let dead = self.state.since_fired.iter().filter(|c| **c >= self.config.dead_window).count();
-        let dead_fraction = if self.dict_config.kind == DictKind::Topk { dead as f64 / self.dict_config.features as f64 } else { 0.0 };
-        Ok(StepStats { loss: loss_value, aux: aux_value, dead_fraction })
+        let dead = self
+            .state
+            .since_fired
+            .iter()
+            .filter(|c| **c >= self.config.dead_window)
+            .count();
+        let dead_fraction = if self.dict_config.kind == DictKind::Topk {
+            dead as f64 / self.dict_config.features as f64
+        } else {
+            0.0
+        };
+        Ok(StepStats {
+            loss: loss_value,
+            aux: aux_value,
+            dead_fraction,
+        })
     }
 
     /// The trained dictionary without autodiff.
@@ -287,12 +362,20 @@ fn renormalise(dict: Dictionary) -> Dictionary {
 }
 
 fn scalar<const D: usize>(t: Tensor<D>) -> Result<f64> {
-    let v: Vec<f32> = t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Device(format!("{e:?}")))?;
+    let v: Vec<f32> = t
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Device(format!("{e:?}")))?;
     Ok(v.first().copied().unwrap_or(f32::NAN) as f64)
 }
 
 fn read_bools(t: Tensor<1, burn::tensor::Bool>) -> Result<Vec<bool>> {
-    t.into_data().convert::<u8>().try_into_vec::<u8>().map(|v| v.into_iter().map(|b| b != 0).collect()).map_err(|e| Error::Device(format!("{e:?}")))
+    t.into_data()
+        .convert::<u8>()
+        .try_into_vec::<u8>()
+        .map(|v| v.into_iter().map(|b| b != 0).collect())
+        .map_err(|e| Error::Device(format!("{e:?}")))
 }
 
 /// Adam (Kingma & Ba 2015) over every float parameter, moments keyed by module path.

@@ -1,3 +1,4 @@
 //! File formats.
 
+pub mod dictionary;
 pub mod weights;

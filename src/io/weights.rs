@@ -9,6 +9,8 @@
 //! | `LayerNorm.beta`             | `<same>.bias`              | ... and its shift `beta`             |
 //! | `Linear.weight` [in, out]    | `.weight` [out, in]        | burn stores Linear transposed        |
 //! | `logit_scale` [1]            | `logit_scale` [] (0-d)     | burn has no 0-d tensors              |
+//! | `Sae.w_enc` / `Sae.w_dec`    | `W_enc` / `W_dec`          | SAELens' names (same layout)         |
+//! | enum variant (`Sae.`, `Ncl.`)| (nothing)                  | the variant is not part of the name  |
 //!
 //! Known buffers that carry no parameters (`*.position_ids`) are accepted and ignored.
 //! Anything else that is missing, unexpected, mis-shaped or not a float fails the load
@@ -51,6 +53,8 @@ fn hf_name(path: &str, owner: &str) -> (String, Layout) {
         ("Struct:LayerNorm", "gamma") => (join("weight"), Layout::Same),
         ("Struct:LayerNorm", "beta") => (join("bias"), Layout::Same),
         ("Struct:Linear", "weight") => (path.to_string(), Layout::Transposed),
+        ("Struct:Sae", "w_enc") => (join("W_enc"), Layout::Same),
+        ("Struct:Sae", "w_dec") => (join("W_dec"), Layout::Same),
         (_, "logit_scale") if parent.is_empty() => (path.to_string(), Layout::Scalar),
         _ => (path.to_string(), Layout::Same),
     }
@@ -184,12 +188,16 @@ fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 
 impl ModuleMapper for Loader<'_, '_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.push(name.to_string());
+        if !container_type.starts_with("Enum:") {
+            self.path.push(name.to_string());
+        }
         self.owners.push(container_type.to_string());
     }
 
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.path.pop();
+        }
         self.owners.pop();
     }
 
@@ -249,12 +257,16 @@ struct Collector {
 
 impl ModuleVisitor for Collector {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.push(name.to_string());
+        if !container_type.starts_with("Enum:") {
+            self.path.push(name.to_string());
+        }
         self.owners.push(container_type.to_string());
     }
 
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.path.pop();
+        }
         self.owners.pop();
     }
 
