@@ -18,10 +18,16 @@ mod cli {
     use std::path::PathBuf;
     use std::process::ExitCode;
 
+    use burn::module::Module;
     use burn::tensor::Device;
     use clap::{Parser, Subcommand, ValueEnum};
     use indicatif::{ProgressBar, ProgressStyle};
     use monoscope::clip::ClipConfig;
+    use monoscope::dict::train::{Pairs, TrainConfig, Trainer, evaluate};
+    use monoscope::dict::{DictConfig, DictKind};
+    use monoscope::io::dictionary::{DictFile, FORMAT, save_dir};
+    use monoscope::io::embeddings::{EmbeddingsFile, EmbeddingsMeta};
+    use monoscope::io::pairs;
     use monoscope::pipeline::rows;
     use monoscope::{Embedder, Error, Result, bench, read_file, write_atomic};
     use serde::Serialize;
@@ -41,6 +47,17 @@ mod cli {
         Cpu,
         /// burn's wgpu backend (Vulkan, Metal or DX12 natively).
         Wgpu,
+    }
+
+    /// Dictionary family.
+    #[derive(Clone, Copy, Debug, ValueEnum)]
+    enum Kind {
+        /// TopK sparse autoencoder.
+        Topk,
+        /// ReLU sparse autoencoder with an L1 penalty.
+        Relu,
+        /// Non-negative contrastive head.
+        Ncl,
     }
 
     #[derive(Subcommand)]
@@ -67,6 +84,80 @@ mod cli {
             /// Items per forward pass.
             #[arg(long, default_value_t = 16)]
             batch: usize,
+        },
+        /// Embed an image-caption list (`image<TAB>caption` per line, paths relative to the
+        /// file) into a paired embeddings file. Re-running resumes: pairs already in OUT (or
+        /// in its `.partial` checkpoint) are skipped. Bad lines are reported and skipped.
+        Extract {
+            /// Hugging Face CLIP directory.
+            #[arg(long)]
+            model: PathBuf,
+            /// The pairs file (TSV).
+            #[arg(long)]
+            pairs: PathBuf,
+            /// Output safetensors file (image_embeds, text_embeds [n, d]).
+            #[arg(long)]
+            out: PathBuf,
+            /// Compute backend.
+            #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+            backend: Backend,
+            /// Pairs per forward pass.
+            #[arg(long, default_value_t = 32)]
+            batch: usize,
+            /// Write the `.partial` checkpoint every this many batches.
+            #[arg(long, default_value_t = 20)]
+            checkpoint_every: usize,
+        },
+        /// Train a feature dictionary on paired embeddings (from `extract`).
+        Train {
+            /// Paired embeddings file.
+            #[arg(long)]
+            embeddings: PathBuf,
+            /// Dictionary family.
+            #[arg(long, value_enum)]
+            kind: Kind,
+            /// Number of features K (default 8 x the embedding width).
+            #[arg(long)]
+            features: Option<usize>,
+            /// Active features per sample (topk).
+            #[arg(long, default_value_t = monoscope::dict::DEFAULT_TOPK)]
+            k: usize,
+            /// L1 coefficient (relu).
+            #[arg(long, default_value_t = monoscope::dict::DEFAULT_L1)]
+            l1: f64,
+            /// Hidden width of the NCL head (default: K).
+            #[arg(long)]
+            hidden: Option<usize>,
+            /// InfoNCE temperature (ncl).
+            #[arg(long, default_value_t = monoscope::dict::DEFAULT_TEMPERATURE)]
+            temperature: f64,
+            /// Optimiser steps.
+            #[arg(long, default_value_t = 2000)]
+            steps: usize,
+            /// Samples per step.
+            #[arg(long, default_value_t = 4096)]
+            batch: usize,
+            /// Learning rate (default: 4e-4 topk, 1e-4 relu and ncl).
+            #[arg(long)]
+            lr: Option<f64>,
+            /// Seed.
+            #[arg(long, default_value_t = 0)]
+            seed: u64,
+            /// Dead-latent window in samples (topk AuxK).
+            #[arg(long, default_value_t = monoscope::dict::train::DEFAULT_DEAD_WINDOW)]
+            dead_window: u64,
+            /// Append metrics to OUT/metrics.jsonl every this many steps.
+            #[arg(long, default_value_t = 100)]
+            log_every: usize,
+            /// Write OUT/checkpoint every this many steps.
+            #[arg(long, default_value_t = 500)]
+            checkpoint_every: usize,
+            /// Continue from OUT/checkpoint (also after a finished run, with a larger --steps).
+            #[arg(long)]
+            resume: bool,
+            /// Output dictionary directory (dict.json, dictionary.safetensors).
+            #[arg(long)]
+            out: PathBuf,
         },
         /// Print a model's architecture and parameter count.
         Info {
@@ -200,6 +291,75 @@ mod cli {
                     }
                 }
             }
+            Command::Extract {
+                model,
+                pairs,
+                out,
+                backend,
+                batch,
+                checkpoint_every,
+            } => extract(
+                &model,
+                &pairs,
+                &out,
+                &device(backend)?,
+                batch.max(1),
+                checkpoint_every.max(1),
+            ),
+            Command::Train {
+                embeddings,
+                kind,
+                features,
+                k,
+                l1,
+                hidden,
+                temperature,
+                steps,
+                batch,
+                lr,
+                seed,
+                dead_window,
+                log_every,
+                checkpoint_every,
+                resume,
+                out,
+            } => {
+                let emb = EmbeddingsFile::from_bytes(&read_file(&embeddings)?)?;
+                let kind = match kind {
+                    Kind::Topk => DictKind::Topk,
+                    Kind::Relu => DictKind::Relu,
+                    Kind::Ncl => DictKind::Ncl,
+                };
+                let d = emb.pairs.d;
+                let features = features.unwrap_or(monoscope::dict::DEFAULT_EXPANSION * d);
+                let dict = DictConfig {
+                    kind,
+                    d,
+                    features,
+                    k,
+                    l1,
+                    hidden: hidden.unwrap_or(features),
+                    temperature,
+                };
+                let config = TrainConfig {
+                    steps,
+                    batch,
+                    lr,
+                    seed,
+                    dead_window,
+                    ..TrainConfig::default()
+                };
+                train(
+                    &embeddings,
+                    emb,
+                    dict,
+                    config,
+                    &out,
+                    log_every.max(1),
+                    checkpoint_every.max(1),
+                    resume,
+                )
+            }
             Command::Info { model } => {
                 let embedder = Embedder::from_dir(&model, &Device::flex())?;
                 let info = embedder.info();
@@ -264,5 +424,211 @@ mod cli {
                 Ok(())
             }
         }
+    }
+
+    fn bar(len: u64, what: &str) -> ProgressBar {
+        ProgressBar::new(len).with_style(
+            ProgressStyle::with_template(&format!(
+                "{what} {{bar:30}} {{pos}}/{{len}} {{per_sec}} eta {{eta}} {{msg}}"
+            ))
+            .expect("valid template"),
+        )
+    }
+
+    fn extract(
+        model: &std::path::Path,
+        list: &std::path::Path,
+        out: &std::path::Path,
+        device: &Device,
+        batch: usize,
+        every: usize,
+    ) -> Result<()> {
+        let bytes = read_file(list)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::Invalid(format!("{}: not UTF-8 text", list.display())))?;
+        let (lines, bad) = pairs::parse(&text);
+        for (line, why) in &bad {
+            eprintln!("{}:{line}: skipped: {why}", list.display());
+        }
+        let partial = {
+            let mut p = out.as_os_str().to_owned();
+            p.push(".partial");
+            PathBuf::from(p)
+        };
+        // Resume from the finished file or the partial one, whichever exists.
+        let previous = [out, partial.as_path()].into_iter().find(|p| p.exists());
+        let mut done = match previous {
+            Some(p) => Some(EmbeddingsFile::from_bytes(&read_file(p)?)?),
+            None => None,
+        };
+        let seen: std::collections::HashSet<usize> = done
+            .as_ref()
+            .map(|d| d.meta.lines.iter().copied().collect())
+            .unwrap_or_default();
+        let todo: Vec<&pairs::PairLine> =
+            lines.iter().filter(|l| !seen.contains(&l.line)).collect();
+        if !seen.is_empty() {
+            eprintln!(
+                "resuming: {} pairs already embedded, {} to go",
+                seen.len(),
+                todo.len()
+            );
+        }
+        let embedder = Embedder::from_dir(model, device)?;
+        let base = list.parent().unwrap_or(std::path::Path::new("."));
+        let mut skipped = bad.clone();
+        let progress = bar(todo.len() as u64, "extract");
+        for (i, chunk) in todo.chunks(batch).enumerate() {
+            let mut pixels = Vec::new();
+            let mut kept = Vec::new();
+            for l in chunk {
+                match read_file(&base.join(&l.image)).and_then(|b| embedder.preprocess(&b)) {
+                    Ok(p) => {
+                        pixels.push(p);
+                        kept.push(*l);
+                    }
+                    Err(e) => {
+                        progress
+                            .suspend(|| eprintln!("{}:{}: skipped: {e}", list.display(), l.line));
+                        skipped.push((l.line, e.to_string()));
+                    }
+                }
+            }
+            if !kept.is_empty() {
+                let captions: Vec<&str> = kept.iter().map(|l| l.caption.as_str()).collect();
+                let img = rows(embedder.embed_pixels(&pixels)?)?.concat();
+                let txt = rows(embedder.embed_texts(&captions)?)?.concat();
+                let d = embedder.config.projection_dim;
+                let file = done.get_or_insert_with(|| EmbeddingsFile {
+                    pairs: Pairs {
+                        images: Vec::new(),
+                        texts: Vec::new(),
+                        n: 0,
+                        d,
+                    },
+                    meta: EmbeddingsMeta {
+                        model: model.display().to_string(),
+                        pairs: list.display().to_string(),
+                        ..EmbeddingsMeta::default()
+                    },
+                });
+                if file.pairs.d != d {
+                    return Err(Error::Invalid(format!(
+                        "{} holds width {} embeddings, this model makes {d}",
+                        out.display(),
+                        file.pairs.d
+                    )));
+                }
+                file.pairs.images.extend(img);
+                file.pairs.texts.extend(txt);
+                file.pairs.n += kept.len();
+                for l in &kept {
+                    file.meta.lines.push(l.line);
+                    file.meta.images.push(l.image.clone());
+                    file.meta.captions.push(l.caption.clone());
+                }
+            }
+            progress.inc(chunk.len() as u64);
+            if (i + 1) % every == 0
+                && let Some(f) = &done
+            {
+                write_atomic(&partial, &f.to_bytes()?)?;
+            }
+        }
+        progress.finish_and_clear();
+        let Some(mut file) = done else {
+            return Err(Error::Invalid(format!(
+                "{}: no usable pairs",
+                list.display()
+            )));
+        };
+        file.meta.skipped = skipped;
+        write_atomic(out, &file.to_bytes()?)?;
+        std::fs::remove_file(&partial).ok();
+        eprintln!(
+            "{} pairs in {} ({} lines skipped)",
+            file.pairs.n,
+            out.display(),
+            file.meta.skipped.len()
+        );
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn train(
+        source: &std::path::Path,
+        emb: EmbeddingsFile,
+        dict: DictConfig,
+        config: TrainConfig,
+        out: &std::path::Path,
+        log_every: usize,
+        checkpoint_every: usize,
+        resume: bool,
+    ) -> Result<()> {
+        let device = Device::flex();
+        let io = |source| Error::Io {
+            path: out.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(out).map_err(io)?;
+        let ckpt = out.join("checkpoint");
+        let mut trainer = Trainer::new(dict.clone(), config.clone(), &device)?;
+        if resume {
+            if ckpt.exists() || ckpt.with_extension("old").exists() {
+                trainer.load_checkpoint(&ckpt)?;
+                eprintln!("resumed at step {}", trainer.state.step);
+            } else {
+                eprintln!("no checkpoint in {}; starting fresh", out.display());
+            }
+        }
+        let log_path = out.join("metrics.jsonl");
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io)?;
+        let progress = bar(config.steps as u64, "train");
+        progress.set_position(trainer.state.step as u64);
+        let mut last = None;
+        while trainer.state.step < config.steps {
+            let s = trainer.step(&emb.pairs)?;
+            let step = trainer.state.step;
+            progress.set_message(format!("loss {:.5}", s.loss));
+            progress.inc(1);
+            if step % log_every == 0 || step == config.steps {
+                let eval = evaluate(
+                    &trainer.dict.clone().valid(),
+                    &emb.pairs,
+                    4096,
+                    step,
+                    &device,
+                )?;
+                let line = serde_json::json!({ "step": step, "loss": s.loss, "aux": s.aux,
+                    "dead_fraction_window": s.dead_fraction, "image": eval.image, "text": eval.text });
+                use std::io::Write;
+                writeln!(log, "{line}").map_err(io)?;
+                last = Some(line);
+            }
+            if step % checkpoint_every == 0 || step == config.steps {
+                trainer.save_checkpoint(&ckpt)?;
+            }
+        }
+        progress.finish_and_clear();
+        let file = DictFile {
+            format: FORMAT.into(),
+            config: dict,
+            center_input: true,
+            provenance: serde_json::json!({
+                "embeddings": source.display().to_string(), "model": emb.meta.model,
+                "train": config, "final": last,
+            }),
+        };
+        save_dir(out, &file, &trainer.finish())?;
+        eprintln!(
+            "dictionary written to {} (metrics in {})",
+            out.display(),
+            log_path.display()
+        );
+        Ok(())
     }
 }

@@ -428,3 +428,179 @@ impl ModuleMapper for AdamStep<'_> {
         Param::from_mapped_value(id, w, mapper)
     }
 }
+
+/// Per-modality quality of the current dictionary on the first `max_rows` pairs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    /// Steps done.
+    pub step: usize,
+    /// On image embeddings.
+    pub image: crate::analysis::metrics::Quality,
+    /// On text embeddings.
+    pub text: crate::analysis::metrics::Quality,
+}
+
+/// Evaluates a dictionary (reconstruction metrics are 0 for NCL, which has no decoder).
+pub fn evaluate(
+    dict: &Dictionary,
+    data: &Pairs,
+    max_rows: usize,
+    step: usize,
+    device: &Device,
+) -> Result<Evaluation> {
+    use crate::analysis::metrics::quality;
+    let idx: Vec<usize> = (0..data.n.min(max_rows)).collect();
+    let k = dict.features();
+    let q = |image: bool| -> Result<crate::analysis::metrics::Quality> {
+        let x = data.rows(image, &idx, device);
+        let z = dict.encode(x.clone());
+        let host = |t: Tensor<2>| -> Result<Vec<f32>> {
+            t.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| Error::Device(format!("{e:?}")))
+        };
+        let zs = host(z.clone())?;
+        let xs = host(x)?;
+        let xh = match dict.decode(z) {
+            Ok(r) => host(r)?,
+            Err(_) => xs.clone(),
+        };
+        let mut qual = quality(&xs, &xh, &zs, data.d, k);
+        if matches!(dict, Dictionary::Ncl(_)) {
+            qual.fvu = f64::NAN;
+            qual.explained_variance = f64::NAN;
+            qual.cosine = f64::NAN;
+        }
+        Ok(qual)
+    };
+    Ok(Evaluation {
+        step,
+        image: q(true)?,
+        text: q(false)?,
+    })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod checkpoint {
+    //! Checkpoints: a directory holding the weights, the Adam moments and the trainer
+    //! state, replaced as a whole (write `NAME.tmp`, move the old one aside, rename).
+
+    use std::path::Path;
+
+    use burn::tensor::{Tensor, TensorData};
+    use safetensors::Dtype;
+    use safetensors::tensor::TensorView;
+
+    use super::Trainer;
+    use crate::error::{Error, Result};
+    use crate::io::weights::{Checkpoint, load_module, save_module};
+
+    const WEIGHTS: &str = "weights.safetensors";
+    const ADAM: &str = "adam.safetensors";
+    const STATE: &str = "state.json";
+
+    fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    impl Trainer {
+        /// Writes a checkpoint directory at `dir`, atomically replacing an older one.
+        pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
+            let tmp = dir.with_extension("tmp");
+            let old = dir.with_extension("old");
+            std::fs::remove_dir_all(&tmp).ok();
+            std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+            std::fs::write(tmp.join(WEIGHTS), save_module(&self.dict)?).map_err(io(&tmp))?;
+            let mut raw = Vec::new();
+            for (name, (m, v)) in &self.adam {
+                for (tag, t) in [("m", m), ("v", v)] {
+                    let data: Vec<f32> = t
+                        .clone()
+                        .into_data()
+                        .convert::<f32>()
+                        .try_into_vec::<f32>()
+                        .map_err(|e| Error::Device(format!("{e:?}")))?;
+                    raw.push((
+                        format!("{tag}.{name}"),
+                        data.len(),
+                        data.iter()
+                            .flat_map(|x| x.to_le_bytes())
+                            .collect::<Vec<u8>>(),
+                    ));
+                }
+            }
+            let views = raw
+                .iter()
+                .map(|(n, len, b)| {
+                    TensorView::new(Dtype::F32, vec![*len], b).map(|v| (n.clone(), v))
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            let bytes =
+                safetensors::serialize(views, None).map_err(|e| Error::Invalid(e.to_string()))?;
+            std::fs::write(tmp.join(ADAM), bytes).map_err(io(&tmp))?;
+            let state = serde_json::json!({
+                "state": self.state, "dict_config": self.dict_config, "train_config": self.config,
+            });
+            std::fs::write(
+                tmp.join(STATE),
+                serde_json::to_vec_pretty(&state).map_err(|e| Error::Invalid(e.to_string()))?,
+            )
+            .map_err(io(&tmp))?;
+            std::fs::remove_dir_all(&old).ok();
+            if dir.exists() {
+                std::fs::rename(dir, &old).map_err(io(dir))?;
+            }
+            std::fs::rename(&tmp, dir).map_err(io(dir))?;
+            std::fs::remove_dir_all(&old).ok();
+            Ok(())
+        }
+
+        /// Restores weights, moments and counters from [`Trainer::save_checkpoint`]'s
+        /// directory (or the `.old` copy a crash mid-replacement may have left). The
+        /// dictionary configuration must match.
+        pub fn load_checkpoint(&mut self, dir: &Path) -> Result<()> {
+            let dir = if dir.exists() {
+                dir.to_path_buf()
+            } else {
+                dir.with_extension("old")
+            };
+            let state: serde_json::Value =
+                serde_json::from_slice(&crate::read_file(&dir.join(STATE))?)
+                    .map_err(|e| Error::Invalid(format!("checkpoint state: {e}")))?;
+            let saved: crate::dict::DictConfig =
+                serde_json::from_value(state["dict_config"].clone())
+                    .map_err(|e| Error::Invalid(format!("checkpoint state: {e}")))?;
+            if saved != self.dict_config {
+                return Err(Error::Invalid(format!(
+                    "the checkpoint in {} is for another dictionary ({saved:?})",
+                    dir.display()
+                )));
+            }
+            self.state = serde_json::from_value(state["state"].clone())
+                .map_err(|e| Error::Invalid(format!("checkpoint state: {e}")))?;
+            let weights = crate::read_file(&dir.join(WEIGHTS))?;
+            let fresh = self.dict_config.init(&self.device);
+            self.dict = load_module(fresh, &Checkpoint::parse(&weights)?, &self.device)?;
+            let adam = crate::read_file(&dir.join(ADAM))?;
+            let ckpt = Checkpoint::parse(&adam)?;
+            let inner = self.device.clone().inner();
+            self.adam.clear();
+            for name in ckpt.names() {
+                if let Some(path) = name.strip_prefix("m.") {
+                    let (m, shape) = ckpt.f32(&name)?;
+                    let (v, _) = ckpt.f32(&format!("v.{path}"))?;
+                    let t = |x: Vec<f32>| {
+                        Tensor::<1>::from_data(TensorData::new(x, [shape[0]]), &inner)
+                    };
+                    self.adam.insert(path.to_string(), (t(m), t(v)));
+                }
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,4 +1,6 @@
 //! File formats.
 
 pub mod dictionary;
+pub mod embeddings;
+pub mod pairs;
 pub mod weights;
