@@ -1,10 +1,6 @@
 //! The `monoscope` command line (native only).
 
-// trunk builds this binary for the browser (www/index.html: data-bin="monoscope");
-// linking the library there is what exports its #[wasm_bindgen] API (src/web).
-#[cfg(target_arch = "wasm32")]
-use monoscope as _;
-
+// The browser build is examples/web.rs (see Trunk.toml); this binary is native only.
 #[cfg(target_arch = "wasm32")]
 fn main() {}
 
@@ -22,9 +18,12 @@ mod cli {
     use burn::tensor::Device;
     use clap::{Parser, Subcommand, ValueEnum};
     use indicatif::{ProgressBar, ProgressStyle};
+    use monoscope::analysis::analyze::{AnalyzeConfig, analyze};
+    use monoscope::analysis::mds::ClassRule;
     use monoscope::clip::ClipConfig;
     use monoscope::dict::train::{Pairs, TrainConfig, Trainer, evaluate};
     use monoscope::dict::{DictConfig, DictKind};
+    use monoscope::io::bundle::{Example, FeaturesFile, Manifest, fnv1a64};
     use monoscope::io::dictionary::{DictFile, FORMAT, save_dir};
     use monoscope::io::embeddings::{EmbeddingsFile, EmbeddingsMeta};
     use monoscope::io::pairs;
@@ -58,6 +57,15 @@ mod cli {
         Relu,
         /// Non-negative contrastive head.
         Ncl,
+    }
+
+    /// Class rule.
+    #[derive(Clone, Copy, Debug, ValueEnum)]
+    enum Rule {
+        /// ImgD above mean + std of MDS, TextD below mean - std.
+        Zscore,
+        /// Fixed thresholds (--img-threshold, --text-threshold).
+        Fixed,
     }
 
     #[derive(Subcommand)]
@@ -158,6 +166,57 @@ mod cli {
             /// Output dictionary directory (dict.json, dictionary.safetensors).
             #[arg(long)]
             out: PathBuf,
+        },
+        /// Score every feature's modality (MDS), classify features (ImgD / TextD / CrossD),
+        /// measure EmbSim and WinRate, auto-label features, and write the result bundle.
+        Analyze {
+            /// Hugging Face CLIP directory (used to embed the label vocabulary).
+            #[arg(long)]
+            model: PathBuf,
+            /// Dictionary directory (monoscope or SAELens format).
+            #[arg(long)]
+            dict: PathBuf,
+            /// Paired embeddings file (from `extract`).
+            #[arg(long)]
+            embeddings: PathBuf,
+            /// Output bundle directory.
+            #[arg(long)]
+            out: PathBuf,
+            /// Class rule.
+            #[arg(long, value_enum, default_value_t = Rule::Zscore)]
+            rule: Rule,
+            /// ImgD threshold of the fixed rule.
+            #[arg(long, default_value_t = monoscope::analysis::mds::DEFAULT_FIXED.0)]
+            img_threshold: f64,
+            /// TextD threshold of the fixed rule.
+            #[arg(long, default_value_t = monoscope::analysis::mds::DEFAULT_FIXED.1)]
+            text_threshold: f64,
+            /// Features supported by fewer pairs are "rare" and not classified.
+            #[arg(long, default_value_t = monoscope::analysis::mds::DEFAULT_MIN_SUPPORT)]
+            min_support: u64,
+            /// Top samples per feature and modality (EmbSim, examples).
+            #[arg(long, default_value_t = 20)]
+            top_m: usize,
+            /// Label vocabulary, one entry per line (default: the built-in English list).
+            #[arg(long)]
+            vocab: Option<PathBuf>,
+            /// Subtract each modality's mean embedding before the dictionary.
+            #[arg(long)]
+            center: bool,
+            /// Compute backend.
+            #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+            backend: Backend,
+        },
+        /// Summarise a result bundle in the terminal and draw its MDS histogram as SVG.
+        Report {
+            /// Bundle directory.
+            bundle: PathBuf,
+            /// Where to write the histogram (default BUNDLE/mds_histogram.svg).
+            #[arg(long)]
+            svg: Option<PathBuf>,
+            /// Features listed per class.
+            #[arg(long, default_value_t = 5)]
+            top: usize,
         },
         /// Print a model's architecture and parameter count.
         Info {
@@ -359,6 +418,48 @@ mod cli {
                     checkpoint_every.max(1),
                     resume,
                 )
+            }
+            Command::Analyze {
+                model,
+                dict,
+                embeddings,
+                out,
+                rule,
+                img_threshold,
+                text_threshold,
+                min_support,
+                top_m,
+                vocab,
+                center,
+                backend,
+            } => {
+                let rule = match rule {
+                    Rule::Zscore => ClassRule::Zscore,
+                    Rule::Fixed => ClassRule::Fixed {
+                        img: img_threshold,
+                        text: text_threshold,
+                    },
+                };
+                let config = AnalyzeConfig {
+                    rule,
+                    min_support,
+                    top_m: top_m.max(2),
+                    center,
+                    ..AnalyzeConfig::default()
+                };
+                analyze_cmd(
+                    &model,
+                    &dict,
+                    &embeddings,
+                    &out,
+                    vocab.as_deref(),
+                    config,
+                    &device(backend)?,
+                )
+            }
+            Command::Report { bundle, svg, top } => {
+                let svg = svg.unwrap_or_else(|| bundle.join("mds_histogram.svg"));
+                monoscope::analysis::report::report(&bundle, &svg, top)
             }
             Command::Info { model } => {
                 let embedder = Embedder::from_dir(&model, &Device::flex())?;
@@ -628,6 +729,108 @@ mod cli {
             "dictionary written to {} (metrics in {})",
             out.display(),
             log_path.display()
+        );
+        Ok(())
+    }
+
+    /// The default label vocabulary (scripts/make_vocab.py).
+    const DEFAULT_VOCAB: &str = include_str!("../../assets/vocab/english.txt");
+
+    fn analyze_cmd(
+        model: &std::path::Path,
+        dict_dir: &std::path::Path,
+        embeddings: &std::path::Path,
+        out: &std::path::Path,
+        vocab: Option<&std::path::Path>,
+        config: AnalyzeConfig,
+        device: &Device,
+    ) -> Result<()> {
+        let emb = EmbeddingsFile::from_bytes(&read_file(embeddings)?)?;
+        let (dict_file, dict) = monoscope::io::dictionary::load_dir(dict_dir, device)?;
+        if dict_file.config.d != emb.pairs.d {
+            return Err(Error::Invalid(format!(
+                "the dictionary expects width {}, the embeddings have {}",
+                dict_file.config.d, emb.pairs.d
+            )));
+        }
+        let embedder = Embedder::from_dir(model, device)?;
+        if embedder.config.projection_dim != emb.pairs.d {
+            return Err(Error::Invalid(format!(
+                "{} embeds into {} dimensions, the embeddings have {}",
+                model.display(),
+                embedder.config.projection_dim,
+                emb.pairs.d
+            )));
+        }
+        let vocab_text = match vocab {
+            Some(p) => String::from_utf8(read_file(p)?)
+                .map_err(|_| Error::Invalid(format!("{}: not UTF-8", p.display())))?,
+            None => DEFAULT_VOCAB.to_string(),
+        };
+        let words: Vec<String> = vocab_text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        let progress = bar((words.len() + emb.pairs.n) as u64, "analyze");
+        let mut word_embeds = Vec::new();
+        for chunk in words.chunks(256) {
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            word_embeds.push(embedder.embed_texts(&refs)?);
+            progress.inc(chunk.len() as u64);
+        }
+        let vocab_tensor =
+            (!word_embeds.is_empty()).then(|| burn::tensor::Tensor::cat(word_embeds, 0));
+        let result = analyze(
+            &dict,
+            &emb.pairs,
+            vocab_tensor.map(|t| (words.as_slice(), t)),
+            &config,
+            device,
+            |n| progress.inc(n as u64),
+        )?;
+        progress.finish_and_clear();
+        let mut examples = std::collections::BTreeMap::new();
+        for f in &result.features {
+            for (row, _) in f.top_images.iter().chain(&f.top_texts) {
+                examples.entry(*row).or_insert_with(|| Example {
+                    line: emb.meta.lines.get(*row).copied().unwrap_or(row + 1),
+                    image: emb.meta.images.get(*row).cloned().unwrap_or_default(),
+                    caption: emb.meta.captions.get(*row).cloned().unwrap_or_default(),
+                });
+            }
+        }
+        let weights = read_file(&model.join("model.safetensors"))?;
+        let manifest = Manifest {
+            format: monoscope::io::bundle::FORMAT.into(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            model: serde_json::json!({
+                "path": model.display().to_string(), "hash_fnv1a64": fnv1a64(&weights), "config": embedder.config,
+            }),
+            dictionary: dict_file,
+            dataset: serde_json::json!({
+                "embeddings": embeddings.display().to_string(), "pairs_file": emb.meta.pairs,
+                "pairs": emb.pairs.n, "skipped_lines": emb.meta.skipped.len(),
+            }),
+            analysis: serde_json::to_value(&config).map_err(|e| Error::Invalid(e.to_string()))?,
+            thresholds: result.thresholds,
+            class_counts: result.class_counts,
+            metrics: serde_json::json!({ "win_rates": result.win_rates, "quality": result.quality }),
+        };
+        monoscope::io::bundle::save(
+            out,
+            &manifest,
+            &FeaturesFile {
+                features: result.features,
+                examples,
+            },
+            &dict,
+        )?;
+        let [i, t, c, r] = result.class_counts;
+        eprintln!(
+            "bundle written to {}: ImgD {i}, TextD {t}, CrossD {c}, rare {r}",
+            out.display()
         );
         Ok(())
     }

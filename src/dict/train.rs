@@ -91,7 +91,11 @@ pub struct Pairs {
 impl Pairs {
     /// Checks sizes.
     pub fn new(images: Vec<f32>, texts: Vec<f32>, d: usize) -> Result<Self> {
-        if d == 0 || images.len() != texts.len() || images.len() % d != 0 || images.is_empty() {
+        if d == 0
+            || images.len() != texts.len()
+            || !images.len().is_multiple_of(d)
+            || images.is_empty()
+        {
             return Err(Error::Invalid(
                 "paired embeddings must be two non-empty [n, d] matrices of equal shape".into(),
             ));

@@ -1,5 +1,6 @@
 //! File formats.
 
+pub mod bundle;
 pub mod dictionary;
 pub mod embeddings;
 pub mod pairs;

@@ -1,0 +1,342 @@
+//! The `analyze` job (SPEC §2-§3): stream paired embeddings through a dictionary,
+//! score every feature's modality (MDS), classify, measure EmbSim on each feature's
+//! top-m samples per modality, compare with raw CLIP dimensions and random directions
+//! (WinRate), and label features with the vocabulary entries that activate them most.
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::*;
+use serde::{Deserialize, Serialize};
+
+use super::mds::{ClassRule, FeatureClass};
+
+/// Settings of an analysis.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AnalyzeConfig {
+    /// Class rule.
+    pub rule: ClassRule,
+    /// Features supported by fewer pairs are rare.
+    pub min_support: u64,
+    /// Activation floor for MDS support.
+    pub eps: f64,
+    /// Samples per feature and modality for EmbSim and top examples (SPEC §3: 20).
+    pub top_m: usize,
+    /// Labels per feature (SPEC §3: 5).
+    pub labels: usize,
+    /// Subtract each modality's mean embedding before the dictionary (SPEC §2 `center`).
+    pub center: bool,
+    /// Pairs per batch.
+    pub batch: usize,
+    /// Seed of the random-direction baseline.
+    pub seed: u64,
+}
+
+impl Default for AnalyzeConfig {
+    fn default() -> Self {
+        Self {
+            rule: ClassRule::Zscore,
+            min_support: super::mds::DEFAULT_MIN_SUPPORT,
+            eps: super::mds::DEFAULT_EPS,
+            top_m: 20,
+            labels: 5,
+            center: false,
+            batch: 1024,
+            seed: 0,
+        }
+    }
+}
+
+/// One feature's results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeatureReport {
+    /// Feature index.
+    pub id: usize,
+    /// Modality Dominance Score.
+    pub mds: Option<f64>,
+    /// Class.
+    pub class: FeatureClass,
+    /// Pairs with image + text activation above eps.
+    pub support: u64,
+    /// Mean activation on images.
+    pub mean_image: f64,
+    /// Mean activation on texts.
+    pub mean_text: f64,
+    /// EmbSim of the top image samples.
+    pub emb_sim_image: Option<f64>,
+    /// EmbSim of the top text samples.
+    pub emb_sim_text: Option<f64>,
+    /// Best vocabulary entries with their activation.
+    pub labels: Vec<(String, f32)>,
+    /// Top image samples: (row, activation).
+    pub top_images: Vec<(usize, f32)>,
+    /// Top text samples: (row, activation).
+    pub top_texts: Vec<(usize, f32)>,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
+    //! The analysis job itself (native: it reads results back synchronously).
+
+    use burn::tensor::{Device, Tensor};
+    use serde::{Deserialize, Serialize};
+
+    use super::{AnalyzeConfig, FeatureReport};
+    use crate::analysis::mds::{FeatureClass, MdsAccumulator, Thresholds, classify};
+    use crate::analysis::metrics::{emb_sim, win_rate};
+    use crate::dict::Dictionary;
+    use crate::dict::train::{Evaluation, Pairs, SplitMix, evaluate};
+    use crate::error::{Error, Result};
+
+    /// WinRate of the dictionary's EmbSim over a baseline, per modality.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct WinRates {
+        /// Over raw CLIP dimensions: (rate, comparisons) for images, texts.
+        pub vs_raw_dims: [(f64, usize); 2],
+        /// Over random directions.
+        pub vs_random_directions: [(f64, usize); 2],
+    }
+
+    /// Everything `analyze` computes.
+    #[derive(Debug, Clone, Serialize)]
+    pub struct Analysis {
+        /// Per feature.
+        pub features: Vec<FeatureReport>,
+        /// Thresholds of the class rule.
+        pub thresholds: Thresholds,
+        /// Counts of ImgD, TextD, CrossD, Rare.
+        pub class_counts: [usize; 4],
+        /// WinRates.
+        pub win_rates: WinRates,
+        /// Reconstruction quality per modality (on up to 4096 pairs).
+        pub quality: Evaluation,
+    }
+
+    /// Keeps the m largest (value, row) per feature.
+    struct TopM {
+        m: usize,
+        lists: Vec<Vec<(f32, usize)>>,
+    }
+
+    impl TopM {
+        fn new(k: usize, m: usize) -> Self {
+            Self {
+                m,
+                lists: vec![Vec::new(); k],
+            }
+        }
+
+        /// `acts` [rows, K] on the device; `offset` is the global index of row 0.
+        fn add(&mut self, acts: Tensor<2>, offset: usize) -> Result<()> {
+            let [n, _] = acts.dims();
+            let m = self.m.min(n);
+            let (vals, idx) = acts.transpose().topk_with_indices(m, 1); // [K, m]
+            let vals: Vec<f32> = vals
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| Error::Device(format!("{e:?}")))?;
+            let idx: Vec<i64> = idx
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec::<i64>()
+                .map_err(|e| Error::Device(format!("{e:?}")))?;
+            for (f, list) in self.lists.iter_mut().enumerate() {
+                for j in 0..m {
+                    let v = vals[f * m + j];
+                    if v > 0.0 {
+                        list.push((v, offset + idx[f * m + j] as usize));
+                    }
+                }
+                list.sort_by(|a, b| b.0.total_cmp(&a.0));
+                list.truncate(self.m);
+            }
+            Ok(())
+        }
+    }
+
+    fn modality_means(p: &Pairs) -> (Vec<f32>, Vec<f32>) {
+        let mean = |v: &[f32]| {
+            let mut m = vec![0f32; p.d];
+            for row in v.chunks(p.d) {
+                for (a, b) in m.iter_mut().zip(row) {
+                    *a += b / p.n as f32;
+                }
+            }
+            m
+        };
+        (mean(&p.images), mean(&p.texts))
+    }
+
+    fn centered(p: &Pairs) -> Pairs {
+        let (mi, mt) = modality_means(p);
+        let sub = |v: &[f32], m: &[f32]| {
+            v.chunks(p.d)
+                .flat_map(|r| r.iter().zip(m).map(|(a, b)| a - b))
+                .collect()
+        };
+        Pairs {
+            images: sub(&p.images, &mi),
+            texts: sub(&p.texts, &mt),
+            n: p.n,
+            d: p.d,
+        }
+    }
+
+    /// EmbSim of every baseline "feature" given as a projection of the embeddings: for each
+    /// direction, the top-m rows by projection, and their embeddings' mean pairwise cosine.
+    fn baseline_emb_sims(emb: &[f32], d: usize, directions: &[Vec<f32>], m: usize) -> Vec<f64> {
+        directions
+            .iter()
+            .filter_map(|dir| {
+                let mut scored: Vec<(f32, usize)> = emb
+                    .chunks(d)
+                    .enumerate()
+                    .map(|(i, r)| (r.iter().zip(dir).map(|(a, b)| a * b).sum::<f32>(), i))
+                    .collect();
+                let m = m.min(scored.len());
+                scored.select_nth_unstable_by(m.saturating_sub(1), |a, b| b.0.total_cmp(&a.0));
+                let rows: Vec<&[f32]> = scored[..m]
+                    .iter()
+                    .map(|(_, i)| &emb[i * d..(i + 1) * d])
+                    .collect();
+                emb_sim(&rows)
+            })
+            .collect()
+    }
+
+    /// Runs the analysis. `vocab` holds vocabulary entries and their text embeddings
+    /// ([entries, d], same space as `pairs`) for auto-labels; `progress` is told the number
+    /// of pairs done.
+    pub fn analyze(
+        dict: &Dictionary,
+        pairs: &Pairs,
+        vocab: Option<(&[String], Tensor<2>)>,
+        config: &AnalyzeConfig,
+        device: &Device,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Analysis> {
+        let input = if config.center {
+            centered(pairs)
+        } else {
+            pairs.clone()
+        };
+        let k = dict.features();
+        let mut acc = MdsAccumulator::new(config.eps);
+        let (mut top_i, mut top_t) = (TopM::new(k, config.top_m), TopM::new(k, config.top_m));
+        let all: Vec<usize> = (0..pairs.n).collect();
+        for (c, chunk) in all.chunks(config.batch.max(1)).enumerate() {
+            let a = dict.encode(input.rows(true, chunk, device));
+            let b = dict.encode(input.rows(false, chunk, device));
+            top_i.add(a.clone(), c * config.batch)?;
+            top_t.add(b.clone(), c * config.batch)?;
+            acc.add(a, b);
+            progress(chunk.len());
+        }
+        let mds = acc.finish()?;
+        let (classes, thresholds) = classify(&mds, config.rule, config.min_support);
+
+        // Auto-labels: top vocabulary entries per feature.
+        let mut labels: Vec<Vec<(String, f32)>> = vec![Vec::new(); k];
+        if let Some((words, embeds)) = vocab {
+            let mut top = TopM::new(k, config.labels);
+            let [n_words, _] = embeds.dims();
+            let embeds = if config.center {
+                let (_, mt) = modality_means(pairs);
+                embeds - Tensor::<1>::from_floats(mt.as_slice(), device).unsqueeze::<2>()
+            } else {
+                embeds
+            };
+            for start in (0..n_words).step_by(config.batch.max(1)) {
+                let len = config.batch.min(n_words - start);
+                top.add(dict.encode(embeds.clone().narrow(0, start, len)), start)?;
+            }
+            for (f, list) in top.lists.into_iter().enumerate() {
+                labels[f] = list
+                    .into_iter()
+                    .map(|(v, i)| (words[i].clone(), v))
+                    .collect();
+            }
+        }
+
+        let d = pairs.d;
+        let sims = |top: &TopM, emb: &[f32]| -> Vec<Option<f64>> {
+            top.lists
+                .iter()
+                .map(|l| {
+                    emb_sim(
+                        &l.iter()
+                            .map(|(_, i)| &emb[i * d..(i + 1) * d])
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .collect()
+        };
+        let (sim_i, sim_t) = (sims(&top_i, &pairs.images), sims(&top_t, &pairs.texts));
+
+        // Baselines: the d raw dimensions and d random unit directions.
+        let raw: Vec<Vec<f32>> = (0..d)
+            .map(|j| (0..d).map(|i| if i == j { 1.0 } else { 0.0 }).collect())
+            .collect();
+        let mut rng = SplitMix(config.seed);
+        let random: Vec<Vec<f32>> = (0..d)
+            .map(|_| {
+                let v: Vec<f32> = (0..d)
+                    .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+                    .collect();
+                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                v.into_iter().map(|x| x / n).collect()
+            })
+            .collect();
+        let classified = |s: &[Option<f64>]| -> Vec<f64> {
+            s.iter()
+                .zip(&classes)
+                .filter(|(_, c)| **c != FeatureClass::Rare)
+                .filter_map(|(v, _)| *v)
+                .collect()
+        };
+        let (ours_i, ours_t) = (classified(&sim_i), classified(&sim_t));
+        let m = config.top_m;
+        let win_rates = WinRates {
+            vs_raw_dims: [
+                win_rate(&ours_i, &baseline_emb_sims(&pairs.images, d, &raw, m)),
+                win_rate(&ours_t, &baseline_emb_sims(&pairs.texts, d, &raw, m)),
+            ],
+            vs_random_directions: [
+                win_rate(&ours_i, &baseline_emb_sims(&pairs.images, d, &random, m)),
+                win_rate(&ours_t, &baseline_emb_sims(&pairs.texts, d, &random, m)),
+            ],
+        };
+
+        let mut class_counts = [0usize; 4];
+        for c in &classes {
+            class_counts[match c {
+                FeatureClass::ImgD => 0,
+                FeatureClass::TextD => 1,
+                FeatureClass::CrossD => 2,
+                FeatureClass::Rare => 3,
+            }] += 1;
+        }
+        let features = (0..k)
+            .map(|f| FeatureReport {
+                id: f,
+                mds: mds[f].mds,
+                class: classes[f],
+                support: mds[f].support,
+                mean_image: mds[f].mean_image,
+                mean_text: mds[f].mean_text,
+                emb_sim_image: sim_i[f],
+                emb_sim_text: sim_t[f],
+                labels: std::mem::take(&mut labels[f]),
+                top_images: top_i.lists[f].iter().map(|(v, i)| (*i, *v)).collect(),
+                top_texts: top_t.lists[f].iter().map(|(v, i)| (*i, *v)).collect(),
+            })
+            .collect();
+        let quality = evaluate(dict, &input, 4096, 0, device)?;
+        Ok(Analysis {
+            features,
+            thresholds,
+            class_counts,
+            win_rates,
+            quality,
+        })
+    }
+}
