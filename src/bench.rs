@@ -100,3 +100,37 @@ fn time(
     report(&r);
     Ok(r)
 }
+
+/// Training throughput of a dictionary on random unit-norm data (SPEC §1 shapes by
+/// default), for comparison with `scripts/sae_reference.py bench`: one warm-up step,
+/// then `steps` timed optimiser steps. Returns samples per second.
+pub fn train_throughput(
+    dict: crate::dict::DictConfig,
+    config: crate::dict::train::TrainConfig,
+    pairs: usize,
+    steps: usize,
+    device: &Device,
+) -> Result<f64> {
+    use crate::dict::train::{Pairs, SplitMix, Trainer};
+    let d = dict.d;
+    let mut rng = SplitMix(1);
+    let mut unit_rows = |n: usize| -> Vec<f32> {
+        let mut v: Vec<f32> = (0..n * d)
+            .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+            .collect();
+        for row in v.chunks_mut(d) {
+            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            row.iter_mut().for_each(|x| *x /= norm);
+        }
+        v
+    };
+    let data = Pairs::new(unit_rows(pairs), unit_rows(pairs), d)?;
+    let batch = config.batch;
+    let mut trainer = Trainer::new(dict, config, device)?;
+    trainer.step(&data)?;
+    let start = Instant::now();
+    for _ in 0..steps {
+        trainer.step(&data)?;
+    }
+    Ok((steps * batch) as f64 / start.elapsed().as_secs_f64())
+}

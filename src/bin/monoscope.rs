@@ -218,6 +218,34 @@ mod cli {
             #[arg(long, default_value_t = 5)]
             top: usize,
         },
+        /// Measure dictionary training throughput (samples/s) on random data; compare with
+        /// `scripts/sae_reference.py bench --monoscope-json FILE`.
+        BenchTrain {
+            /// Dictionary families to measure; repeatable.
+            #[arg(long, value_enum, default_values_t = [Kind::Topk, Kind::Relu])]
+            kind: Vec<Kind>,
+            /// Embedding width.
+            #[arg(long, default_value_t = 512)]
+            d: usize,
+            /// Features K.
+            #[arg(long, default_value_t = 4096)]
+            features: usize,
+            /// TopK k.
+            #[arg(long, default_value_t = 32)]
+            k: usize,
+            /// Samples per step.
+            #[arg(long, default_value_t = 4096)]
+            batch: usize,
+            /// Timed steps (after one warm-up).
+            #[arg(long, default_value_t = 5)]
+            steps: usize,
+            /// Dead-latent window; 0 makes every latent dead, so AuxK runs every step.
+            #[arg(long, default_value_t = monoscope::dict::train::DEFAULT_DEAD_WINDOW)]
+            dead_window: u64,
+            /// Also write the results as JSON.
+            #[arg(long)]
+            json: Option<PathBuf>,
+        },
         /// Print a model's architecture and parameter count.
         Info {
             /// Hugging Face CLIP directory.
@@ -460,6 +488,57 @@ mod cli {
             Command::Report { bundle, svg, top } => {
                 let svg = svg.unwrap_or_else(|| bundle.join("mds_histogram.svg"));
                 monoscope::analysis::report::report(&bundle, &svg, top)
+            }
+            Command::BenchTrain {
+                kind,
+                d,
+                features,
+                k,
+                batch,
+                steps,
+                dead_window,
+                json,
+            } => {
+                let mut results = Vec::new();
+                for kind in kind {
+                    let dk = match kind {
+                        Kind::Topk => DictKind::Topk,
+                        Kind::Relu => DictKind::Relu,
+                        Kind::Ncl => DictKind::Ncl,
+                    };
+                    let dict = DictConfig {
+                        features,
+                        k,
+                        hidden: features,
+                        ..DictConfig::new(dk, d)
+                    };
+                    let config = TrainConfig {
+                        steps: steps + 1,
+                        batch,
+                        dead_window,
+                        ..TrainConfig::default()
+                    };
+                    let rate = bench::train_throughput(
+                        dict,
+                        config,
+                        batch.max(8192),
+                        steps.max(1),
+                        &Device::flex(),
+                    )?;
+                    let name = format!("{kind:?}").to_lowercase();
+                    println!(
+                        "{name:<5} d={d} K={features} k={k} batch={batch}: {rate:.1} samples/s"
+                    );
+                    results.push(serde_json::json!({ "kind": name, "samples_per_s": rate, "d": d, "features": features,
+                        "k": k, "batch": batch, "steps": steps, "dead_window": dead_window }));
+                }
+                if let Some(path) = json {
+                    let text =
+                        serde_json::to_string_pretty(&serde_json::json!({ "results": results }))
+                            .map_err(|e| Error::Invalid(e.to_string()))?;
+                    write_atomic(&path, text.as_bytes())?;
+                }
+                Ok(())
             }
             Command::Info { model } => {
                 let embedder = Embedder::from_dir(&model, &Device::flex())?;
