@@ -3,6 +3,7 @@
 //! is shared by both modalities. The forward pass is backend-agnostic and builds for
 //! wasm32; training ([`train`]) is native only.
 
+pub mod data;
 pub mod ncl;
 pub mod sae;
 #[cfg(not(target_arch = "wasm32"))]

@@ -13,7 +13,7 @@ use crate::analysis::analyze::FeatureReport;
 use crate::analysis::mds::Thresholds;
 use crate::dict::Dictionary;
 use crate::error::{Error, Result};
-use crate::io::dictionary::{DictFile, WEIGHTS_FILE, from_bytes};
+use crate::io::dictionary::{DictFile, from_bytes};
 
 /// Manifest file name.
 pub const MANIFEST: &str = "manifest.json";
@@ -125,7 +125,7 @@ pub fn load(dir: &std::path::Path, device: &Device) -> Result<Bundle> {
     from_bytes_parts(
         &read(MANIFEST)?,
         &read(FEATURES)?,
-        &read(WEIGHTS_FILE)?,
+        &read(crate::io::dictionary::WEIGHTS_FILE)?,
         device,
     )
 }
@@ -144,7 +144,7 @@ pub fn save(
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     crate::write_atomic(
-        &dir.join(WEIGHTS_FILE),
+        &dir.join(crate::io::dictionary::WEIGHTS_FILE),
         &crate::io::dictionary::weights_to_bytes(dictionary)?,
     )?;
     crate::write_atomic(&dir.join(FEATURES), &pretty(features)?)?;

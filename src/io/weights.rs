@@ -60,6 +60,42 @@ fn hf_name(path: &str, owner: &str) -> (String, Layout) {
     }
 }
 
+/// Where a walk over a module tree is: the checkpoint-style path of the current field
+/// (enum variants are not part of names) and the struct that owns it.
+#[derive(Debug, Default)]
+pub struct ModulePath {
+    path: Vec<String>,
+    owners: Vec<String>,
+}
+
+impl ModulePath {
+    /// Call from `enter_module`.
+    pub fn enter(&mut self, name: &str, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.path.push(name.to_string());
+        }
+        self.owners.push(container_type.to_string());
+    }
+
+    /// Call from `exit_module`.
+    pub fn exit(&mut self, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.path.pop();
+        }
+        self.owners.pop();
+    }
+
+    /// Dotted path of the current field.
+    pub fn path(&self) -> String {
+        self.path.join(".")
+    }
+
+    /// Container type of the struct owning the current field (e.g. `Struct:Linear`).
+    pub fn owner(&self) -> &str {
+        self.owners.last().map(String::as_str).unwrap_or("")
+    }
+}
+
 /// A parsed safetensors file.
 pub struct Checkpoint<'a> {
     st: SafeTensors<'a>,
@@ -124,17 +160,14 @@ impl<'a> Checkpoint<'a> {
 struct Loader<'c, 'a> {
     ckpt: &'c Checkpoint<'a>,
     device: Device,
-    path: Vec<String>,
-    owners: Vec<String>,
+    at: ModulePath,
     used: BTreeSet<String>,
     problems: Vec<String>,
 }
 
 impl Loader<'_, '_> {
     fn fetch(&mut self, expected: &[usize]) -> Option<TensorData> {
-        let path = self.path.join(".");
-        let owner = self.owners.last().map(String::as_str).unwrap_or("");
-        let (name, layout) = hf_name(&path, owner);
+        let (name, layout) = hf_name(&self.at.path(), self.at.owner());
         let Some(mut shape) = self.ckpt.shape(&name) else {
             self.problems.push(format!(
                 "missing tensor {name} (expected shape {expected:?})"
@@ -188,17 +221,11 @@ fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 
 impl ModuleMapper for Loader<'_, '_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        if !container_type.starts_with("Enum:") {
-            self.path.push(name.to_string());
-        }
-        self.owners.push(container_type.to_string());
+        self.at.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if !container_type.starts_with("Enum:") {
-            self.path.pop();
-        }
-        self.owners.pop();
+        self.at.exit(container_type);
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -219,8 +246,7 @@ pub fn load_module<M: Module>(module: M, ckpt: &Checkpoint<'_>, device: &Device)
     let mut loader = Loader {
         ckpt,
         device: device.clone(),
-        path: Vec::new(),
-        owners: Vec::new(),
+        at: ModulePath::default(),
         used: BTreeSet::new(),
         problems: Vec::new(),
     };
@@ -250,30 +276,21 @@ pub fn load_module<M: Module>(module: M, ckpt: &Checkpoint<'_>, device: &Device)
 /// Collects a module's float parameters under their checkpoint names, in the
 /// checkpoint's layout (the inverse of [`load_module`]).
 struct Collector {
-    path: Vec<String>,
-    owners: Vec<String>,
+    at: ModulePath,
     out: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
 }
 
 impl ModuleVisitor for Collector {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        if !container_type.starts_with("Enum:") {
-            self.path.push(name.to_string());
-        }
-        self.owners.push(container_type.to_string());
+        self.at.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if !container_type.starts_with("Enum:") {
-            self.path.pop();
-        }
-        self.owners.pop();
+        self.at.exit(container_type);
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let path = self.path.join(".");
-        let owner = self.owners.last().map(String::as_str).unwrap_or("");
-        let (name, layout) = hf_name(&path, owner);
+        let (name, layout) = hf_name(&self.at.path(), self.at.owner());
         let data = param.val().into_data();
         let mut shape = data.shape().to_vec();
         let mut values: Vec<f32> = data
@@ -296,8 +313,7 @@ impl ModuleVisitor for Collector {
 /// transformers (and [`load_module`]) read it back.
 pub fn save_module<M: Module>(module: &M) -> Result<Vec<u8>> {
     let mut c = Collector {
-        path: Vec::new(),
-        owners: Vec::new(),
+        at: ModulePath::default(),
         out: BTreeMap::new(),
     };
     module.visit(&mut c);
