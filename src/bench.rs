@@ -134,3 +134,39 @@ pub fn train_throughput(
     }
     Ok((steps * batch) as f64 / start.elapsed().as_secs_f64())
 }
+
+/// Seconds `analyze` takes on `pairs` random unit-norm pairs with a random-init TopK
+/// dictionary and no vocabulary (`scripts/analyze_reference.py` does the same work in
+/// PyTorch).
+pub fn analyze_seconds(
+    dict: crate::dict::DictConfig,
+    pairs: usize,
+    device: &Device,
+) -> Result<f64> {
+    use crate::analysis::analyze::{AnalyzeConfig, analyze};
+    use crate::dict::train::{Pairs, SplitMix};
+    let d = dict.d;
+    let mut rng = SplitMix(2);
+    let mut unit_rows = |n: usize| -> Vec<f32> {
+        let mut v: Vec<f32> = (0..n * d)
+            .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+            .collect();
+        for row in v.chunks_mut(d) {
+            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            row.iter_mut().for_each(|x| *x /= norm);
+        }
+        v
+    };
+    let data = Pairs::new(unit_rows(pairs), unit_rows(pairs), d)?;
+    let dictionary = dict.init(device);
+    let start = Instant::now();
+    analyze(
+        &dictionary,
+        &data,
+        None,
+        &AnalyzeConfig::default(),
+        device,
+        |_| {},
+    )?;
+    Ok(start.elapsed().as_secs_f64())
+}

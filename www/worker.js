@@ -53,6 +53,20 @@ async function fetchBytes(url) {
   return new Uint8Array(await res.arrayBuffer());
 }
 
+// Says when WebGPU runs on a software fallback adapter (e.g. SwiftShader), so users know
+// why it is slow; the engine and this query get the same adapter from the browser.
+async function backendLabel(name) {
+  if (name !== "webgpu" || !self.navigator.gpu) return name;
+  try {
+    const adapter = await self.navigator.gpu.requestAdapter();
+    const info = adapter && (adapter.info || {});
+    if (adapter && (adapter.isFallbackAdapter || info.isFallbackAdapter)) return "webgpu (fallback adapter)";
+  } catch (_) {
+    // The label is informative only.
+  }
+  return name;
+}
+
 const handlers = {
   async init({ backend, modelBase }) {
     if (!wasmReady) {
@@ -72,7 +86,7 @@ const handlers = {
     }
     engine = await Engine.create(backend, config, weights, tokenizer);
     return {
-      backend: engine.backend(),
+      backend: await backendLabel(engine.backend()),
       info: engine.info_json(),
       gpu: "gpu" in self.navigator,
     };

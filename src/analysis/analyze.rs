@@ -181,26 +181,38 @@ mod native {
         }
     }
 
-    /// EmbSim of every baseline "feature" given as a projection of the embeddings: for each
-    /// direction, the top-m rows by projection, and their embeddings' mean pairwise cosine.
-    fn baseline_emb_sims(emb: &[f32], d: usize, directions: &[Vec<f32>], m: usize) -> Vec<f64> {
-        directions
+    /// EmbSim of every baseline "feature", a direction in embedding space (the columns of
+    /// `directions`, [d, features]): its top-m rows by projection, and their embeddings'
+    /// mean pairwise cosine. Projections run on the device in batches.
+    fn baseline_emb_sims(
+        pairs: &Pairs,
+        image: bool,
+        directions: &Tensor<2>,
+        m: usize,
+        batch: usize,
+        device: &Device,
+    ) -> Result<Vec<f64>> {
+        let [d, features] = directions.dims();
+        let mut top = TopM::new(features, m);
+        let all: Vec<usize> = (0..pairs.n).collect();
+        for (c, chunk) in all.chunks(batch.max(1)).enumerate() {
+            top.add(
+                pairs.rows(image, chunk, device).matmul(directions.clone()),
+                c * batch,
+            )?;
+        }
+        let emb = if image { &pairs.images } else { &pairs.texts };
+        Ok(top
+            .lists
             .iter()
-            .filter_map(|dir| {
-                let mut scored: Vec<(f32, usize)> = emb
-                    .chunks(d)
-                    .enumerate()
-                    .map(|(i, r)| (r.iter().zip(dir).map(|(a, b)| a * b).sum::<f32>(), i))
-                    .collect();
-                let m = m.min(scored.len());
-                scored.select_nth_unstable_by(m.saturating_sub(1), |a, b| b.0.total_cmp(&a.0));
-                let rows: Vec<&[f32]> = scored[..m]
-                    .iter()
-                    .map(|(_, i)| &emb[i * d..(i + 1) * d])
-                    .collect();
-                emb_sim(&rows)
+            .filter_map(|l| {
+                emb_sim(
+                    &l.iter()
+                        .map(|(_, i)| &emb[i * d..(i + 1) * d])
+                        .collect::<Vec<_>>(),
+                )
             })
-            .collect()
+            .collect())
     }
 
     /// Runs the analysis. `vocab` holds vocabulary entries and their text embeddings
@@ -273,19 +285,17 @@ mod native {
         let (sim_i, sim_t) = (sims(&top_i, &pairs.images), sims(&top_t, &pairs.texts));
 
         // Baselines: the d raw dimensions and d random unit directions.
-        let raw: Vec<Vec<f32>> = (0..d)
-            .map(|j| (0..d).map(|i| if i == j { 1.0 } else { 0.0 }).collect())
-            .collect();
+        let raw = Tensor::<2>::eye(d, device);
         let mut rng = SplitMix(config.seed);
-        let random: Vec<Vec<f32>> = (0..d)
-            .map(|_| {
-                let v: Vec<f32> = (0..d)
-                    .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
-                    .collect();
-                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-                v.into_iter().map(|x| x / n).collect()
-            })
-            .collect();
+        let mut random = vec![0f32; d * d];
+        for v in random.iter_mut() {
+            *v = (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+        }
+        let random = crate::dict::sae::unit_rows(Tensor::<2>::from_data(
+            burn::tensor::TensorData::new(random, [d, d]),
+            device,
+        ))
+        .transpose();
         let classified = |s: &[Option<f64>]| -> Vec<f64> {
             s.iter()
                 .zip(&classes)
@@ -297,12 +307,24 @@ mod native {
         let m = config.top_m;
         let win_rates = WinRates {
             vs_raw_dims: [
-                win_rate(&ours_i, &baseline_emb_sims(&pairs.images, d, &raw, m)),
-                win_rate(&ours_t, &baseline_emb_sims(&pairs.texts, d, &raw, m)),
+                win_rate(
+                    &ours_i,
+                    &baseline_emb_sims(pairs, true, &raw, m, config.batch, device)?,
+                ),
+                win_rate(
+                    &ours_t,
+                    &baseline_emb_sims(pairs, false, &raw, m, config.batch, device)?,
+                ),
             ],
             vs_random_directions: [
-                win_rate(&ours_i, &baseline_emb_sims(&pairs.images, d, &random, m)),
-                win_rate(&ours_t, &baseline_emb_sims(&pairs.texts, d, &random, m)),
+                win_rate(
+                    &ours_i,
+                    &baseline_emb_sims(pairs, true, &random, m, config.batch, device)?,
+                ),
+                win_rate(
+                    &ours_t,
+                    &baseline_emb_sims(pairs, false, &random, m, config.batch, device)?,
+                ),
             ],
         };
 

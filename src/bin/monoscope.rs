@@ -246,6 +246,25 @@ mod cli {
             #[arg(long)]
             json: Option<PathBuf>,
         },
+        /// Time `analyze` on random pairs with a random TopK dictionary; compare with
+        /// `python3 scripts/analyze_reference.py --monoscope-json FILE`.
+        BenchAnalyze {
+            /// Number of pairs.
+            #[arg(long, default_value_t = 100_000)]
+            pairs: usize,
+            /// Embedding width.
+            #[arg(long, default_value_t = 512)]
+            d: usize,
+            /// Features K.
+            #[arg(long, default_value_t = 4096)]
+            features: usize,
+            /// TopK k.
+            #[arg(long, default_value_t = 32)]
+            k: usize,
+            /// Also write the result as JSON.
+            #[arg(long)]
+            json: Option<PathBuf>,
+        },
         /// Print a model's architecture and parameter count.
         Info {
             /// Hugging Face CLIP directory.
@@ -537,6 +556,27 @@ mod cli {
                         serde_json::to_string_pretty(&serde_json::json!({ "results": results }))
                             .map_err(|e| Error::Invalid(e.to_string()))?;
                     write_atomic(&path, text.as_bytes())?;
+                }
+                Ok(())
+            }
+            Command::BenchAnalyze {
+                pairs,
+                d,
+                features,
+                k,
+                json,
+            } => {
+                let dict = DictConfig {
+                    features,
+                    k,
+                    ..DictConfig::new(DictKind::Topk, d)
+                };
+                let secs = bench::analyze_seconds(dict, pairs, &Device::flex())?;
+                println!("analyze: {pairs} pairs, d={d}, K={features}, k={k}: {secs:.2} s");
+                if let Some(path) = json {
+                    let v = serde_json::json!({ "results": [{ "task": "analyze", "pairs": pairs, "d": d,
+                        "features": features, "k": k, "seconds": secs }] });
+                    write_atomic(&path, v.to_string().as_bytes())?;
                 }
                 Ok(())
             }
