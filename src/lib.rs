@@ -11,6 +11,7 @@ pub mod dict;
 pub mod error;
 pub mod io;
 pub mod pipeline;
+pub mod world;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;

@@ -1,0 +1,108 @@
+//! The demo world's generator and tokenizer.
+
+use monoscope::clip::tokenizer::ClipTokenizer;
+use monoscope::world::scene::{
+    BACKGROUNDS, COLOURS, LIGHTING, NOISE, OUTLINES, SHAPES, SYNONYMS, generate,
+};
+use monoscope::world::vocab::{caption_words, tokenizer_json};
+
+#[test]
+fn scenes_are_deterministic() {
+    for i in 0..20 {
+        let a = generate(42, i, 32, 3);
+        let b = generate(42, i, 32, 3);
+        assert_eq!(a.image.as_raw(), b.image.as_raw());
+        assert_eq!(a.factors, b.factors);
+        assert_eq!(a.captions, b.captions);
+    }
+    assert_ne!(
+        generate(42, 0, 32, 1).image.as_raw(),
+        generate(43, 0, 32, 1).image.as_raw()
+    );
+}
+
+#[test]
+fn captions_carry_shared_factors_and_never_image_only_ones() {
+    let image_only: Vec<&str> = BACKGROUNDS
+        .iter()
+        .chain(LIGHTING.iter())
+        .chain(NOISE.iter().map(|n| &n.0))
+        .chain(OUTLINES.iter())
+        .copied()
+        .filter(|w| !["plain", "none", "even", "clean"].contains(w))
+        .collect();
+    for i in 0..300 {
+        let s = generate(7, i, 16, 4);
+        assert!((1..=3).contains(&s.factors.objects.len()));
+        for (text, style) in &s.captions {
+            for w in &image_only {
+                assert!(
+                    !text.contains(w),
+                    "caption {text:?} leaks image-only factor {w}"
+                );
+            }
+            if style.typo {
+                continue;
+            }
+            for o in &s.factors.objects {
+                assert!(
+                    text.contains(COLOURS[o.colour].0),
+                    "{text:?} misses a colour"
+                );
+                let shape = SHAPES[o.shape];
+                let syn = SYNONYMS
+                    .iter()
+                    .find(|(a, _)| *a == shape)
+                    .map(|(_, b)| *b)
+                    .unwrap_or(shape);
+                assert!(
+                    text.contains(shape) || text.contains(syn),
+                    "{text:?} misses a shape"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn pixels_carry_the_object_colour() {
+    let mut checked = 0;
+    for i in 0..200 {
+        let s = generate(3, i, 64, 1);
+        let f = &s.factors;
+        // Clean, evenly lit scenes: the object's centre pixel is its colour exactly
+        // (a cross's centre is inside it too; outlines only touch the border).
+        if NOISE[f.noise].0 != "clean" || LIGHTING[f.lighting] != "even" {
+            continue;
+        }
+        for o in &f.objects {
+            let (x, y) = ((o.x * 64.0) as u32, (o.y * 64.0) as u32);
+            assert_eq!(s.image.get_pixel(x, y).0, COLOURS[o.colour].1, "scene {i}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 10);
+}
+
+#[test]
+fn word_level_tokenizer_loads_through_the_clip_path() {
+    let words = caption_words(1, 400);
+    let json = serde_json::to_vec(&tokenizer_json(&words)).unwrap();
+    let tok = ClipTokenizer::from_bytes(&json, 32).unwrap();
+    let eos = tok.eos();
+    assert_eq!(
+        eos as usize,
+        words.len() + 3,
+        "the end token has the largest id"
+    );
+    for i in 1000..1050 {
+        for (text, style) in generate(1, i, 8, 2).captions {
+            let ids = tok.encode(&text).unwrap().ids;
+            assert_eq!(*ids.last().unwrap(), eos);
+            assert_eq!(ids[0], eos - 1);
+            if !style.typo {
+                assert!(!ids.contains(&1), "{text:?} has an unknown word: {ids:?}");
+            }
+        }
+    }
+}
