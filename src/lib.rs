@@ -10,6 +10,8 @@ pub mod clip;
 pub mod dict;
 pub mod error;
 pub mod io;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod optim;
 pub mod pipeline;
 pub mod world;
 

@@ -13,10 +13,7 @@
 //! optimiser is Adam (β = 0.9, 0.999, ε = 1e-8), written here so its state can be
 //! checkpointed with the weights and restored exactly.
 
-use std::collections::BTreeMap;
-
-use burn::module::{Module, ModuleMapper, Param};
-use burn::tensor::Gradients;
+use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -106,8 +103,8 @@ pub struct Trainer {
     pub config: TrainConfig,
     /// The dictionary, on an autodiff device.
     pub dict: Dictionary,
-    /// Adam moments by parameter path.
-    pub adam: BTreeMap<String, (Tensor<1>, Tensor<1>)>,
+    /// Optimiser state.
+    pub adam: crate::optim::Adam,
     /// Counters.
     pub state: TrainerState,
     device: Device,
@@ -134,7 +131,7 @@ impl Trainer {
             dict_config,
             config,
             dict,
-            adam: BTreeMap::new(),
+            adam: crate::optim::Adam::new(0.0),
             state,
             device,
         })
@@ -248,18 +245,11 @@ impl Trainer {
         let grads = total.backward();
         self.state.step += 1;
         let lr = self.config.learning_rate(self.dict_config.kind);
-        let mut adam = AdamStep {
-            grads: &grads,
-            moments: &mut self.adam,
-            at: Default::default(),
-            lr,
-            t: self.state.step as i32,
-        };
         let dict = std::mem::replace(
             &mut self.dict,
             Dictionary::Ncl(ncl::init(1, 1, 1, &self.device)),
         );
-        self.dict = renormalise(dict.map(&mut adam));
+        self.dict = renormalise(self.adam.step(dict, &grads, lr, self.state.step as i32));
         let dead = self
             .state
             .since_fired
@@ -317,53 +307,6 @@ fn read_bools(t: Tensor<1, burn::tensor::Bool>) -> Result<Vec<bool>> {
         .try_into_vec::<u8>()
         .map(|v| v.into_iter().map(|b| b != 0).collect())
         .map_err(|e| Error::Device(format!("{e:?}")))
-}
-
-/// Adam (Kingma & Ba 2015) over every float parameter, moments keyed by module path.
-struct AdamStep<'a> {
-    grads: &'a Gradients,
-    moments: &'a mut BTreeMap<String, (Tensor<1>, Tensor<1>)>,
-    at: crate::io::weights::ModulePath,
-    lr: f64,
-    t: i32,
-}
-
-const BETA1: f64 = 0.9;
-const BETA2: f64 = 0.999;
-const EPS: f64 = 1e-8;
-
-impl ModuleMapper for AdamStep<'_> {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.at.enter(name, container_type);
-    }
-
-    fn exit_module(&mut self, _name: &str, container_type: &str) {
-        self.at.exit(container_type);
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let (id, tensor, mapper) = param.consume();
-        let Some(grad) = tensor.grad(self.grads) else {
-            return Param::from_mapped_value(id, tensor, mapper);
-        };
-        let dims = tensor.dims();
-        let n: usize = dims.iter().product();
-        let w = tensor.inner().reshape([n]);
-        let g = grad.reshape([n]);
-        let key = self.at.path();
-        let (m, v) = match self.moments.remove(&key) {
-            Some(mv) => mv,
-            None => (g.zeros_like(), g.zeros_like()),
-        };
-        let m = m * BETA1 + g.clone() * (1.0 - BETA1);
-        let v = v * BETA2 + g.square() * (1.0 - BETA2);
-        let m_hat = m.clone() / (1.0 - BETA1.powi(self.t));
-        let v_hat = v.clone() / (1.0 - BETA2.powi(self.t));
-        let w = w - m_hat / (v_hat.sqrt() + EPS) * self.lr;
-        self.moments.insert(key, (m, v));
-        let w = Tensor::from_inner(w.reshape(dims)).require_grad();
-        Param::from_mapped_value(id, w, mapper)
-    }
 }
 
 /// Per-modality quality of the current dictionary on the first `max_rows` pairs.
@@ -425,10 +368,6 @@ mod checkpoint {
 
     use std::path::Path;
 
-    use burn::tensor::{Tensor, TensorData};
-    use safetensors::Dtype;
-    use safetensors::tensor::TensorView;
-
     use super::Trainer;
     use crate::error::{Error, Result};
     use crate::io::weights::{Checkpoint, load_module, save_module};
@@ -452,33 +391,7 @@ mod checkpoint {
             std::fs::remove_dir_all(&tmp).ok();
             std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
             std::fs::write(tmp.join(WEIGHTS), save_module(&self.dict)?).map_err(io(&tmp))?;
-            let mut raw = Vec::new();
-            for (name, (m, v)) in &self.adam {
-                for (tag, t) in [("m", m), ("v", v)] {
-                    let data: Vec<f32> = t
-                        .clone()
-                        .into_data()
-                        .convert::<f32>()
-                        .try_into_vec::<f32>()
-                        .map_err(|e| Error::Device(format!("{e:?}")))?;
-                    raw.push((
-                        format!("{tag}.{name}"),
-                        data.len(),
-                        data.iter()
-                            .flat_map(|x| x.to_le_bytes())
-                            .collect::<Vec<u8>>(),
-                    ));
-                }
-            }
-            let views = raw
-                .iter()
-                .map(|(n, len, b)| {
-                    TensorView::new(Dtype::F32, vec![*len], b).map(|v| (n.clone(), v))
-                })
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| Error::Invalid(e.to_string()))?;
-            let bytes =
-                safetensors::serialize(views, None).map_err(|e| Error::Invalid(e.to_string()))?;
+            let bytes = self.adam.to_bytes()?;
             std::fs::write(tmp.join(ADAM), bytes).map_err(io(&tmp))?;
             let state = serde_json::json!({
                 "state": self.state, "dict_config": self.dict_config, "train_config": self.config,
@@ -524,19 +437,7 @@ mod checkpoint {
             let fresh = self.dict_config.init(&self.device);
             self.dict = load_module(fresh, &Checkpoint::parse(&weights)?, &self.device)?;
             let adam = crate::read_file(&dir.join(ADAM))?;
-            let ckpt = Checkpoint::parse(&adam)?;
-            let inner = self.device.clone().inner();
-            self.adam.clear();
-            for name in ckpt.names() {
-                if let Some(path) = name.strip_prefix("m.") {
-                    let (m, shape) = ckpt.f32(&name)?;
-                    let (v, _) = ckpt.f32(&format!("v.{path}"))?;
-                    let t = |x: Vec<f32>| {
-                        Tensor::<1>::from_data(TensorData::new(x, [shape[0]]), &inner)
-                    };
-                    self.adam.insert(path.to_string(), (t(m), t(v)));
-                }
-            }
+            self.adam.load_bytes(&adam, &self.device.clone().inner())?;
             Ok(())
         }
     }
