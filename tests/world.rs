@@ -106,3 +106,71 @@ fn word_level_tokenizer_loads_through_the_clip_path() {
         }
     }
 }
+
+#[test]
+fn world_train_smoke_writes_a_hub_style_model_that_embeds() {
+    let dir = std::env::temp_dir().join(format!("monoscope-world-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let bin = env!("CARGO_BIN_EXE_monoscope");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin).args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let out = dir.to_str().unwrap();
+    let (ok, _, err) = run(&[
+        "world-train",
+        "--out",
+        out,
+        "--steps",
+        "4",
+        "--batch",
+        "8",
+        "--side",
+        "32",
+        "--checkpoint-every",
+        "2",
+        "--eval-scenes",
+        "20",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, stdout, err) = run(&[
+        "world-train",
+        "--out",
+        out,
+        "--steps",
+        "6",
+        "--batch",
+        "8",
+        "--side",
+        "32",
+        "--resume",
+        "--eval-scenes",
+        "20",
+    ]);
+    assert!(ok && err.contains("resumed at step 4"), "{err}");
+    let eval: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(eval["pairs"], 20);
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    let scene = generate(0, 1 << 41, 32, 1);
+    let png = dir.join("scene.png");
+    scene.image.save(&png).unwrap();
+    let (ok, stdout, err) = run(&[
+        "embed",
+        "--model",
+        out,
+        "--image",
+        png.to_str().unwrap(),
+        "--text",
+        "a red circle",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["image_embeds"][0].as_array().unwrap().len(), 32);
+    std::fs::remove_dir_all(&dir).ok();
+}

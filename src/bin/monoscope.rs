@@ -265,6 +265,37 @@ mod cli {
             #[arg(long)]
             json: Option<PathBuf>,
         },
+        /// Train the demo world's small CLIP on generated scenes; writes a Hugging Face
+        /// directory (config.json, model.safetensors, tokenizer.json).
+        WorldTrain {
+            /// Output model directory.
+            #[arg(long)]
+            out: PathBuf,
+            /// World seed.
+            #[arg(long, default_value_t = 0)]
+            seed: u64,
+            /// Optimiser steps.
+            #[arg(long, default_value_t = 3000)]
+            steps: usize,
+            /// Pairs per step.
+            #[arg(long, default_value_t = 128)]
+            batch: usize,
+            /// Peak learning rate.
+            #[arg(long, default_value_t = 1e-3)]
+            lr: f64,
+            /// Image side in pixels (a multiple of 8).
+            #[arg(long, default_value_t = 64)]
+            side: usize,
+            /// Write OUT/checkpoint every this many steps.
+            #[arg(long, default_value_t = 250)]
+            checkpoint_every: usize,
+            /// Continue from OUT/checkpoint.
+            #[arg(long)]
+            resume: bool,
+            /// Held-out scenes for the final evaluation.
+            #[arg(long, default_value_t = 1000)]
+            eval_scenes: usize,
+        },
         /// Print a model's architecture and parameter count.
         Info {
             /// Hugging Face CLIP directory.
@@ -578,6 +609,55 @@ mod cli {
                         "features": features, "k": k, "seconds": secs }] });
                     write_atomic(&path, v.to_string().as_bytes())?;
                 }
+                Ok(())
+            }
+            Command::WorldTrain {
+                out,
+                seed,
+                steps,
+                batch,
+                lr,
+                side,
+                checkpoint_every,
+                resume,
+                eval_scenes,
+            } => {
+                use monoscope::world::train::{WorldTrainConfig, WorldTrainer, evaluate};
+                let config = WorldTrainConfig {
+                    seed,
+                    steps,
+                    batch,
+                    lr,
+                    side,
+                    ..WorldTrainConfig::default()
+                };
+                let device = Device::flex();
+                let mut t = WorldTrainer::new(config, &device)?;
+                let ckpt = out.join("checkpoint");
+                if resume && (ckpt.exists() || ckpt.with_extension("old").exists()) {
+                    t.load_checkpoint(&ckpt)?;
+                    eprintln!("resumed at step {}", t.step);
+                }
+                let progress = bar(steps as u64, "train");
+                progress.set_position(t.step as u64);
+                while t.step < steps {
+                    let loss = t.train_step()?;
+                    progress.set_message(format!("loss {loss:.4}"));
+                    progress.inc(1);
+                    if t.step % checkpoint_every.max(1) == 0 || t.step == steps {
+                        t.save_checkpoint(&ckpt)?;
+                    }
+                }
+                progress.finish_and_clear();
+                t.save_hf(&out)?;
+                let tok_bytes = serde_json::to_vec(&t.tokenizer_json)
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                let tok = monoscope::clip::tokenizer::ClipTokenizer::from_bytes(&tok_bytes, 32)?;
+                let e = evaluate(&t.model(), &t.clip_config, &tok, seed, eval_scenes, &device)?;
+                println!(
+                    "{}",
+                    serde_json::to_string(&e).map_err(|e| Error::Invalid(e.to_string()))?
+                );
                 Ok(())
             }
             Command::Info { model } => {
