@@ -296,6 +296,42 @@ mod cli {
             #[arg(long, default_value_t = 1000)]
             eval_scenes: usize,
         },
+        /// Embed held-out demo-world scenes (one caption each) with a demo CLIP into a
+        /// paired embeddings file that also records every scene's ground-truth factors.
+        WorldExtract {
+            /// The demo CLIP directory (from world-train).
+            #[arg(long)]
+            model: PathBuf,
+            /// World seed (as used for training).
+            #[arg(long, default_value_t = 0)]
+            seed: u64,
+            /// Number of scenes.
+            #[arg(long, default_value_t = 5000)]
+            scenes: usize,
+            /// Output embeddings file.
+            #[arg(long)]
+            out: PathBuf,
+        },
+        /// The factor table: for each ground-truth factor of the demo world, the bundle's
+        /// feature that predicts it best and its class (expected: image-only -> ImgD,
+        /// text-only -> TextD, shared -> CrossD).
+        WorldFactors {
+            /// The demo CLIP directory.
+            #[arg(long)]
+            model: PathBuf,
+            /// A result bundle made from this model's embeddings.
+            #[arg(long)]
+            bundle: PathBuf,
+            /// World seed.
+            #[arg(long, default_value_t = 0)]
+            seed: u64,
+            /// Held-out scenes to score (taken after the ones `world-extract` uses).
+            #[arg(long, default_value_t = 2000)]
+            scenes: usize,
+            /// Also write the table as JSON.
+            #[arg(long)]
+            json: Option<PathBuf>,
+        },
         /// Print a model's architecture and parameter count.
         Info {
             /// Hugging Face CLIP directory.
@@ -658,6 +694,62 @@ mod cli {
                     "{}",
                     serde_json::to_string(&e).map_err(|e| Error::Invalid(e.to_string()))?
                 );
+                Ok(())
+            }
+            Command::WorldExtract {
+                model,
+                seed,
+                scenes,
+                out,
+            } => {
+                let embedder = Embedder::from_dir(&model, &Device::flex())?;
+                let progress = bar(scenes as u64, "extract");
+                let start = monoscope::world::train::HELD_OUT_START;
+                let mut file =
+                    monoscope::world::train::extract_scenes(&embedder, seed, start, scenes, |n| {
+                        progress.inc(n as u64)
+                    })?;
+                progress.finish_and_clear();
+                file.meta.model = model.display().to_string();
+                write_atomic(&out, &file.to_bytes()?)?;
+                eprintln!("{} scenes embedded into {}", file.pairs.n, out.display());
+                Ok(())
+            }
+            Command::WorldFactors {
+                model,
+                bundle,
+                seed,
+                scenes,
+                json,
+            } => {
+                let device = Device::flex();
+                let table = world_factors(&model, &bundle, seed, scenes, &device)?;
+                println!(
+                    "| factor | kind | pairs | best feature | correlation | class | as expected |"
+                );
+                println!("|---|---|---|---|---|---|---|");
+                for r in &table {
+                    println!(
+                        "| {} | {:?} | {} | {} | {:.3} | {:?} | {} |",
+                        r.factor,
+                        r.kind,
+                        r.positives,
+                        r.feature,
+                        r.correlation,
+                        r.class,
+                        if r.as_expected() { "yes" } else { "no" }
+                    );
+                }
+                let hits = table.iter().filter(|r| r.as_expected()).count();
+                println!(
+                    "\n{hits} of {} factors land in the expected class",
+                    table.len()
+                );
+                if let Some(path) = json {
+                    let text = serde_json::to_string_pretty(&table)
+                        .map_err(|e| Error::Invalid(e.to_string()))?;
+                    write_atomic(&path, text.as_bytes())?;
+                }
                 Ok(())
             }
             Command::Info { model } => {
@@ -1032,5 +1124,32 @@ mod cli {
             out.display()
         );
         Ok(())
+    }
+
+    fn world_factors(
+        model: &std::path::Path,
+        bundle: &std::path::Path,
+        seed: u64,
+        scenes: usize,
+        device: &Device,
+    ) -> Result<Vec<monoscope::world::factors::FactorRow>> {
+        let embedder = Embedder::from_dir(model, device)?;
+        let b = monoscope::io::bundle::load(bundle, device)?;
+        // Scenes after the ones world-extract embeds by default, so the table is scored
+        // on data the dictionary never saw.
+        let start = monoscope::world::train::HELD_OUT_START + 1_000_000;
+        let file = monoscope::world::train::extract_scenes(&embedder, seed, start, scenes, |_| {})?;
+        let all: Vec<usize> = (0..file.pairs.n).collect();
+        let encode = |image: bool| -> Result<Vec<f32>> {
+            Ok(rows(b.dictionary.encode(file.pairs.rows(image, &all, device)))?.concat())
+        };
+        let classes: Vec<_> = b.features.features.iter().map(|f| f.class).collect();
+        Ok(monoscope::world::factors::factor_table(
+            &encode(true)?,
+            &encode(false)?,
+            b.dictionary.features(),
+            &file.meta.truth,
+            &classes,
+        ))
     }
 }

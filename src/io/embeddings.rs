@@ -31,6 +31,10 @@ pub struct EmbeddingsMeta {
     pub captions: Vec<String>,
     /// Lines skipped, with the reason.
     pub skipped: Vec<(usize, String)>,
+    /// Ground truth per row, when the pairs come from the demo world (factors and the
+    /// caption's text-only choices).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub truth: Vec<serde_json::Value>,
 }
 
 /// Embeddings plus their provenance.

@@ -435,3 +435,57 @@ mod files {
         }
     }
 }
+
+/// Embeds held-out scenes `start..start + count` of a world with a trained demo CLIP
+/// (one caption each) into a paired embeddings file whose rows carry the scene's
+/// factors and caption choices (`EmbeddingsMeta::truth`); images are named
+/// `scene:<seed>:<index>`, so anything holding the generator can redraw them.
+pub fn extract_scenes(
+    embedder: &crate::Embedder,
+    seed: u64,
+    start: u64,
+    count: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<crate::io::embeddings::EmbeddingsFile> {
+    use crate::io::embeddings::{EmbeddingsFile, EmbeddingsMeta};
+    let side = embedder.config.vision.image_size as u32;
+    let d = embedder.config.projection_dim;
+    let mut file = EmbeddingsFile {
+        pairs: crate::dict::data::Pairs {
+            images: Vec::new(),
+            texts: Vec::new(),
+            n: 0,
+            d,
+        },
+        meta: EmbeddingsMeta {
+            pairs: format!("demo world, seed {seed}"),
+            ..EmbeddingsMeta::default()
+        },
+    };
+    let indices: Vec<u64> = (start..start + count as u64).collect();
+    for chunk in indices.chunks(64) {
+        let scenes: Vec<scene::Scene> = chunk.iter().map(|&i| generate(seed, i, side, 1)).collect();
+        let pixels = scenes
+            .iter()
+            .map(|s| embedder.processor.pixels(&s.image))
+            .collect::<Result<Vec<_>>>()?;
+        let captions: Vec<&str> = scenes.iter().map(|s| s.captions[0].0.as_str()).collect();
+        file.pairs
+            .images
+            .extend(crate::pipeline::rows(embedder.embed_pixels(&pixels)?)?.concat());
+        file.pairs
+            .texts
+            .extend(crate::pipeline::rows(embedder.embed_texts(&captions)?)?.concat());
+        for (s, &i) in scenes.iter().zip(chunk) {
+            file.meta.lines.push(i as usize);
+            file.meta.images.push(format!("scene:{seed}:{i}"));
+            file.meta.captions.push(s.captions[0].0.clone());
+            file.meta
+                .truth
+                .push(serde_json::json!({ "factors": s.factors, "style": s.captions[0].1 }));
+        }
+        file.pairs.n += chunk.len();
+        progress(chunk.len());
+    }
+    Ok(file)
+}
