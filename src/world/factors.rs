@@ -204,8 +204,10 @@ mod tests {
         // 200 scenes; feature 0 fires (on images) exactly when the background is
         // striped, feature 1 (on texts) when the caption is polite, feature 2 is noise.
         let scenes: Vec<_> = (0..200).map(|i| generate(9, i, 8, 1)).collect();
-        let truth: Vec<Value> =
-            scenes.iter().map(|s| serde_json::json!({"factors": s.factors, "style": s.captions[0].1})).collect();
+        let truth: Vec<Value> = scenes
+            .iter()
+            .map(|s| serde_json::json!({"factors": s.factors, "style": s.captions[0].1}))
+            .collect();
         let k = 3;
         let (mut img, mut txt) = (Vec::new(), Vec::new());
         for (i, s) in scenes.iter().enumerate() {
@@ -214,7 +216,11 @@ mod tests {
             img.extend([if stripes { 1.0 } else { 0.0 }, 0.0, (i % 7) as f32 * 0.1]);
             txt.extend([0.0, if polite { 1.0 } else { 0.0 }, (i % 5) as f32 * 0.1]);
         }
-        let classes = [FeatureClass::ImgD, FeatureClass::TextD, FeatureClass::CrossD];
+        let classes = [
+            FeatureClass::ImgD,
+            FeatureClass::TextD,
+            FeatureClass::CrossD,
+        ];
         let table = factor_table(&img, &txt, k, &truth, &classes);
         let row = |name: &str| table.iter().find(|r| r.factor == name).unwrap();
         let stripes = row("background=stripes");

@@ -330,6 +330,21 @@ pub fn evaluate(
     })
 }
 
+/// Auto-label vocabulary of the demo world (`labels.txt` next to the model): every
+/// caption word, and every "colour shape" phrase.
+pub fn label_vocabulary(seed: u64) -> String {
+    let mut out: Vec<String> = caption_words(seed, 2000)
+        .into_iter()
+        .filter(|w| w.chars().all(char::is_alphanumeric))
+        .collect();
+    for (c, _) in COLOURS {
+        for s in SHAPES {
+            out.push(format!("{c} {s}"));
+        }
+    }
+    out.join("\n") + "\n"
+}
+
 /// Index of the row of `rows` with the largest dot product with `q`.
 fn argmax(rows: &[Vec<f32>], q: &[f32]) -> usize {
     let dot = |a: &[f32]| a.iter().zip(q).map(|(x, y)| x * y).sum::<f32>();
@@ -371,6 +386,10 @@ mod files {
                 &json(&self.clip_config.to_hf_json())?,
             )?;
             crate::write_atomic(&dir.join("tokenizer.json"), &json(&self.tokenizer_json)?)?;
+            crate::write_atomic(
+                &dir.join("labels.txt"),
+                super::label_vocabulary(self.config.seed).as_bytes(),
+            )?;
             crate::write_atomic(
                 &dir.join("world.json"),
                 &json(&serde_json::json!({
