@@ -111,20 +111,9 @@ pub fn train_throughput(
     steps: usize,
     device: &Device,
 ) -> Result<f64> {
-    use crate::dict::train::{Pairs, SplitMix, Trainer};
+    use crate::dict::train::Trainer;
     let d = dict.d;
-    let mut rng = SplitMix(1);
-    let mut unit_rows = |n: usize| -> Vec<f32> {
-        let mut v: Vec<f32> = (0..n * d)
-            .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
-            .collect();
-        for row in v.chunks_mut(d) {
-            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-            row.iter_mut().for_each(|x| *x /= norm);
-        }
-        v
-    };
-    let data = Pairs::new(unit_rows(pairs), unit_rows(pairs), d)?;
+    let data = random_pairs(pairs, d, 1)?;
     let batch = config.batch;
     let mut trainer = Trainer::new(dict, config, device)?;
     trainer.step(&data)?;
@@ -144,20 +133,8 @@ pub fn analyze_seconds(
     device: &Device,
 ) -> Result<f64> {
     use crate::analysis::analyze::{AnalyzeConfig, analyze};
-    use crate::dict::train::{Pairs, SplitMix};
     let d = dict.d;
-    let mut rng = SplitMix(2);
-    let mut unit_rows = |n: usize| -> Vec<f32> {
-        let mut v: Vec<f32> = (0..n * d)
-            .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
-            .collect();
-        for row in v.chunks_mut(d) {
-            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-            row.iter_mut().for_each(|x| *x /= norm);
-        }
-        v
-    };
-    let data = Pairs::new(unit_rows(pairs), unit_rows(pairs), d)?;
+    let data = random_pairs(pairs, d, 2)?;
     let dictionary = dict.init(device);
     let start = Instant::now();
     analyze(
@@ -169,4 +146,21 @@ pub fn analyze_seconds(
         |_| {},
     )?;
     Ok(start.elapsed().as_secs_f64())
+}
+
+/// `n` random unit-norm image/text pairs of width `d`.
+fn random_pairs(n: usize, d: usize, seed: u64) -> Result<crate::dict::data::Pairs> {
+    let mut rng = crate::dict::data::SplitMix(seed);
+    let mut unit_rows = || -> Vec<f32> {
+        let mut v: Vec<f32> = (0..n * d)
+            .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+            .collect();
+        for row in v.chunks_mut(d) {
+            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            row.iter_mut().for_each(|x| *x /= norm);
+        }
+        v
+    };
+    let images = unit_rows();
+    crate::dict::data::Pairs::new(images, unit_rows(), d)
 }

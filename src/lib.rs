@@ -39,6 +39,45 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
+/// Writes a directory of files as one unit (checkpoints): into `DIR.tmp`, then the old
+/// `DIR` is moved to `DIR.old`, the new one renamed into place and the old one removed.
+/// A crash leaves either `DIR` or `DIR.old` complete; [`checkpoint_dir`] finds it.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn write_dir_atomic(dir: &std::path::Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
+    let io = |p: &std::path::Path| {
+        let p = p.display().to_string();
+        move |source| Error::Io {
+            path: p.clone(),
+            source,
+        }
+    };
+    let tmp = dir.with_extension("tmp");
+    let old = dir.with_extension("old");
+    std::fs::remove_dir_all(&tmp).ok();
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    for (name, bytes) in files {
+        std::fs::write(tmp.join(name), bytes).map_err(io(&tmp))?;
+    }
+    std::fs::remove_dir_all(&old).ok();
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(io(dir))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(io(dir))?;
+    std::fs::remove_dir_all(&old).ok();
+    Ok(())
+}
+
+/// The complete copy of a directory written by [`write_dir_atomic`]: `DIR`, or `DIR.old`
+/// when a crash came between its two renames.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn checkpoint_dir(dir: &std::path::Path) -> std::path::PathBuf {
+    if dir.exists() {
+        dir.to_path_buf()
+    } else {
+        dir.with_extension("old")
+    }
+}
+
 /// Reads a whole file, with the path in the error.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {

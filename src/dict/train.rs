@@ -376,49 +376,29 @@ mod checkpoint {
     const ADAM: &str = "adam.safetensors";
     const STATE: &str = "state.json";
 
-    fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-        move |source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        }
-    }
-
     impl Trainer {
         /// Writes a checkpoint directory at `dir`, atomically replacing an older one.
         pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
-            let tmp = dir.with_extension("tmp");
-            let old = dir.with_extension("old");
-            std::fs::remove_dir_all(&tmp).ok();
-            std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-            std::fs::write(tmp.join(WEIGHTS), save_module(&self.dict)?).map_err(io(&tmp))?;
-            let bytes = self.adam.to_bytes()?;
-            std::fs::write(tmp.join(ADAM), bytes).map_err(io(&tmp))?;
             let state = serde_json::json!({
                 "state": self.state, "dict_config": self.dict_config, "train_config": self.config,
             });
-            std::fs::write(
-                tmp.join(STATE),
-                serde_json::to_vec_pretty(&state).map_err(|e| Error::Invalid(e.to_string()))?,
+            let state =
+                serde_json::to_vec_pretty(&state).map_err(|e| Error::Invalid(e.to_string()))?;
+            crate::write_dir_atomic(
+                dir,
+                &[
+                    (WEIGHTS, save_module(&self.dict)?),
+                    (ADAM, self.adam.to_bytes()?),
+                    (STATE, state),
+                ],
             )
-            .map_err(io(&tmp))?;
-            std::fs::remove_dir_all(&old).ok();
-            if dir.exists() {
-                std::fs::rename(dir, &old).map_err(io(dir))?;
-            }
-            std::fs::rename(&tmp, dir).map_err(io(dir))?;
-            std::fs::remove_dir_all(&old).ok();
-            Ok(())
         }
 
         /// Restores weights, moments and counters from [`Trainer::save_checkpoint`]'s
         /// directory (or the `.old` copy a crash mid-replacement may have left). The
         /// dictionary configuration must match.
         pub fn load_checkpoint(&mut self, dir: &Path) -> Result<()> {
-            let dir = if dir.exists() {
-                dir.to_path_buf()
-            } else {
-                dir.with_extension("old")
-            };
+            let dir = crate::checkpoint_dir(dir);
             let state: serde_json::Value =
                 serde_json::from_slice(&crate::read_file(&dir.join(STATE))?)
                     .map_err(|e| Error::Invalid(format!("checkpoint state: {e}")))?;

@@ -400,33 +400,21 @@ mod files {
 
         /// Writes a checkpoint directory.
         pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
-            let tmp = dir.with_extension("tmp");
-            let old = dir.with_extension("old");
-            std::fs::remove_dir_all(&tmp).ok();
-            std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-            std::fs::write(tmp.join("weights.safetensors"), save_module(&self.model)?)
-                .map_err(io(&tmp))?;
-            std::fs::write(tmp.join("adam.safetensors"), self.adam.to_bytes()?)
-                .map_err(io(&tmp))?;
             let state =
                 serde_json::json!({ "config": self.config, "step": self.step, "rng": self.rng });
-            std::fs::write(tmp.join("state.json"), json(&state)?).map_err(io(&tmp))?;
-            std::fs::remove_dir_all(&old).ok();
-            if dir.exists() {
-                std::fs::rename(dir, &old).map_err(io(dir))?;
-            }
-            std::fs::rename(&tmp, dir).map_err(io(dir))?;
-            std::fs::remove_dir_all(&old).ok();
-            Ok(())
+            crate::write_dir_atomic(
+                dir,
+                &[
+                    ("weights.safetensors", save_module(&self.model)?),
+                    ("adam.safetensors", self.adam.to_bytes()?),
+                    ("state.json", json(&state)?),
+                ],
+            )
         }
 
         /// Restores a checkpoint made with the same world settings (only `steps` may grow).
         pub fn load_checkpoint(&mut self, dir: &Path) -> Result<()> {
-            let dir = if dir.exists() {
-                dir.to_path_buf()
-            } else {
-                dir.with_extension("old")
-            };
+            let dir = crate::checkpoint_dir(dir);
             let state: serde_json::Value =
                 serde_json::from_slice(&crate::read_file(&dir.join("state.json"))?)
                     .map_err(|e| Error::Invalid(format!("checkpoint state: {e}")))?;
