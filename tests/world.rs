@@ -174,3 +174,55 @@ fn world_train_smoke_writes_a_hub_style_model_that_embeds() {
     assert_eq!(v["image_embeds"][0].as_array().unwrap().len(), 32);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn shipped_demo_clip_meets_the_quality_bars_and_shared_factors_are_cross_modal() {
+    use monoscope::world::factors::{FactorKind, factor_table};
+    use monoscope::world::train::{HELD_OUT_START, evaluate, extract_scenes};
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
+    let device = burn::tensor::Device::flex();
+    let e = monoscope::Embedder::from_dir(&root.join("clip"), &device).unwrap();
+    let world: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("clip/world.json")).unwrap()).unwrap();
+    let seed = world["world"]["seed"].as_u64().unwrap();
+
+    // Issue 4's bars, on 1000 held-out scenes.
+    let q = evaluate(&e.model, &e.config, &e.tokenizer, seed, 1000, &device).unwrap();
+    assert!(q.colour_accuracy >= 0.9, "{q:?}");
+    assert!(q.shape_accuracy >= 0.9, "{q:?}");
+    assert!(q.retrieval_r1 >= 0.5, "{q:?}");
+
+    // The factor table on scenes neither the CLIP nor the dictionary saw.
+    let bundle = monoscope::io::bundle::load(&root.join("bundle"), &device).unwrap();
+    let file = extract_scenes(&e, seed, HELD_OUT_START + 2_000_000, 800, |_| {}).unwrap();
+    let all: Vec<usize> = (0..file.pairs.n).collect();
+    let enc = |image: bool| {
+        monoscope::pipeline::rows(
+            bundle
+                .dictionary
+                .encode(file.pairs.rows(image, &all, &device)),
+        )
+        .unwrap()
+        .concat()
+    };
+    let classes: Vec<_> = bundle.features.features.iter().map(|f| f.class).collect();
+    let table = factor_table(
+        &enc(true),
+        &enc(false),
+        bundle.dictionary.features(),
+        &file.meta.truth,
+        &classes,
+    );
+    let shared: Vec<_> = table
+        .iter()
+        .filter(|r| r.kind == FactorKind::Shared)
+        .collect();
+    let right = shared.iter().filter(|r| r.as_expected()).count();
+    assert!(
+        right * 4 >= shared.len() * 3,
+        "only {right} of {} shared factors map to CrossD features",
+        shared.len()
+    );
+    // What is not met yet (README, issue 4): image-only and text-only factors are barely
+    // present in the contrastively trained embeddings, so they do not land in ImgD / TextD.
+}
