@@ -45,6 +45,14 @@ pub struct WorldTrainConfig {
     pub weight_decay: f64,
     /// Linear warm-up steps.
     pub warmup: usize,
+    /// Weight of the image auxiliary loss: a linear head reconstructs an 8x8 thumbnail
+    /// from the image embedding, so pixel-only information has a reason to stay in it.
+    #[serde(default)]
+    pub aux_image: f64,
+    /// Weight of the text auxiliary loss: a linear head predicts the caption's bag of
+    /// words from the text embedding, so wording-only information stays in it.
+    #[serde(default)]
+    pub aux_text: f64,
 }
 
 impl Default for WorldTrainConfig {
@@ -58,8 +66,46 @@ impl Default for WorldTrainConfig {
             lr: 1e-3,
             weight_decay: 0.05,
             warmup: 100,
+            aux_image: 1.0,
+            aux_text: 0.1,
         }
     }
+}
+
+/// Thumbnail side reconstructed by the image auxiliary head.
+const THUMB: usize = 8;
+
+/// The auxiliary heads (training only; not part of the saved CLIP).
+#[derive(Module, Debug)]
+pub struct AuxHeads {
+    /// Image embedding -> 3 x THUMB x THUMB thumbnail.
+    pub image: burn::nn::Linear,
+    /// Text embedding -> bag-of-words logits.
+    pub text: burn::nn::Linear,
+}
+
+/// Fresh auxiliary heads for a model shape.
+pub fn aux_heads(clip: &ClipConfig, device: &Device) -> AuxHeads {
+    let p = clip.projection_dim;
+    AuxHeads {
+        image: burn::nn::LinearConfig::new(p, 3 * THUMB * THUMB).init(device),
+        text: burn::nn::LinearConfig::new(p, clip.text.vocab_size).init(device),
+    }
+}
+
+/// Average-pools a normalised CHW image (`side` x `side`) to THUMB x THUMB.
+fn thumbnail(pixels: &[f32], side: usize) -> Vec<f32> {
+    let cell = side / THUMB;
+    let mut out = vec![0f32; 3 * THUMB * THUMB];
+    for c in 0..3 {
+        for y in 0..side {
+            for x in 0..side {
+                out[(c * THUMB + y / cell) * THUMB + x / cell] +=
+                    pixels[(c * side + y) * side + x] / (cell * cell) as f32;
+            }
+        }
+    }
+    out
 }
 
 impl WorldTrainConfig {
@@ -114,6 +160,8 @@ pub struct WorldTrainer {
     pub clip_config: ClipConfig,
     /// The model, on an autodiff device.
     pub model: ClipModel,
+    /// Auxiliary heads, on the same device.
+    pub aux: AuxHeads,
     /// `tokenizer.json` of the world.
     pub tokenizer_json: serde_json::Value,
     tokenizer: ClipTokenizer,
@@ -175,7 +223,9 @@ impl WorldTrainer {
         let device = device.clone().autodiff();
         device.seed(config.seed);
         let model = clip_config.init(&device);
+        let aux = aux_heads(&clip_config, &device);
         Ok(Self {
+            aux,
             adam: Adam::new(config.weight_decay),
             rng: SplitMix(config.seed ^ 0x5EED),
             processor: ImageProcessor::for_size(config.side),
@@ -212,11 +262,45 @@ impl WorldTrainer {
             .clamp_max(MAX_LOGIT_SCALE)
             .exp()
             .reshape([1, 1]);
-        let logits = l2_normalize(img).matmul(l2_normalize(txt).transpose()) * scale; // [b, b]
+        let (img_n, txt_n) = (l2_normalize(img), l2_normalize(txt));
+        let logits = img_n.clone().matmul(txt_n.clone().transpose()) * scale; // [b, b]
         let n = self.config.batch;
         let targets = Tensor::<1, Int>::arange(0..n as i64, &self.device).reshape([n, 1]);
         let ce = |l: Tensor<2>| log_softmax(l, 1).gather(1, targets.clone()).mean().neg();
-        let loss = (ce(logits.clone()) + ce(logits.transpose())) / 2.0;
+        let mut loss = (ce(logits.clone()) + ce(logits.transpose())) / 2.0;
+        if self.config.aux_image > 0.0 {
+            let target: Vec<f32> = pixels
+                .iter()
+                .flat_map(|p| thumbnail(p, self.config.side))
+                .collect();
+            let target = Tensor::<2>::from_data(
+                TensorData::new(target, [n, 3 * THUMB * THUMB]),
+                &self.device,
+            );
+            let mse = (self.aux.image.forward(img_n.clone()) - target)
+                .square()
+                .mean();
+            loss = loss + mse * self.config.aux_image;
+        }
+        if self.config.aux_text > 0.0 {
+            let v = self.clip_config.text.vocab_size;
+            let mut bag = vec![0f32; n * v];
+            for (row, seq) in ids.iter().enumerate() {
+                // Content words only: not padding, unknown, start or end.
+                for &id in &seq[1..seq.len().saturating_sub(1)] {
+                    if id > 1 {
+                        bag[row * v + id as usize] = 1.0;
+                    }
+                }
+            }
+            let y = Tensor::<2>::from_data(TensorData::new(bag, [n, v]), &self.device);
+            let x = self.aux.text.forward(txt_n.clone());
+            // Binary cross-entropy with logits, summed over the vocabulary.
+            let bce = (burn::tensor::activation::softplus(x.clone(), 1.0) - x * y)
+                .sum_dim(1)
+                .mean();
+            loss = loss + bce * self.config.aux_text;
+        }
         let value: f64 = loss
             .clone()
             .into_data()
@@ -234,6 +318,8 @@ impl WorldTrainer {
         let lr = self.config.lr_at(self.step);
         let model = std::mem::replace(&mut self.model, self.clip_config.init(&self.device));
         self.model = self.adam.step(model, &grads, lr, self.step as i32);
+        let aux = std::mem::replace(&mut self.aux, aux_heads(&self.clip_config, &self.device));
+        self.aux = self.adam.step(aux, &grads, lr, self.step as i32);
         Ok(value)
     }
 
@@ -406,6 +492,7 @@ mod files {
                 dir,
                 &[
                     ("weights.safetensors", save_module(&self.model)?),
+                    ("aux.safetensors", save_module(&self.aux)?),
                     ("adam.safetensors", self.adam.to_bytes()?),
                     ("state.json", json(&state)?),
                 ],
@@ -436,6 +523,9 @@ mod files {
             let weights = crate::read_file(&dir.join("weights.safetensors"))?;
             let fresh = self.clip_config.init(&self.device);
             self.model = load_module(fresh, &Checkpoint::parse(&weights)?, &self.device)?;
+            let aux = crate::read_file(&dir.join("aux.safetensors"))?;
+            let fresh = super::aux_heads(&self.clip_config, &self.device);
+            self.aux = load_module(fresh, &Checkpoint::parse(&aux)?, &self.device)?;
             let adam = crate::read_file(&dir.join("adam.safetensors"))?;
             self.adam.load_bytes(&adam, &self.device.clone().inner())?;
             Ok(())
