@@ -172,6 +172,72 @@ fn world_train_smoke_writes_a_hub_style_model_that_embeds() {
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["image_embeds"][0].as_array().unwrap().len(), 32);
+
+    // The rest of scripts/make_demo.sh's pipeline, in miniature.
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let (emb, dict, bundle, labels) = (
+        p("emb.safetensors"),
+        p("dict"),
+        p("bundle"),
+        p("labels.txt"),
+    );
+    let (ok, _, err) = run(&[
+        "world-extract",
+        "--model",
+        out,
+        "--scenes",
+        "120",
+        "--out",
+        &emb,
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&[
+        "train",
+        "--embeddings",
+        &emb,
+        "--kind",
+        "topk",
+        "--features",
+        "64",
+        "--k",
+        "4",
+        "--steps",
+        "10",
+        "--batch",
+        "64",
+        "--out",
+        &dict,
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&[
+        "analyze",
+        "--model",
+        out,
+        "--dict",
+        &dict,
+        "--embeddings",
+        &emb,
+        "--vocab",
+        &labels,
+        "--out",
+        &bundle,
+        "--min-support",
+        "2",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, stdout, err) = run(&[
+        "world-factors",
+        "--model",
+        out,
+        "--bundle",
+        &bundle,
+        "--scenes",
+        "120",
+    ]);
+    assert!(
+        ok && stdout.contains("factors land in the expected class"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
