@@ -19,13 +19,16 @@ mkdir -p "$WORK"
 "$BIN" world-train --out "$WORK/clip" --seed "$SEED" --steps "$STEPS" --resume
 "$BIN" world-extract --model "$WORK/clip" --seed "$SEED" --scenes "$SCENES" --out "$WORK/emb.safetensors"
 rm -rf "$WORK/dict"
+# --center: subtract each modality's mean (SPEC §2), else the modality gap makes the
+# dictionary split shared concepts into image-side and text-side features.
 "$BIN" train --embeddings "$WORK/emb.safetensors" --kind topk --features 256 --k 8 \
-  --steps "$DICT_STEPS" --batch 1024 --seed "$SEED" --out "$WORK/dict"
+  --steps "$DICT_STEPS" --batch 1024 --seed "$SEED" --center --out "$WORK/dict"
 "$BIN" analyze --model "$WORK/clip" --dict "$WORK/dict" --embeddings "$WORK/emb.safetensors" \
-  --vocab "$WORK/clip/labels.txt" --out "$WORK/bundle"
+  --vocab "$WORK/clip/labels.txt" --center --out "$WORK/bundle"
 "$BIN" report "$WORK/bundle"
 "$BIN" world-factors --model "$WORK/clip" --bundle "$WORK/bundle" --seed "$SEED" --json "$WORK/factors.json"
 mkdir -p "$OUT/clip" "$OUT/bundle"
+rm -rf "$OUT/clip" "$OUT/bundle" && mkdir -p "$OUT/clip" "$OUT/bundle"
 cp "$WORK/clip/"{config.json,model.safetensors,tokenizer.json,labels.txt,world.json} "$OUT/clip/"
 cp "$WORK/bundle/"{dictionary.safetensors,features.json,manifest.json,mds_histogram.svg} "$OUT/bundle/"
 cp "$WORK/factors.json" "$OUT/factors.json"

@@ -242,7 +242,7 @@ fn world_train_smoke_writes_a_hub_style_model_that_embeds() {
 }
 
 #[test]
-fn shipped_demo_clip_meets_the_quality_bars_and_shared_factors_are_cross_modal() {
+fn shipped_demo_meets_the_quality_bars_and_the_factor_table() {
     use monoscope::world::factors::{FactorKind, factor_table};
     use monoscope::world::train::{HELD_OUT_START, evaluate, extract_scenes};
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
@@ -258,18 +258,17 @@ fn shipped_demo_clip_meets_the_quality_bars_and_shared_factors_are_cross_modal()
     assert!(q.shape_accuracy >= 0.9, "{q:?}");
     assert!(q.retrieval_r1 >= 0.5, "{q:?}");
 
-    // The factor table on scenes neither the CLIP nor the dictionary saw.
+    // The factor table on scenes neither the CLIP nor the dictionary saw; the bundle was
+    // made with --center, so inputs are centred the same way.
     let bundle = monoscope::io::bundle::load(&root.join("bundle"), &device).unwrap();
-    let file = extract_scenes(&e, seed, HELD_OUT_START + 2_000_000, 800, |_| {}).unwrap();
-    let all: Vec<usize> = (0..file.pairs.n).collect();
+    assert_eq!(bundle.manifest.analysis["center"], true);
+    let file = extract_scenes(&e, seed, HELD_OUT_START + 2_000_000, 1000, |_| {}).unwrap();
+    let pairs = file.pairs.centered();
+    let all: Vec<usize> = (0..pairs.n).collect();
     let enc = |image: bool| {
-        monoscope::pipeline::rows(
-            bundle
-                .dictionary
-                .encode(file.pairs.rows(image, &all, &device)),
-        )
-        .unwrap()
-        .concat()
+        monoscope::pipeline::rows(bundle.dictionary.encode(pairs.rows(image, &all, &device)))
+            .unwrap()
+            .concat()
     };
     let classes: Vec<_> = bundle.features.features.iter().map(|f| f.class).collect();
     let table = factor_table(
@@ -279,16 +278,27 @@ fn shipped_demo_clip_meets_the_quality_bars_and_shared_factors_are_cross_modal()
         &file.meta.truth,
         &classes,
     );
+    let right = table.iter().filter(|r| r.as_expected()).count();
+    let summary: Vec<String> = table
+        .iter()
+        .map(|r| format!("{}:{:?}", r.factor, r.class))
+        .collect();
+    // Issue 4: a clear majority of factors land where expected (shared -> CrossD,
+    // image-only -> ImgD, text-only -> TextD). The shipped demo gets 26 of 37 on its
+    // own evaluation scenes; 60% leaves room for the sampling of these fresh scenes.
+    assert!(
+        right * 10 >= table.len() * 6,
+        "{right} of {} as expected: {summary:?}",
+        table.len()
+    );
     let shared: Vec<_> = table
         .iter()
         .filter(|r| r.kind == FactorKind::Shared)
         .collect();
-    let right = shared.iter().filter(|r| r.as_expected()).count();
+    let shared_right = shared.iter().filter(|r| r.as_expected()).count();
     assert!(
-        right * 4 >= shared.len() * 3,
-        "only {right} of {} shared factors map to CrossD features",
+        shared_right * 4 >= shared.len() * 3,
+        "{shared_right} of {} shared factors are CrossD",
         shared.len()
     );
-    // What is not met yet (README, issue 4): image-only and text-only factors are barely
-    // present in the contrastively trained embeddings, so they do not land in ImgD / TextD.
 }

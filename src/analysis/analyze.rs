@@ -153,34 +153,6 @@ mod native {
         }
     }
 
-    fn modality_means(p: &Pairs) -> (Vec<f32>, Vec<f32>) {
-        let mean = |v: &[f32]| {
-            let mut m = vec![0f32; p.d];
-            for row in v.chunks(p.d) {
-                for (a, b) in m.iter_mut().zip(row) {
-                    *a += b / p.n as f32;
-                }
-            }
-            m
-        };
-        (mean(&p.images), mean(&p.texts))
-    }
-
-    fn centered(p: &Pairs) -> Pairs {
-        let (mi, mt) = modality_means(p);
-        let sub = |v: &[f32], m: &[f32]| {
-            v.chunks(p.d)
-                .flat_map(|r| r.iter().zip(m).map(|(a, b)| a - b))
-                .collect()
-        };
-        Pairs {
-            images: sub(&p.images, &mi),
-            texts: sub(&p.texts, &mt),
-            n: p.n,
-            d: p.d,
-        }
-    }
-
     /// EmbSim of every baseline "feature", a direction in embedding space (the columns of
     /// `directions`, [d, features]): its top-m rows by projection, and their embeddings'
     /// mean pairwise cosine. Projections run on the device in batches.
@@ -227,7 +199,7 @@ mod native {
         mut progress: impl FnMut(usize),
     ) -> Result<Analysis> {
         let input = if config.center {
-            centered(pairs)
+            pairs.centered()
         } else {
             pairs.clone()
         };
@@ -252,7 +224,7 @@ mod native {
             let mut top = TopM::new(k, config.labels);
             let [n_words, _] = embeds.dims();
             let embeds = if config.center {
-                let (_, mt) = modality_means(pairs);
+                let (_, mt) = pairs.modality_means();
                 embeds - Tensor::<1>::from_floats(mt.as_slice(), device).unsqueeze::<2>()
             } else {
                 embeds

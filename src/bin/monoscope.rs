@@ -163,6 +163,9 @@ mod cli {
             /// Continue from OUT/checkpoint (also after a finished run, with a larger --steps).
             #[arg(long)]
             resume: bool,
+            /// Subtract each modality's mean embedding first (use `analyze --center` too).
+            #[arg(long)]
+            center: bool,
             /// Output dictionary directory (dict.json, dictionary.safetensors).
             #[arg(long)]
             out: PathBuf,
@@ -495,9 +498,13 @@ mod cli {
                 log_every,
                 checkpoint_every,
                 resume,
+                center,
                 out,
             } => {
-                let emb = EmbeddingsFile::from_bytes(&read_file(&embeddings)?)?;
+                let mut emb = EmbeddingsFile::from_bytes(&read_file(&embeddings)?)?;
+                if center {
+                    emb.pairs = emb.pairs.centered();
+                }
                 let kind = match kind {
                     Kind::Topk => DictKind::Topk,
                     Kind::Relu => DictKind::Relu,
@@ -1103,6 +1110,11 @@ mod cli {
             dataset: serde_json::json!({
                 "embeddings": embeddings.display().to_string(), "pairs_file": emb.meta.pairs,
                 "pairs": emb.pairs.n, "skipped_lines": emb.meta.skipped.len(),
+                // With --center, inputs must be centred with these means before encoding.
+                "modality_means": config.center.then(|| {
+                    let (image, text) = emb.pairs.modality_means();
+                    serde_json::json!({ "image": image, "text": text })
+                }),
             }),
             analysis: serde_json::to_value(&config).map_err(|e| Error::Invalid(e.to_string()))?,
             thresholds: result.thresholds,
@@ -1138,7 +1150,11 @@ mod cli {
         // Scenes after the ones world-extract embeds by default, so the table is scored
         // on data the dictionary never saw.
         let start = monoscope::world::train::HELD_OUT_START + 1_000_000;
-        let file = monoscope::world::train::extract_scenes(&embedder, seed, start, scenes, |_| {})?;
+        let mut file =
+            monoscope::world::train::extract_scenes(&embedder, seed, start, scenes, |_| {})?;
+        if b.manifest.analysis["center"].as_bool() == Some(true) {
+            file.pairs = file.pairs.centered();
+        }
         let all: Vec<usize> = (0..file.pairs.n).collect();
         let encode = |image: bool| -> Result<Vec<f32>> {
             Ok(rows(b.dictionary.encode(file.pairs.rows(image, &all, device)))?.concat())

@@ -38,6 +38,37 @@ impl Pairs {
         })
     }
 
+    /// Mean image embedding and mean text embedding.
+    pub fn modality_means(&self) -> (Vec<f32>, Vec<f32>) {
+        let mean = |v: &[f32]| {
+            let mut m = vec![0f32; self.d];
+            for row in v.chunks(self.d) {
+                for (a, b) in m.iter_mut().zip(row) {
+                    *a += b / self.n as f32;
+                }
+            }
+            m
+        };
+        (mean(&self.images), mean(&self.texts))
+    }
+
+    /// The pairs with each modality's mean subtracted (SPEC §2 option `center`: removes
+    /// the modality gap offset).
+    pub fn centered(&self) -> Pairs {
+        let (mi, mt) = self.modality_means();
+        let sub = |v: &[f32], m: &[f32]| {
+            v.chunks(self.d)
+                .flat_map(|r| r.iter().zip(m).map(|(a, b)| a - b))
+                .collect()
+        };
+        Pairs {
+            images: sub(&self.images, &mi),
+            texts: sub(&self.texts, &mt),
+            n: self.n,
+            d: self.d,
+        }
+    }
+
     /// Rows `idx` of one modality as a [idx.len(), d] tensor.
     pub fn rows(&self, image: bool, idx: &[usize], device: &Device) -> Tensor<2> {
         let src = if image { &self.images } else { &self.texts };
