@@ -68,6 +68,16 @@ mod cli {
         Fixed,
     }
 
+    impl From<Kind> for DictKind {
+        fn from(k: Kind) -> Self {
+            match k {
+                Kind::Topk => DictKind::Topk,
+                Kind::Relu => DictKind::Relu,
+                Kind::Ncl => DictKind::Ncl,
+            }
+        }
+    }
+
     #[derive(Subcommand)]
     enum Command {
         /// Embed images and prompts; prints (or writes) JSON
@@ -505,11 +515,7 @@ mod cli {
                 if center {
                     emb.pairs = emb.pairs.centered();
                 }
-                let kind = match kind {
-                    Kind::Topk => DictKind::Topk,
-                    Kind::Relu => DictKind::Relu,
-                    Kind::Ncl => DictKind::Ncl,
-                };
+                let kind = DictKind::from(kind);
                 let d = emb.pairs.d;
                 let features = features.unwrap_or(monoscope::dict::DEFAULT_EXPANSION * d);
                 let dict = DictConfig {
@@ -594,11 +600,7 @@ mod cli {
             } => {
                 let mut results = Vec::new();
                 for kind in kind {
-                    let dk = match kind {
-                        Kind::Topk => DictKind::Topk,
-                        Kind::Relu => DictKind::Relu,
-                        Kind::Ncl => DictKind::Ncl,
-                    };
+                    let dk = DictKind::from(kind);
                     let dict = DictConfig {
                         features,
                         k,

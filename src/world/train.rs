@@ -450,13 +450,6 @@ mod files {
     use crate::error::{Error, Result};
     use crate::io::weights::{Checkpoint, load_module, save_module};
 
-    fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-        move |source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        }
-    }
-
     fn json(v: &impl serde::Serialize) -> Result<Vec<u8>> {
         serde_json::to_vec_pretty(v).map_err(|e| Error::Invalid(e.to_string()))
     }
@@ -465,7 +458,10 @@ mod files {
         /// Writes `config.json`, `model.safetensors`, `tokenizer.json` (and the world's
         /// settings in `world.json`): a directory any HF CLIP loader reads.
         pub fn save_hf(&self, dir: &Path) -> Result<()> {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
             crate::write_atomic(&dir.join("model.safetensors"), &save_module(&self.model())?)?;
             crate::write_atomic(
                 &dir.join("config.json"),
