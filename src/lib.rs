@@ -9,6 +9,7 @@ pub mod analysis;
 pub mod clip;
 pub mod dict;
 pub mod error;
+pub mod inspect;
 pub mod io;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod optim;

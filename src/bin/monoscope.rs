@@ -325,6 +325,22 @@ mod cli {
             #[arg(long)]
             out: PathBuf,
         },
+        /// Draws held-out demo-world scenes as PNG files with an `index.json` listing each
+        /// file, its first caption and its scene name (the web page's demo inputs).
+        WorldImages {
+            /// World seed.
+            #[arg(long, default_value_t = 0)]
+            seed: u64,
+            /// Image side in pixels (the demo CLIP's image_size).
+            #[arg(long, default_value_t = 64)]
+            side: u32,
+            /// Number of scenes.
+            #[arg(long, default_value_t = 6)]
+            count: usize,
+            /// Output directory.
+            #[arg(long)]
+            out: PathBuf,
+        },
         /// The factor table: for each ground-truth factor of the demo world, the bundle's
         /// feature that predicts it best and its class (expected: image-only -> ImgD,
         /// text-only -> TextD, shared -> CrossD).
@@ -722,6 +738,40 @@ mod cli {
                 file.meta.model = model.display().to_string();
                 write_atomic(&out, &file.to_bytes()?)?;
                 eprintln!("{} scenes embedded into {}", file.pairs.n, out.display());
+                Ok(())
+            }
+            Command::WorldImages {
+                seed,
+                side,
+                count,
+                out,
+            } => {
+                use monoscope::world::scene;
+                std::fs::create_dir_all(&out).map_err(|source| Error::Io {
+                    path: out.display().to_string(),
+                    source,
+                })?;
+                // Far past the scenes world-extract and world-factors use.
+                let start = 2 * monoscope::world::train::HELD_OUT_START;
+                let mut index = Vec::new();
+                for i in 0..count as u64 {
+                    let s = scene::generate(seed, start + i, side, 1);
+                    let file = format!("scene-{i}.png");
+                    let mut png = std::io::Cursor::new(Vec::new());
+                    s.image
+                        .write_to(&mut png, image::ImageFormat::Png)
+                        .map_err(|e| Error::Image(e.to_string()))?;
+                    write_atomic(&out.join(&file), png.get_ref())?;
+                    index.push(serde_json::json!({
+                        "file": file,
+                        "caption": s.captions[0].0,
+                        "scene": scene::name(seed, start + i),
+                    }));
+                }
+                let json = serde_json::to_vec_pretty(&index)
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                write_atomic(&out.join("index.json"), &json)?;
+                eprintln!("{count} scenes drawn into {}", out.display());
                 Ok(())
             }
             Command::WorldFactors {

@@ -119,6 +119,24 @@ fn uniform(rng: &mut SplitMix) -> f32 {
     (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32
 }
 
+/// The name under which a scene is stored in embeddings files and bundles:
+/// `scene:<seed>:<index>`, so anything holding the generator can redraw it.
+pub fn name(seed: u64, index: u64) -> String {
+    format!("scene:{seed}:{index}")
+}
+
+/// Parses a [`name`] back into (seed, index).
+pub fn parse_name(name: &str) -> crate::error::Result<(u64, u64)> {
+    let bad =
+        || crate::error::Error::Invalid(format!("{name:?} is not a scene:<seed>:<index> name"));
+    let rest = name.strip_prefix("scene:").ok_or_else(bad)?;
+    let (seed, index) = rest.split_once(':').ok_or_else(bad)?;
+    Ok((
+        seed.parse().map_err(|_| bad())?,
+        index.parse().map_err(|_| bad())?,
+    ))
+}
+
 /// Generates scene `index` of the world with `seed`; the same pair gives the same scene.
 pub fn generate(seed: u64, index: u64, side: u32, captions: usize) -> Scene {
     let mut rng = SplitMix(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -293,4 +311,17 @@ fn render(f: &Factors, side: u32, rng: &mut SplitMix) -> RgbImage {
         }
     }
     img
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_bad_names_are_refused() {
+        assert_eq!(parse_name(&name(7, 1 << 40)).unwrap(), (7, 1 << 40));
+        for bad in ["scene:1", "scene:a:2", "img:1:2", "scene:1:2:3", ""] {
+            assert!(parse_name(bad).is_err(), "{bad}");
+        }
+    }
 }

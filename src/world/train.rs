@@ -571,7 +571,7 @@ pub fn extract_scenes(
             .extend(crate::pipeline::rows(embedder.embed_texts(&captions)?)?.concat());
         for (s, &i) in scenes.iter().zip(chunk) {
             file.meta.lines.push(i as usize);
-            file.meta.images.push(format!("scene:{seed}:{i}"));
+            file.meta.images.push(scene::name(seed, i));
             file.meta.captions.push(s.captions[0].0.clone());
             file.meta
                 .truth
