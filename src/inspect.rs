@@ -211,6 +211,23 @@ impl Lens {
     pub fn encode(&self, rows: &[Vec<f32>], modality: Modality) -> Result<Tensor<2>> {
         Ok(self.dictionary.encode(self.prepare(rows, modality)?))
     }
+
+    /// [`Lens::encode`] read back to the host, one `Vec` of K per row. Reads synchronously,
+    /// which every CPU backend allows (the browser keeps its lens on the CPU backend).
+    pub fn activations(&self, rows: &[Vec<f32>], modality: Modality) -> Result<Vec<Vec<f32>>> {
+        host_rows(self.encode(rows, modality)?)
+    }
+}
+
+/// A [rows, cols] tensor read back synchronously (CPU backends, native GPU backends).
+pub fn host_rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
+    let [_, cols] = t.dims();
+    let flat = t
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Device(format!("{e:?}")))?;
+    Ok(flat.chunks(cols.max(1)).map(<[f32]>::to_vec).collect())
 }
 
 /// Occlusion inputs for a patch heatmap: the preprocessed image (`channels x size x size`,

@@ -6,6 +6,7 @@
 //! that choose a concrete backend.
 
 pub mod analysis;
+pub mod apps;
 pub mod clip;
 pub mod dict;
 pub mod error;

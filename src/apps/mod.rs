@@ -1,0 +1,169 @@
+//! The paper's three applications (SPEC §4): the attribute/bias probe ([`probe`]),
+//! cross-modal adversarial examples and their defense ([`attack`]), and modality-specific
+//! control of generation ([`control`]). They share host-side reconstruction with feature
+//! classes switched off ([`HostDecoder`]) and zero-shot classification.
+
+pub mod attack;
+pub mod control;
+pub mod probe;
+
+use crate::analysis::mds::FeatureClass;
+use crate::dict::Dictionary;
+use crate::error::{Error, Result};
+use crate::inspect::{Lens, Modality, host_rows};
+
+/// The classes in the order every report lists them.
+pub const CLASSES: [FeatureClass; 4] = [
+    FeatureClass::ImgD,
+    FeatureClass::TextD,
+    FeatureClass::CrossD,
+    FeatureClass::Rare,
+];
+
+/// Position of a class in [`CLASSES`].
+pub fn class_index(c: FeatureClass) -> usize {
+    match c {
+        FeatureClass::ImgD => 0,
+        FeatureClass::TextD => 1,
+        FeatureClass::CrossD => 2,
+        FeatureClass::Rare => 3,
+    }
+}
+
+/// A dictionary's decoder on the host: W_dec, b_dec and the bundle's centering means.
+/// Reconstructions touch only the active features of a sample, so switching classes or
+/// single features off costs O(active * d), with no device round trips.
+#[derive(Debug, Clone)]
+pub struct HostDecoder {
+    /// [K, d], row k = decoder direction of feature k.
+    w: Vec<f32>,
+    b: Vec<f32>,
+    means: Option<(Vec<f32>, Vec<f32>)>,
+    /// Class per feature.
+    pub classes: Vec<FeatureClass>,
+    d: usize,
+}
+
+impl HostDecoder {
+    /// Copies the decoder of `lens`; NCL heads have none.
+    pub fn from_lens(lens: &Lens) -> Result<Self> {
+        let Dictionary::Sae(sae) = &lens.dictionary else {
+            return Err(Error::Invalid(
+                "this application needs a dictionary with a decoder (a TopK or ReLU SAE); NCL heads have none".into(),
+            ));
+        };
+        let w = host_rows(sae.w_dec.val())?.concat();
+        let b = host_rows(sae.b_dec.val().unsqueeze::<2>())?.concat();
+        Ok(Self {
+            w,
+            b,
+            means: lens.means.clone(),
+            classes: lens.classes.clone(),
+            d: lens.d(),
+        })
+    }
+
+    /// Embedding width.
+    pub fn d(&self) -> usize {
+        self.d
+    }
+
+    /// Decoder output in the dictionary's (centred) space: b_dec + sum_k keep(k) z_k w_k.
+    pub fn decode_centered(&self, z: &[f32], keep: impl Fn(usize) -> bool) -> Vec<f32> {
+        let mut x = self.b.clone();
+        for (k, &zk) in z.iter().enumerate() {
+            if zk != 0.0 && keep(k) {
+                let row = &self.w[k * self.d..(k + 1) * self.d];
+                x.iter_mut().zip(row).for_each(|(a, w)| *a += zk * w);
+            }
+        }
+        x
+    }
+
+    /// The modality's mean (zeros when the bundle is not centred).
+    pub fn mean(&self, modality: Modality) -> Vec<f32> {
+        match (&self.means, modality) {
+            (Some((i, _)), Modality::Image) => i.clone(),
+            (Some((_, t)), Modality::Text) => t.clone(),
+            (None, _) => vec![0.0; self.d],
+        }
+    }
+
+    /// Reconstruction in CLIP's space (the mean added back), keeping features `keep`.
+    pub fn reconstruct(
+        &self,
+        z: &[f32],
+        modality: Modality,
+        keep: impl Fn(usize) -> bool,
+    ) -> Vec<f32> {
+        let mut x = self.decode_centered(z, keep);
+        x.iter_mut()
+            .zip(self.mean(modality))
+            .for_each(|(a, m)| *a += m);
+        x
+    }
+}
+
+/// Cosine similarity (0 when either vector is zero).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let (mut dot, mut na, mut nb) = (0f32, 0f32, 0f32);
+    for (x, y) in a.iter().zip(b) {
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na.sqrt() * nb.sqrt())
+    }
+}
+
+/// Scales to unit L2 norm (zero stays zero).
+pub fn normalize(mut v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+    v
+}
+
+/// Zero-shot prediction: the prompt embedding most similar to `x` (first on ties).
+pub fn zero_shot(x: &[f32], prompts: &[Vec<f32>]) -> usize {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (j, t) in prompts.iter().enumerate() {
+        let c = cosine(x, t);
+        if c > best.1 {
+            best = (j, c);
+        }
+    }
+    best.0
+}
+
+/// Similarity to prompt `truth` minus the best other prompt's (> 0: classified right).
+pub fn margin(x: &[f32], prompts: &[Vec<f32>], truth: usize) -> f32 {
+    let own = cosine(x, &prompts[truth]);
+    let other = prompts
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != truth)
+        .map(|(_, t)| cosine(x, t))
+        .fold(f32::NEG_INFINITY, f32::max);
+    own - other
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_shot_and_margin_by_hand() {
+        let prompts = vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![-1.0, 0.0]];
+        assert_eq!(zero_shot(&[0.9, 0.1], &prompts), 0);
+        assert_eq!(zero_shot(&[0.1, 0.9], &prompts), 1);
+        // cos with [1,0] = 0.6, with [0,1] = 0.8: margin of class 0 is -0.2.
+        assert!((margin(&[0.6, 0.8], &prompts, 0) + 0.2).abs() < 1e-6);
+        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
+        assert_eq!(normalize(vec![3.0, 4.0]), vec![0.6, 0.8]);
+    }
+}
