@@ -32,6 +32,9 @@ rm -rf "$OUT/clip" "$OUT/bundle" && mkdir -p "$OUT/clip" "$OUT/bundle"
 cp "$WORK/clip/"{config.json,model.safetensors,tokenizer.json,labels.txt,world.json} "$OUT/clip/"
 cp "$WORK/bundle/"{dictionary.safetensors,features.json,manifest.json,mds_histogram.svg} "$OUT/bundle/"
 cp "$WORK/factors.json" "$OUT/factors.json"
+# The embedding -> image decoder for the control panel (~3 min).
+rm -rf "$OUT/decoder"
+"$BIN" world-decoder --model "$OUT/clip" --seed "$SEED" --out "$OUT/decoder"
 # Held-out scenes the web page offers as inputs.
 rm -rf "$OUT/images"
 "$BIN" world-images --seed "$SEED" --count 6 --out "$OUT/images"

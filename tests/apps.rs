@@ -258,3 +258,220 @@ fn class_restricted_attack_moves_mostly_that_class() {
         "per-feature shift ImgD/TextD/CrossD {p:?}"
     );
 }
+
+#[test]
+fn control_removing_crossd_changes_the_decoded_colour_more_than_textd() {
+    use burn::tensor::{Tensor, TensorData};
+    use monoscope::apps::control::{Scales, edit};
+    use monoscope::world::decoder::from_bytes;
+    let (e, lens, device) = demo();
+    let dec = HostDecoder::from_lens(&lens).unwrap();
+    let dir = common::root().join("assets/demo/decoder");
+    let image_decoder = from_bytes(
+        &std::fs::read(dir.join("decoder.json")).unwrap(),
+        &std::fs::read(dir.join("decoder.safetensors")).unwrap(),
+        &device,
+    )
+    .unwrap();
+    let decode = |v: &[f32]| -> Vec<f32> {
+        let x = Tensor::<2>::from_data(TensorData::new(v.to_vec(), [1, v.len()]), &device);
+        image_decoder
+            .forward(x)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap()
+    };
+    let l1 = |a: &[f32], b: &[f32]| {
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32
+    };
+    let scaled = |class: usize, s: f32| {
+        let mut sc = Scales::default();
+        sc.class[class] = s;
+        sc
+    };
+    let (mut cross, mut text0, mut text2, mut wins) = (0f32, 0f32, 0f32, 0);
+    let mut n = 0;
+    for (c, _) in COLOURS {
+        for sh in SHAPES {
+            let x = embed_texts(&e, &[format!("a {c} {sh}")]).remove(0);
+            let z = lens
+                .activations(std::slice::from_ref(&x), Modality::Text)
+                .unwrap()
+                .remove(0);
+            let same = edit(&dec, &x, &z, Modality::Text, &Scales::default()).unwrap();
+            // All scales 1: the edit is the identity (the residual is kept).
+            assert!(cosine(&same.embedding, &x) > 0.9999);
+            let base = decode(&x);
+            let change = |s: Scales| {
+                let ed = edit(&dec, &x, &z, Modality::Text, &s).unwrap();
+                l1(&decode(&ed.embedding), &base)
+            };
+            let (a, b, b2) = (
+                change(scaled(2, 0.0)),
+                change(scaled(1, 0.0)),
+                change(scaled(1, 2.0)),
+            );
+            cross += a;
+            text0 += b;
+            text2 += b2;
+            wins += usize::from(a > b.max(b2));
+            n += 1;
+        }
+    }
+    let (cross, text0, text2) = (cross / n as f32, text0 / n as f32, text2 / n as f32);
+    eprintln!(
+        "mean |pixel change| (0..1): CrossD removed {cross:.4}, TextD removed {text0:.4}, TextD x2 {text2:.4}; CrossD larger in {wins}/{n} prompts"
+    );
+    assert!(
+        cross > 1.5 * text0.max(text2),
+        "{cross} vs {text0} / {text2}"
+    );
+    assert!(wins * 10 >= n * 8, "{wins}/{n}");
+}
+
+#[test]
+fn cli_probe_attack_and_control_end_to_end() {
+    use std::process::Command;
+    let bin = env!("CARGO_BIN_EXE_monoscope");
+    let root = common::root();
+    let tmp = std::env::temp_dir().join(format!("monoscope-apps-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let (e, _, _) = demo();
+    let side = e.config.vision.image_size as u32;
+    // Two groups of single-object scenes by colour, plus a corrupt file in one group.
+    for (name, colour) in [("red", 0usize), ("blue", 2)] {
+        assert_eq!(COLOURS[colour].0, name);
+        let dir = tmp.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let scenes = single_objects(side, 7 << 40, 8, |s| s.factors.objects[0].colour == colour);
+        for (i, s) in scenes.iter().enumerate() {
+            s.image.save(dir.join(format!("{i}.png"))).unwrap();
+        }
+    }
+    std::fs::write(tmp.join("red/broken.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(bin).args(args).output().unwrap();
+        let (so, se) = (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        );
+        assert!(out.status.success(), "{args:?}\nstdout: {so}\nstderr: {se}");
+        (so, se)
+    };
+    let model = root.join("assets/demo/clip");
+    let bundle = root.join("assets/demo/bundle");
+    let (m, b) = (model.to_str().unwrap(), bundle.to_str().unwrap());
+    let t = |p: &str| tmp.join(p).to_str().unwrap().to_string();
+
+    let (out, err) = run(&[
+        "probe",
+        "--model",
+        m,
+        "--bundle",
+        b,
+        "--group",
+        &t("red"),
+        "--group",
+        &t("blue"),
+        "--prompt",
+        "red",
+        "--prompt",
+        "blue",
+        "--bootstrap",
+        "200",
+        "--json",
+        &t("probe.json"),
+    ]);
+    assert!(err.contains("broken.png: skipped"), "{err}");
+    assert!(out.contains("without CrossD"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.join("probe.json")).unwrap()).unwrap();
+    assert_eq!(report["groups"].as_array().unwrap().len(), 2);
+    assert_eq!(report["groups"][0]["accuracy"].as_array().unwrap().len(), 5);
+    assert_eq!(report["groups"][0]["accuracy"][0]["total"], 8);
+
+    let labels: Vec<String> = COLOURS
+        .iter()
+        .map(|(c, _)| format!("a {c} circle"))
+        .collect();
+    let mut args: Vec<String> = ["attack", "--model", m, "--bundle", b, "--image"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(t("blue"));
+    for l in &labels {
+        args.extend(["--label".to_string(), l.clone()]);
+    }
+    args.extend(
+        ["--eps", "8/255", "--steps", "3", "--out", &t("attack")]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (out, _) = run(&refs);
+    assert!(
+        out.contains("success") && out.contains("defense without ImgD"),
+        "{out}"
+    );
+    let rep: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.join("attack/report.json")).unwrap()).unwrap();
+    assert_eq!(rep["images"].as_array().unwrap().len(), 8);
+    for f in [
+        "0000-clean.png",
+        "0000-adversarial.png",
+        "0000-difference.png",
+    ] {
+        let img = image::open(tmp.join("attack").join(f)).unwrap();
+        assert_eq!(img.width(), side);
+    }
+    // Bad requests are clear errors.
+    let bad = Command::new(bin)
+        .args([
+            "attack",
+            "--model",
+            m,
+            "--bundle",
+            b,
+            "--image",
+            &t("blue"),
+            "--label",
+            "a",
+            "--label",
+            "b",
+            "--target",
+            "c",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not one of the --label"));
+
+    let (out, _) = run(&[
+        "control",
+        "--model",
+        m,
+        "--bundle",
+        b,
+        "--prompt",
+        "a red circle",
+        "--crossd",
+        "0",
+        "--feature",
+        "3=2",
+        "--out",
+        &t("edit/red.safetensors"),
+        "--decoder",
+        root.join("assets/demo/decoder").to_str().unwrap(),
+    ]);
+    assert!(out.contains("cosine to the original"), "{out}");
+    let st_bytes = std::fs::read(tmp.join("edit/red.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&st_bytes).unwrap();
+    assert_eq!(st.tensor("embedding").unwrap().shape(), &[1, 32]);
+    let npy = std::fs::read(tmp.join("edit/red.npy")).unwrap();
+    assert!(npy.starts_with(b"\x93NUMPY") && npy.len() > 32 * 4);
+    for f in ["edit/red.before.png", "edit/red.after.png"] {
+        assert!(image::open(tmp.join(f)).is_ok(), "{f}");
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+}

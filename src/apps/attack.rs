@@ -62,7 +62,8 @@ impl AttackConfig {
     /// Checks the numbers.
     pub fn validate(&self) -> Result<()> {
         let alpha = self.alpha();
-        if !(self.eps > 0.0 && self.eps <= 1.0) || self.steps == 0 || !(alpha > 0.0) {
+        if !(self.eps > 0.0 && self.eps <= 1.0) || self.steps == 0 || alpha.is_nan() || alpha <= 0.0
+        {
             return Err(Error::Invalid(format!(
                 "attack needs 0 < eps <= 1, steps >= 1 and a positive step size (eps {}, steps {}, step {alpha})",
                 self.eps, self.steps

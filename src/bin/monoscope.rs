@@ -11,6 +11,8 @@ fn main() -> std::process::ExitCode {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli {
+    mod apps_cli;
+
     use std::path::PathBuf;
     use std::process::ExitCode;
 
@@ -57,6 +59,19 @@ mod cli {
         Relu,
         /// Non-negative contrastive head.
         Ncl,
+    }
+
+    /// Attack objective.
+    #[derive(Clone, Copy, Debug, ValueEnum)]
+    enum ObjectiveArg {
+        /// The whole embedding (log-probability of the target among the labels).
+        Embedding,
+        /// Only ImgD features.
+        Imgd,
+        /// Only TextD features.
+        Textd,
+        /// Only CrossD features.
+        Crossd,
     }
 
     /// Class rule.
@@ -322,6 +337,142 @@ mod cli {
             #[arg(long, default_value_t = 5000)]
             scenes: usize,
             /// Output embeddings file.
+            #[arg(long)]
+            out: PathBuf,
+        },
+        /// Attribute / bias probe (SPEC §4.1): zero-shot classify groups of images (one
+        /// folder per group; group i should match prompt i) from the CLIP embedding, the
+        /// dictionary's reconstruction, and the reconstruction without ImgD, TextD or CrossD
+        /// features; accuracy with counts and a 95% bootstrap interval per group, and the
+        /// features whose removal moves each group most.
+        Probe {
+            /// CLIP directory.
+            #[arg(long)]
+            model: PathBuf,
+            /// Result bundle (a TopK or ReLU SAE) made for this model.
+            #[arg(long)]
+            bundle: PathBuf,
+            /// Image folder of one group (repeat, in prompt order).
+            #[arg(long = "group", required = true)]
+            groups: Vec<PathBuf>,
+            /// One prompt per group (default: "a photo of a man", "a photo of a woman").
+            #[arg(long = "prompt")]
+            prompts: Vec<String>,
+            /// Bootstrap resamples.
+            #[arg(long, default_value_t = monoscope::apps::probe::DEFAULT_BOOTSTRAP)]
+            bootstrap: usize,
+            /// Features listed per group.
+            #[arg(long, default_value_t = monoscope::apps::probe::DEFAULT_TOP_FEATURES)]
+            top: usize,
+            /// Also write the report as JSON.
+            #[arg(long)]
+            json: Option<PathBuf>,
+            /// Compute backend.
+            #[arg(long, value_enum, default_value = "cpu")]
+            backend: Backend,
+        },
+        /// Cross-modal adversarial examples (SPEC §4.2): PGD on pixels (L-infinity) toward a
+        /// target prompt, then which feature classes moved and whether removing ImgD or
+        /// TextD features before zero-shot classification restores the clean prediction.
+        Attack {
+            /// CLIP directory.
+            #[arg(long)]
+            model: PathBuf,
+            /// Result bundle (a TopK or ReLU SAE) made for this model.
+            #[arg(long)]
+            bundle: PathBuf,
+            /// Image files or folders (repeat).
+            #[arg(long = "image", required = true)]
+            images: Vec<PathBuf>,
+            /// Zero-shot prompts (repeat; at least two).
+            #[arg(long = "label", required = true)]
+            labels: Vec<String>,
+            /// Target prompt: one of the labels, or "nearest" (per image, the most similar
+            /// wrong label).
+            #[arg(long, default_value = "nearest")]
+            target: String,
+            /// L-infinity radius in 0..1 pixel units ("4/255" or 0.0157).
+            #[arg(long, default_value = "4/255")]
+            eps: String,
+            /// PGD steps.
+            #[arg(long, default_value_t = monoscope::apps::attack::DEFAULT_STEPS)]
+            steps: usize,
+            /// Step size (default eps/4).
+            #[arg(long)]
+            step_size: Option<String>,
+            /// What to pull toward the target.
+            #[arg(long, value_enum, default_value = "embedding")]
+            objective: ObjectiveArg,
+            /// Images per PGD batch.
+            #[arg(long, default_value_t = 16)]
+            batch: usize,
+            /// Output directory: report.json and clean / adversarial / difference PNGs.
+            #[arg(long)]
+            out: Option<PathBuf>,
+            /// Compute backend.
+            #[arg(long, value_enum, default_value = "cpu")]
+            backend: Backend,
+        },
+        /// Modality-specific control (SPEC §4.3): scale a prompt's features by class (or
+        /// single features), keep the reconstruction residual, and write the edited
+        /// embedding as OUT (safetensors, tensor "embedding" [1, d]) and OUT with .npy.
+        Control {
+            /// CLIP directory.
+            #[arg(long)]
+            model: PathBuf,
+            /// Result bundle (a TopK or ReLU SAE) made for this model.
+            #[arg(long)]
+            bundle: PathBuf,
+            /// The prompt to edit.
+            #[arg(long)]
+            prompt: String,
+            /// Scale of ImgD features.
+            #[arg(long, default_value_t = 1.0)]
+            imgd: f32,
+            /// Scale of TextD features.
+            #[arg(long, default_value_t = 1.0)]
+            textd: f32,
+            /// Scale of CrossD features.
+            #[arg(long, default_value_t = 1.0)]
+            crossd: f32,
+            /// Single feature scale, ID=SCALE (repeat).
+            #[arg(long = "feature")]
+            features: Vec<String>,
+            /// Output .safetensors file (a .npy is written next to it).
+            #[arg(long)]
+            out: PathBuf,
+            /// Demo-world image decoder directory: also write OUT.before.png / OUT.after.png.
+            #[arg(long)]
+            decoder: Option<PathBuf>,
+        },
+        /// Trains the demo world's image decoder (embedding -> 16x16 image) used to show
+        /// modality-specific control in the page.
+        WorldDecoder {
+            /// The demo CLIP directory.
+            #[arg(long)]
+            model: PathBuf,
+            /// World seed.
+            #[arg(long, default_value_t = 0)]
+            seed: u64,
+            /// Training scenes are drawn from indices 0..SCENES.
+            #[arg(long, default_value_t = 50_000)]
+            scenes: u64,
+            /// Steps.
+            #[arg(long, default_value_t = 3000)]
+            steps: usize,
+            /// Scenes per step.
+            #[arg(long, default_value_t = 128)]
+            batch: usize,
+            /// Learning rate.
+            #[arg(long, default_value_t = 2e-3)]
+            lr: f64,
+            /// Hidden width.
+            #[arg(long, default_value_t = 256)]
+            hidden: usize,
+            /// Output side in pixels.
+            #[arg(long, default_value_t = 16)]
+            side: usize,
+            /// Output directory (decoder.json, decoder.safetensors).
             #[arg(long)]
             out: PathBuf,
         },
@@ -740,6 +891,117 @@ mod cli {
                 eprintln!("{} scenes embedded into {}", file.pairs.n, out.display());
                 Ok(())
             }
+            Command::Probe {
+                model,
+                bundle,
+                groups,
+                prompts,
+                bootstrap,
+                top,
+                json,
+                backend,
+            } => apps_cli::probe(
+                &model, &bundle, &groups, prompts, bootstrap, top, json, backend,
+            ),
+            Command::Attack {
+                model,
+                bundle,
+                images,
+                labels,
+                target,
+                eps,
+                steps,
+                step_size,
+                objective,
+                batch,
+                out,
+                backend,
+            } => {
+                use monoscope::analysis::mds::FeatureClass;
+                use monoscope::apps::attack::{AttackConfig, Objective, parse_eps};
+                let config = AttackConfig {
+                    eps: parse_eps(&eps)?,
+                    steps,
+                    step_size: step_size.as_deref().map(parse_eps).transpose()?,
+                    objective: match objective {
+                        ObjectiveArg::Embedding => Objective::Embedding,
+                        ObjectiveArg::Imgd => Objective::Class(FeatureClass::ImgD),
+                        ObjectiveArg::Textd => Objective::Class(FeatureClass::TextD),
+                        ObjectiveArg::Crossd => Objective::Class(FeatureClass::CrossD),
+                    },
+                };
+                apps_cli::attack(
+                    &model, &bundle, &images, &labels, &target, config, batch, out, backend,
+                )
+            }
+            Command::Control {
+                model,
+                bundle,
+                prompt,
+                imgd,
+                textd,
+                crossd,
+                features,
+                out,
+                decoder,
+            } => apps_cli::control(
+                &model,
+                &bundle,
+                &prompt,
+                [imgd, textd, crossd, 1.0],
+                &features,
+                &out,
+                decoder.as_deref(),
+            ),
+            Command::WorldDecoder {
+                model,
+                seed,
+                scenes,
+                steps,
+                batch,
+                lr,
+                hidden,
+                side,
+                out,
+            } => {
+                use monoscope::world::decoder::{
+                    CONFIG_FILE, DecoderTrainConfig, ImageDecoderConfig, WEIGHTS_FILE,
+                    train_decoder,
+                };
+                let device = Device::flex();
+                let embedder = Embedder::from_dir(&model, &device)?;
+                let config = DecoderTrainConfig {
+                    seed,
+                    scenes,
+                    steps,
+                    batch,
+                    lr,
+                    model: ImageDecoderConfig {
+                        d: embedder.config.projection_dim,
+                        hidden,
+                        side,
+                    },
+                };
+                let progress = bar(steps as u64, "decoder");
+                let dec = train_decoder(&embedder, &config, &device, |_, loss| {
+                    progress.set_message(format!("mse {loss:.4}"));
+                    progress.inc(1);
+                })?;
+                progress.finish();
+                std::fs::create_dir_all(&out).map_err(|source| Error::Io {
+                    path: out.display().to_string(),
+                    source,
+                })?;
+                write_atomic(
+                    &out.join(WEIGHTS_FILE),
+                    &monoscope::io::weights::save_module(&dec)?,
+                )?;
+                let json = serde_json::to_vec_pretty(&config.model)
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                write_atomic(&out.join(CONFIG_FILE), &json)?;
+                eprintln!("decoder written to {}", out.display());
+                Ok(())
+            }
             Command::WorldImages {
                 seed,
                 side,
@@ -768,8 +1030,8 @@ mod cli {
                         "scene": scene::name(seed, start + i),
                     }));
                 }
-                let json = serde_json::to_vec_pretty(&index)
-                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                let json =
+                    serde_json::to_vec_pretty(&index).map_err(|e| Error::Invalid(e.to_string()))?;
                 write_atomic(&out.join("index.json"), &json)?;
                 eprintln!("{count} scenes drawn into {}", out.display());
                 Ok(())

@@ -9,6 +9,8 @@ use js_sys::{Float32Array, Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+mod apps;
+
 use crate::inspect::{Lens, Modality, occlusion_drops, occlusions};
 use crate::io::bundle::fnv1a64;
 use crate::pipeline::{Embedder, ModelFiles, rows_async};
@@ -57,6 +59,8 @@ pub struct Engine {
     /// heatmap's few dozen) at a time, which costs microseconds, and staying off the GPU
     /// avoids read-backs that WebGPU only allows asynchronously.
     lens: Rc<RefCell<Option<Lens>>>,
+    /// The demo world's embedding -> image decoder, when the page loads one.
+    decoder: Rc<RefCell<Option<crate::world::decoder::ImageDecoder>>>,
 }
 
 fn set(obj: &Object, key: &str, value: &JsValue) -> Result<(), JsValue> {
@@ -104,6 +108,7 @@ impl Engine {
             backend: name.to_string(),
             model_hash: fnv1a64(&weights),
             lens: Rc::new(RefCell::new(None)),
+            decoder: Rc::new(RefCell::new(None)),
         })
     }
 

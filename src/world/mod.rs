@@ -3,6 +3,7 @@
 //! captions with factor records; [`vocab`] builds the word-level `tokenizer.json`.
 //! [`train`] trains the demo CLIP (native only).
 
+pub mod decoder;
 pub mod factors;
 pub mod scene;
 #[cfg(not(target_arch = "wasm32"))]
