@@ -413,9 +413,10 @@ mod cli {
             #[arg(long, value_enum, default_value = "cpu")]
             backend: Backend,
         },
-        /// Modality-specific control (SPEC §4.3): scale a prompt's features by class (or
-        /// single features), keep the reconstruction residual, and write the edited
-        /// embedding as OUT (safetensors, tensor "embedding" [1, d]) and OUT with .npy.
+        /// Modality-specific control (SPEC §4.3): scale a prompt's (or an image's)
+        /// features by class (or single features), keep the reconstruction residual, and
+        /// write the edited embedding as OUT (safetensors, tensor "embedding" [1, d]) and
+        /// OUT with .npy.
         Control {
             /// CLIP directory.
             #[arg(long)]
@@ -424,8 +425,11 @@ mod cli {
             #[arg(long)]
             bundle: PathBuf,
             /// The prompt to edit.
+            #[arg(long, required_unless_present = "image", conflicts_with = "image")]
+            prompt: Option<String>,
+            /// Or an image to edit (its image embedding, e.g. for unCLIP decoders).
             #[arg(long)]
-            prompt: String,
+            image: Option<PathBuf>,
             /// Scale of ImgD features.
             #[arg(long, default_value_t = 1.0)]
             imgd: f32,
@@ -938,6 +942,7 @@ mod cli {
                 model,
                 bundle,
                 prompt,
+                image,
                 imgd,
                 textd,
                 crossd,
@@ -947,7 +952,13 @@ mod cli {
             } => apps_cli::control(
                 &model,
                 &bundle,
-                &prompt,
+                match (prompt, image) {
+                    (Some(p), _) => apps_cli::ControlInput::Prompt(p),
+                    (None, Some(i)) => apps_cli::ControlInput::Image(i),
+                    (None, None) => {
+                        return Err(Error::Invalid("give --prompt or --image".into()));
+                    }
+                },
                 [imgd, textd, crossd, 1.0],
                 &features,
                 &out,

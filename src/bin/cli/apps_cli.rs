@@ -355,11 +355,19 @@ pub fn attack(
     Ok(())
 }
 
+/// What `control` edits.
+pub enum ControlInput {
+    /// A prompt (text embedding).
+    Prompt(String),
+    /// An image file (image embedding).
+    Image(PathBuf),
+}
+
 /// `monoscope control`.
 pub fn control(
     model: &Path,
     bundle: &Path,
-    prompt: &str,
+    input: ControlInput,
     class: [f32; 4],
     features: &[String],
     out: &Path,
@@ -385,11 +393,25 @@ pub fn control(
     }
     let (e, lens) = load(model, bundle, Backend::Cpu)?;
     let decoder = HostDecoder::from_lens(&lens)?;
-    let x = text_rows(&e, &[prompt.to_string()])?.remove(0);
+    let (x, modality, source) = match &input {
+        ControlInput::Prompt(p) => (
+            text_rows(&e, std::slice::from_ref(p))?.remove(0),
+            Modality::Text,
+            p.clone(),
+        ),
+        ControlInput::Image(path) => {
+            let px = read_file(path).and_then(|b| e.preprocess(&b))?;
+            (
+                rows(e.embed_pixels(&[px])?)?.remove(0),
+                Modality::Image,
+                path.display().to_string(),
+            )
+        }
+    };
     let z = lens
-        .activations(std::slice::from_ref(&x), Modality::Text)?
+        .activations(std::slice::from_ref(&x), modality)?
         .remove(0);
-    let edited = edit(&decoder, &x, &z, Modality::Text, &scales)?;
+    let edited = edit(&decoder, &x, &z, modality, &scales)?;
     let d = edited.embedding.len();
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| Error::Io {
@@ -398,7 +420,12 @@ pub fn control(
         })?;
     }
     let mut meta = std::collections::HashMap::new();
-    meta.insert("prompt".to_string(), prompt.to_string());
+    let kind = if modality == Modality::Text {
+        "prompt"
+    } else {
+        "image"
+    };
+    meta.insert(kind.to_string(), source);
     meta.insert(
         "scales".to_string(),
         serde_json::to_string(&scales).map_err(|e| Error::Invalid(e.to_string()))?,
