@@ -38,4 +38,9 @@ rm -rf "$OUT/decoder"
 # Held-out scenes the web page offers as inputs.
 rm -rf "$OUT/images"
 "$BIN" world-images --seed "$SEED" --count 6 --out "$OUT/images"
+# Probe groups for the page's demo (colour as the attribute).
+rm -rf "$OUT/probe"
+for colour in red blue; do
+  "$BIN" world-images --seed "$SEED" --colour "$colour" --count 16 --out "$OUT/probe/$colour"
+done
 du -sh "$OUT"

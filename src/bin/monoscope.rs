@@ -492,6 +492,9 @@ mod cli {
             /// Number of scenes.
             #[arg(long, default_value_t = 6)]
             count: usize,
+            /// Only single-object scenes of this colour (e.g. probe groups).
+            #[arg(long)]
+            colour: Option<String>,
             /// Output directory.
             #[arg(long)]
             out: PathBuf,
@@ -1017,6 +1020,7 @@ mod cli {
                 seed,
                 side,
                 count,
+                colour,
                 out,
             } => {
                 use monoscope::world::scene;
@@ -1026,9 +1030,27 @@ mod cli {
                 })?;
                 // Far past the scenes world-extract and world-factors use.
                 let start = 2 * monoscope::world::train::HELD_OUT_START;
+                let wanted = match &colour {
+                    None => None,
+                    Some(c) => Some(scene::COLOURS.iter().position(|(n, _)| n == c).ok_or_else(
+                        || {
+                            Error::Invalid(format!(
+                                "unknown colour {c:?}; the demo world has {:?}",
+                                scene::COLOURS.map(|(n, _)| n)
+                            ))
+                        },
+                    )?),
+                };
                 let mut index = Vec::new();
-                for i in 0..count as u64 {
-                    let s = scene::generate(seed, start + i, side, 1);
+                let picked = (start..).filter(|&i| match wanted {
+                    None => true,
+                    Some(c) => {
+                        let f = scene::generate(seed, i, side, 0).factors;
+                        f.objects.len() == 1 && f.objects[0].colour == c
+                    }
+                });
+                for (i, n) in picked.take(count).enumerate() {
+                    let s = scene::generate(seed, n, side, 1);
                     let file = format!("scene-{i}.png");
                     let mut png = std::io::Cursor::new(Vec::new());
                     s.image
@@ -1038,7 +1060,7 @@ mod cli {
                     index.push(serde_json::json!({
                         "file": file,
                         "caption": s.captions[0].0,
-                        "scene": scene::name(seed, start + i),
+                        "scene": scene::name(seed, n),
                     }));
                 }
                 let json =
