@@ -12,9 +12,16 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/monoscope/target}"
 export PATH="$ROOT/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-MODEL="assets/tiny-clip"
-DEMO_IMAGE="tests/fixtures/images/astronaut.jpg"
-PROMPT="a photo of an astronaut" # the page's default prompt (www/app.js)
+# The page's default inputs (www/app.js): the first demo image, its caption from
+# assets/demo/images/index.json, and SECOND_PROMPT.
+DEMO_MODEL="assets/demo/clip"
+DEMO_IMAGE="assets/demo/images/scene-0.png"
+DEMO_CAPTION="$(node -e 'process.stdout.write(require("./assets/demo/images/index.json")[0].caption)')"
+SECOND_PROMPT="a big red circle"
+# The random-init fixture model, still reachable as ?model=tiny-clip.
+TINY_MODEL="assets/tiny-clip"
+TINY_IMAGE="tests/fixtures/images/astronaut.jpg"
+TINY_PROMPT="a photo of an astronaut"
 OUT_DIR="tests/out"
 
 step() {
@@ -57,11 +64,19 @@ fi
 step "native reference embeddings"
 mkdir -p "$OUT_DIR"
 NATIVE_JSON="$ROOT/$OUT_DIR/native.json"
-cargo run --quiet -- embed --model "$MODEL" --image "$DEMO_IMAGE" --text "$PROMPT" --out "$NATIVE_JSON"
+NATIVE_TINY_JSON="$ROOT/$OUT_DIR/native-tiny.json"
+cargo run --quiet -- embed --model "$DEMO_MODEL" --image "$DEMO_IMAGE" \
+  --text "$DEMO_CAPTION" --text "$SECOND_PROMPT" --out "$NATIVE_JSON"
+cargo run --quiet -- embed --model "$TINY_MODEL" --image "$TINY_IMAGE" --text "$TINY_PROMPT" --out "$NATIVE_TINY_JSON"
 done_step
 
 step "browser tests (headless chromium)"
-MONOSCOPE_NATIVE_JSON="$NATIVE_JSON" node --test tests/browser/
+export MONOSCOPE_NATIVE_JSON="$NATIVE_JSON" MONOSCOPE_NATIVE_TINY_JSON="$NATIVE_TINY_JSON"
+node --test tests/browser/
+done_step
+
+step "web budgets (printed, not asserted)"
+node tests/browser/budgets.mjs
 done_step
 
 printf '\nall tests passed\n'

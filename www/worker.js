@@ -1,17 +1,30 @@
 // monoscope engine worker: the only place the wasm module is instantiated.
 //
 // Protocol (main thread -> worker): {id, cmd, args}
-//   init        {backend, modelBase}  -> {backend, info, gpu}
-//   embed_image {bytes: ArrayBuffer}  -> Float32Array (L2-normalised)
-//   embed_text  {text: string}        -> Float32Array (L2-normalised)
-//   crash       {}                    -> never answers; kills this worker (tests the restart path)
+//   init          {backend, model: {config, weights, tokenizer}} (Blobs) -> {backend, info, hash}
+//   load_bundle   {manifest, features, dictionary} (Blobs)               -> summary JSON string
+//   clear_bundle  {}                                                     -> null
+//   analyze_image {bytes: ArrayBuffer} -> {embedding: Float32Array, activations?: Float32Array}
+//   analyze_text  {text: string}       -> {embedding, activations?, truncated}
+//   heatmap       {bytes: ArrayBuffer} -> {rows, cols, drops: Float32Array}; sends
+//                 {type: "progress", id, done, total} while it runs
+//   render_scene  {name, side}         -> {width, height, rgba: Uint8Array}
+//   embed_image / embed_text           -> Float32Array (L2-normalised)
+//   crash         {}                   -> never answers; kills this worker (tests the restart path)
 // Replies: {id, ok: true, result} or {id, ok: false, error: {name, message, fatal}}.
 // Unsolicited: {type: "fatal", error: {...}} when the wasm instance is no longer usable
 // (a trap such as a panic's "unreachable", or an uncaught error); the page then restarts us.
+//
+// Files arrive as Blobs (structured clone shares them, it does not copy the bytes), so the page
+// can hand the same model to a restarted worker without holding a second copy in its own heap.
 
 import init, { Engine } from "./monoscope.js";
 
-let wasmReady = null;
+// Compile the wasm as soon as the worker starts, while the page is still fetching the model.
+const wasmReady = init({ module_or_path: new URL("./monoscope_bg.wasm", import.meta.url) });
+// A failed compile is reported by the first command that awaits it, not as an unhandled rejection.
+wasmReady.catch(() => {});
+
 let engine = null;
 let lastPanic = null; // console_error_panic_hook reports the panic message via console.error
 
@@ -47,10 +60,9 @@ self.addEventListener("unhandledrejection", (ev) => {
   fatal(ev.reason);
 });
 
-async function fetchBytes(url) {
-  const res = await fetch(url, { credentials: "same-origin" });
-  if (!res.ok) throw new Error(`could not load ${url}: HTTP ${res.status}`);
-  return new Uint8Array(await res.arrayBuffer());
+async function bytesOf(blob, what) {
+  if (!(blob instanceof Blob)) throw new Error(`${what} is missing`);
+  return new Uint8Array(await blob.arrayBuffer());
 }
 
 // Says when WebGPU runs on a software fallback adapter (e.g. SwiftShader), so users know
@@ -67,37 +79,57 @@ async function backendLabel(name) {
   return name;
 }
 
+function needEngine() {
+  if (!engine) throw new Error("no model is loaded");
+  return engine;
+}
+
 const handlers = {
-  async init({ backend, modelBase }) {
-    if (!wasmReady) {
-      wasmReady = init({ module_or_path: new URL("./monoscope_bg.wasm", import.meta.url) });
-    }
+  async init({ backend, model }) {
     await wasmReady;
-    const base = new URL(modelBase, self.location.href);
-    if (base.origin !== self.location.origin) throw new Error("model must be served from this origin");
     const [config, weights, tokenizer] = await Promise.all([
-      fetchBytes(new URL("config.json", base)),
-      fetchBytes(new URL("model.safetensors", base)),
-      fetchBytes(new URL("tokenizer.json", base)),
+      bytesOf(model?.config, "config.json"),
+      bytesOf(model?.weights, "model.safetensors"),
+      bytesOf(model?.tokenizer, "tokenizer.json"),
     ]);
-    if (engine) {
-      engine.free();
-      engine = null;
-    }
-    engine = await Engine.create(backend, config, weights, tokenizer);
-    return {
-      backend: await backendLabel(engine.backend()),
-      info: engine.info_json(),
-      gpu: "gpu" in self.navigator,
-    };
+    // Build the new engine before dropping the old one: if these files are bad, the page
+    // keeps working with the model it had.
+    const next = await Engine.create(backend, config, weights, tokenizer);
+    if (engine) engine.free();
+    engine = next;
+    return { backend: await backendLabel(engine.backend()), info: engine.info_json(), hash: engine.model_hash() };
+  },
+  async load_bundle({ manifest, features, dictionary }) {
+    const e = needEngine();
+    const [m, f, d] = await Promise.all([
+      bytesOf(manifest, "manifest.json"),
+      bytesOf(features, "features.json"),
+      bytesOf(dictionary, "dictionary.safetensors"),
+    ]);
+    return e.load_bundle(m, f, d);
+  },
+  async clear_bundle() {
+    needEngine().clear_bundle();
+    return null;
+  },
+  async analyze_image({ bytes }) {
+    return await needEngine().analyze_image(new Uint8Array(bytes));
+  },
+  async analyze_text({ text }) {
+    return await needEngine().analyze_text(String(text));
+  },
+  async heatmap({ bytes }, id) {
+    const progress = (done, total) => self.postMessage({ type: "progress", id, done, total });
+    return await needEngine().heatmap(new Uint8Array(bytes), progress);
+  },
+  async render_scene({ name, side }) {
+    return needEngine().render_scene(String(name), side >>> 0);
   },
   async embed_image({ bytes }) {
-    if (!engine) throw new Error("engine not initialised");
-    return await engine.embed_image(new Uint8Array(bytes));
+    return await needEngine().embed_image(new Uint8Array(bytes));
   },
   async embed_text({ text }) {
-    if (!engine) throw new Error("engine not initialised");
-    return await engine.embed_text(String(text));
+    return await needEngine().embed_text(String(text));
   },
   async crash() {
     setTimeout(() => {
@@ -107,26 +139,44 @@ const handlers = {
   },
 };
 
-self.addEventListener("message", async (ev) => {
+// Typed arrays in a result are copied into fresh buffers and transferred: a result could be
+// a view into wasm memory, which must not be transferred (or detached).
+function transferable(result) {
+  const transfer = [];
+  const own = (v) => {
+    if (!ArrayBuffer.isView(v)) return v;
+    const copy = v.slice();
+    transfer.push(copy.buffer);
+    return copy;
+  };
+  if (ArrayBuffer.isView(result)) return { result: own(result), transfer };
+  if (result && typeof result === "object" && Object.getPrototypeOf(result) === Object.prototype) {
+    const out = {};
+    for (const [k, v] of Object.entries(result)) out[k] = own(v);
+    return { result: out, transfer };
+  }
+  return { result, transfer };
+}
+
+// One command at a time: the engine's futures share one model (and, on WebGPU, one queue), and
+// in-order answers keep the page's bookkeeping simple.
+let queue = Promise.resolve();
+
+self.addEventListener("message", (ev) => {
   const { id, cmd, args } = ev.data || {};
   const handler = Object.hasOwn(handlers, cmd) ? handlers[cmd] : null;
   if (!handler) {
     self.postMessage({ id, ok: false, error: { name: "Error", message: `unknown command ${cmd}`, fatal: false } });
     return;
   }
-  try {
-    let result = await handler(args || {});
-    let transfer = [];
-    if (ArrayBuffer.isView(result)) {
-      // Copy: the result could be a view into wasm memory, which cannot be transferred.
-      result = result.slice();
-      transfer = [result.buffer];
+  queue = queue.then(async () => {
+    try {
+      const { result, transfer } = transferable(await handler(args || {}, id));
+      self.postMessage({ id, ok: true, result }, transfer);
+    } catch (err) {
+      self.postMessage({ id, ok: false, error: describe(err) });
     }
-    self.postMessage({ id, ok: true, result }, transfer);
-  } catch (err) {
-    const error = describe(err);
-    self.postMessage({ id, ok: false, error });
-  }
+  });
 });
 
 self.postMessage({ type: "loaded" });

@@ -28,8 +28,10 @@ export const MIME_TYPES = {
   ".ico": "image/x-icon",
 };
 
-export async function serveDir(root, { port = 0, host = "127.0.0.1", log = null } = {}) {
-  const base = path.resolve(root);
+// mounts: {"/prefix/": dir} serves other directories under a path prefix (tests put course
+// pages with the widget next to the app this way).
+export async function serveDir(root, { port = 0, host = "127.0.0.1", log = null, mounts = {} } = {}) {
+  const roots = Object.entries(mounts).map(([prefix, dir]) => [prefix, path.resolve(dir)]);
   const server = createServer(async (req, res) => {
     const send = (status, body) => {
       res.writeHead(status, { "content-type": "text/plain; charset=utf-8" });
@@ -44,6 +46,14 @@ export async function serveDir(root, { port = 0, host = "127.0.0.1", log = null 
       return send(400, "bad request\n");
     }
     if (rel.endsWith("/")) rel += "index.html";
+    let base = path.resolve(root);
+    for (const [prefix, dir] of roots) {
+      if (rel.startsWith(prefix)) {
+        base = dir;
+        rel = "/" + rel.slice(prefix.length);
+        break;
+      }
+    }
     const file = path.resolve(base, "." + rel);
     if (file !== base && !file.startsWith(base + path.sep)) return send(403, "forbidden\n");
     let info;

@@ -1,0 +1,216 @@
+// Bad inputs give an error next to that input and nothing else is lost; the engine worker
+// survives crashes; user text stays text. All on the CPU backend with the demo model.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, readdirSync } from "node:fs";
+import path from "node:path";
+import * as h from "./helpers.mjs";
+
+let server;
+let browser;
+
+before(async () => {
+  h.checkDist();
+  server = await h.startServer();
+  browser = await h.startBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+const TRUNCATED_JPEG = path.join(h.ROOT, "tests/fixtures/images/truncated.jpg");
+const NOT_AN_IMAGE = path.join(h.ROOT, "tests/fixtures/images/not_an_image.png");
+const DEMO = (i) => path.join(h.ROOT, "assets/demo/images", h.DEMO_IMAGES[i].file);
+
+// playwright takes either paths or buffers in one setInputFiles call: files as buffers.
+function file(p, mimeType = "application/octet-stream") {
+  return { name: path.basename(p), mimeType, buffer: readFileSync(p) };
+}
+
+// The image card with this file name: its status and error text as shown.
+function card(page, name) {
+  return page.evaluate((n) => {
+    const cards = Array.from(document.querySelectorAll("#image-list .image-card"));
+    const c = cards.find((x) => x.querySelector(".input-name")?.textContent === n);
+    if (!c) return null;
+    const err = c.querySelector(".error");
+    return { status: c.dataset.status, error: err && !err.hidden ? err.textContent : null };
+  }, name);
+}
+
+test("a corrupt image and a non-image file show errors on their cards; the rest keeps working", async (t) => {
+  const native = h.loadNative();
+  const { context, page, requests, consoleErrors } = await h.newPage(browser, t);
+  try {
+    await page.goto(`${server.origin}/?backend=cpu`);
+    let r = await h.waitIdle(page, 1);
+    assert.equal(r.state, "ready", `page error: ${r.error}`);
+    const before = r;
+
+    // Two bad files at once (one truncated JPEG, one text file named .png) and a plain text file.
+    await page.setInputFiles("#image-input", [
+      file(TRUNCATED_JPEG, "image/jpeg"),
+      file(NOT_AN_IMAGE, "image/png"),
+      { name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("this is not an image\n") },
+    ]);
+    r = await h.waitIdle(page, 2);
+    assert.equal(r.state, "ready", "bad inputs are errors of those inputs, not of the page");
+    for (const name of ["truncated.jpg", "not_an_image.png", "notes.txt"]) {
+      const img = r.images.find((x) => x.name === name);
+      assert.ok(img, `${name} has a card`);
+      assert.equal(img.status, "error", `${name} failed`);
+      assert.ok(img.error && img.error.length > 5, `${name} has an error message`);
+      const shown = await card(page, name);
+      assert.equal(shown.status, "error");
+      assert.equal(shown.error, img.error, `${name}: the error is shown on its card`);
+      t.diagnostic(`${name}: ${shown.error}`);
+    }
+    // The demo image and prompts kept their results and the page shows no global error.
+    const demo = r.images.find((x) => x.name === h.DEMO_IMAGES[0].file);
+    assert.equal(demo.status, "ok");
+    assert.deepEqual(demo.embedding, before.images[0].embedding);
+    assert.deepEqual(r.prompts.map((p) => p.status), ["ok", "ok"]);
+    assert.ok(await page.isHidden("#error"), "no page-level error");
+    await h.screenshot(page, "input-errors");
+
+    // The next valid image still works and matches the CLI.
+    await page.setInputFiles("#image-input", DEMO(0));
+    r = await h.waitIdle(page, 3);
+    const again = r.images.filter((x) => x.name === h.DEMO_IMAGES[0].file);
+    assert.equal(again.length, 2);
+    assert.equal(again[1].status, "ok", again[1].error);
+    assert.ok(h.cosine(again[1].embedding, native.image_embeds[0]) >= h.MIN_COSINE);
+    assert.ok((await h.shownFeatures(page)).some((s) => s.input === again[1].key), "its features are shown");
+
+    // Removing a failed card removes only that card.
+    await page.click(`button[aria-label="remove image notes.txt"]`);
+    assert.equal(await card(page, "notes.txt"), null);
+    assert.equal((await h.snapshot(page)).images.length, 4);
+    h.assertSameOrigin(requests, server.origin);
+    await h.assertNoCspViolations(page, consoleErrors);
+  } finally {
+    await context.close();
+  }
+});
+
+test("an empty prompt and an off-site image URL are errors of those inputs", async (t) => {
+  const { context, page, requests, consoleErrors } = await h.newPage(browser, t);
+  try {
+    await page.goto(`${server.origin}/?backend=cpu&prompt=a%20big%20red%20circle&image=https://example.com/cat.png&image=assets/demo/images/${h.DEMO_IMAGES[1].file}`);
+    const r = await h.waitIdle(page, 1);
+    assert.equal(r.state, "ready", `page error: ${r.error}`);
+    const off = r.images.find((x) => x.name === "cat.png");
+    assert.equal(off.status, "error");
+    assert.match(off.error, /must be on this site/);
+    assert.equal(r.images.find((x) => x.name === h.DEMO_IMAGES[1].file).status, "ok");
+    // The rejected URL was never requested, and it is not written back into the link.
+    assert.ok(!requests.some((u) => new URL(u).hostname === "example.com"));
+    assert.ok(!page.url().includes("example.com"), page.url());
+
+    // The add form refuses an empty prompt, next to the form.
+    await page.fill("#new-prompt", "   ");
+    await page.click("#add-prompt");
+    assert.ok(await page.isVisible("#prompt-form-error"));
+    assert.equal((await h.snapshot(page)).prompts.length, 1);
+    h.assertSameOrigin(requests, server.origin);
+    await h.assertNoCspViolations(page, consoleErrors);
+  } finally {
+    await context.close();
+  }
+});
+
+test("a malformed bundle shows an error next to the bundle input; the loaded one stays", async (t) => {
+  const { context, page, consoleErrors } = await h.newPage(browser, t);
+  try {
+    await page.goto(`${server.origin}/?backend=cpu`);
+    let r = await h.waitIdle(page, 1);
+    assert.equal(r.state, "ready", `page error: ${r.error}`);
+    const bundleDir = path.join(h.ROOT, "assets/demo/bundle");
+    await page.setInputFiles("#bundle-files", [
+      file(path.join(bundleDir, "manifest.json")),
+      { name: "features.json", mimeType: "application/json", buffer: Buffer.from('{"features": [') },
+      file(path.join(bundleDir, "dictionary.safetensors")),
+    ]);
+    await page.waitForSelector("#bundle-error:not([hidden])");
+    const msg = await page.textContent("#bundle-error");
+    t.diagnostic(`bundle error: ${msg}`);
+    assert.ok(msg.length > 5);
+    r = await h.waitIdle(page, 1);
+    assert.equal(r.bundle.features, 256, "the demo bundle is still loaded");
+    assert.ok((await h.shownFeatures(page)).length > 0);
+
+    // Missing files are named.
+    await page.setInputFiles("#bundle-files", [path.join(bundleDir, "manifest.json")]);
+    await page.waitForFunction(() => /missing features\.json/.test(document.getElementById("bundle-error").textContent));
+
+    // A valid local bundle loads and the inputs are analysed again.
+    await page.setInputFiles("#bundle-files", ["manifest.json", "features.json", "dictionary.safetensors"].map((f) => path.join(bundleDir, f)));
+    await page.waitForFunction(() => /local files/.test(document.getElementById("bundle").textContent) || !document.getElementById("bundle-error").hidden);
+    assert.ok(await page.isHidden("#bundle-error"), `valid bundle refused: ${await page.textContent("#bundle-error")}`);
+    r = await h.waitIdle(page, 2);
+    assert.match(await page.textContent("#bundle"), /local files/);
+    assert.equal(r.bundle.features, 256);
+    await h.assertNoCspViolations(page, consoleErrors);
+  } finally {
+    await context.close();
+  }
+});
+
+test("a crashed engine worker is restarted and the page keeps working", async (t) => {
+  const { context, page, requests } = await h.newPage(browser, t);
+  try {
+    await page.goto(`${server.origin}/?backend=cpu`);
+    let r = await h.waitIdle(page, 1);
+    assert.equal(r.state, "ready", `page error: ${r.error}`);
+    const before = r.images[0].embedding;
+    await page.evaluate(() => window.__monoscopeDebug.crashWorker());
+    await page.waitForFunction(() => window.__monoscope.restarts >= 1, null, { timeout: 30000 });
+    assert.match(await page.textContent("#notes"), /engine crashed: simulated worker crash.*restarted/, "the crash is shown");
+    // The page still answers: recompute everything with the restarted worker.
+    await page.click("#rerun");
+    r = await h.waitIdle(page, 2);
+    assert.equal(r.state, "ready", `page error: ${r.error}`);
+    assert.ok(h.cosine(r.images[0].embedding, before) > 0.99999, "same result after the restart");
+    assert.ok(r.bundle, "the bundle came back with the restarted worker");
+    assert.ok(r.images[0].top.length > 0, "activations after the restart");
+    h.assertSameOrigin(requests, server.origin);
+  } finally {
+    await context.close();
+  }
+});
+
+test("user text is rendered as text; an unknown backend is an error, not a dead page", async () => {
+  const { context, page } = await h.newPage(browser, null);
+  try {
+    const evil = "<img src=x onerror=alert(1)>";
+    await page.goto(`${server.origin}/?backend=cpu&prompt=${encodeURIComponent(evil)}`);
+    const r = await h.waitIdle(page, 1);
+    assert.equal(r.prompts[0].text, evil);
+    assert.equal(await page.$$eval("main img[src='x'], header img[src='x']", (n) => n.length), 0, "no markup from the prompt");
+    assert.ok((await page.textContent("#features-view")).includes(evil), "the prompt is shown as text");
+    assert.equal(await page.inputValue("#prompt-list input"), evil);
+
+    await page.goto(`${server.origin}/?backend=${encodeURIComponent(evil)}`);
+    await page.waitForFunction(() => document.body.dataset.state === "error", null, { timeout: 30000 });
+    assert.ok(!(await page.innerHTML("#error")).includes("<img"), "user-controlled text must not become markup");
+    assert.match(await page.textContent("#error"), /unknown backend/);
+  } finally {
+    await context.close();
+  }
+});
+
+test("the page's scripts never write markup from strings (no innerHTML and friends)", () => {
+  // User text reaches the page through textContent / DOM properties only; this pins it.
+  const dir = path.join(h.ROOT, "www");
+  const files = readdirSync(dir, { recursive: true }).filter((f) => f.endsWith(".js"));
+  assert.ok(files.length >= 8, `scripts found: ${files}`);
+  for (const f of files) {
+    const code = readFileSync(path.join(dir, f), "utf8").replace(/\/\/.*$/gm, "");
+    for (const bad of [/\.innerHTML\s*[+]?=/, /\.outerHTML\s*=/, /insertAdjacentHTML/, /document\.write/, /setAttribute\(\s*["']style["']/, /\beval\(/, /new Function\(/]) {
+      assert.ok(!bad.test(code), `${f} uses ${bad}`);
+    }
+  }
+});

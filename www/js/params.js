@@ -1,0 +1,70 @@
+// The page state that lives in the URL (shareable links, widget/iframe attributes):
+//   model    demo | tiny-clip | a same-site directory | hf:<owner>/<name>
+//   bundle   none | demo | a same-site directory (default: the demo model's bundle)
+//   prompt   repeatable, or several separated by "|"
+//   image    repeatable same-site image URLs
+//   feature  a feature id
+//   panels   comma list of inputs,features,similarity,dictionary,feature,heatmap
+//   backend  auto | webgpu | cpu
+//   embed    1 = compact widget mode (only the requested panels)
+
+export const PANELS = ["inputs", "features", "similarity", "dictionary", "feature", "heatmap"];
+export const EMBED_DEFAULT_PANELS = ["features"];
+export const BACKENDS = ["auto", "webgpu", "cpu"];
+
+function splitList(values, sep) {
+  return values
+    .flatMap((v) => v.split(sep))
+    .map((v) => v.trim())
+    .filter(Boolean);
+}
+
+// Parses location.search. Returns the values and a list of problems (shown to the user; a bad
+// parameter never stops the page).
+export function readParams(search) {
+  const q = new URLSearchParams(search);
+  const problems = [];
+  const embed = ["1", "true", "yes"].includes((q.get("embed") || "").toLowerCase());
+  const backend = (q.get("backend") || "auto").trim().toLowerCase();
+  let panels = null;
+  if (q.has("panels")) {
+    const asked = splitList(q.getAll("panels"), ",").map((p) => p.toLowerCase());
+    const unknown = asked.filter((p) => !PANELS.includes(p));
+    if (unknown.length) problems.push(`unknown panel(s) ${unknown.join(", ")}; known: ${PANELS.join(", ")}`);
+    panels = PANELS.filter((p) => asked.includes(p));
+  }
+  let feature = null;
+  if (q.has("feature") && q.get("feature") !== "") {
+    const f = Number(q.get("feature"));
+    if (Number.isInteger(f) && f >= 0) feature = f;
+    else problems.push(`feature must be a feature id (a whole number), not "${q.get("feature")}"`);
+  }
+  // A link that names inputs replaces the demo inputs entirely.
+  const hasInputs = q.has("prompt") || q.has("image");
+  return {
+    embed,
+    backend,
+    model: q.get("model") || "",
+    bundle: q.get("bundle") ?? "",
+    prompts: hasInputs ? splitList(q.getAll("prompt"), "|") : null,
+    images: hasInputs ? splitList(q.getAll("image"), "|") : null,
+    feature,
+    panels,
+    problems,
+  };
+}
+
+// The query string for a state (only what differs from the defaults).
+export function buildSearch({ model, bundle, prompts, images, feature, panels, backend, embed }) {
+  const q = new URLSearchParams();
+  if (model && model !== "demo") q.set("model", model);
+  if (bundle) q.set("bundle", bundle);
+  for (const p of prompts || []) q.append("prompt", p);
+  for (const i of images || []) q.append("image", i);
+  if (feature !== null && feature !== undefined) q.set("feature", String(feature));
+  if (panels && panels.length) q.set("panels", panels.join(","));
+  if (backend && backend !== "auto") q.set("backend", backend);
+  if (embed) q.set("embed", "1");
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}

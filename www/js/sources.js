@@ -1,0 +1,218 @@
+// Where models, bundles and images come from: paths on this site, the Hugging Face hub (only
+// when the user asks for it), and local files. Everything is returned as Blobs, which the page
+// hands to the engine worker without copying.
+
+export const DEMO_MODEL = "demo";
+export const DEMO_PATHS = {
+  model: "assets/demo/clip/",
+  bundle: "assets/demo/bundle/",
+  images: "assets/demo/images/",
+};
+export const HUB_ORIGIN = "https://huggingface.co";
+export const HUB_CACHE = "monoscope-hub-v1";
+export const DEFAULT_HUB_REPO = "openai/clip-vit-base-patch32";
+
+export const MODEL_FILES = ["config.json", "model.safetensors", "tokenizer.json"];
+export const BUNDLE_FILES = ["manifest.json", "features.json", "dictionary.safetensors"];
+
+const NAME_RE = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
+// owner/name as the hub spells them; no "..", no extra path segments.
+const REPO_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}\/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/;
+
+// A URL on this site (relative or absolute), or an Error saying why not.
+export function sameSiteUrl(value, what = "URL") {
+  let url;
+  try {
+    url = new URL(String(value), location.href);
+  } catch {
+    throw new Error(`${what} "${value}" is not a valid URL`);
+  }
+  if (url.origin !== location.origin) {
+    throw new Error(`${what} must be on this site (${location.origin}); "${value}" is not`);
+  }
+  return url;
+}
+
+function dirUrl(value, what) {
+  const s = String(value);
+  return sameSiteUrl(s.endsWith("/") ? s : `${s}/`, what);
+}
+
+export function validRepo(repo) {
+  return REPO_RE.test(repo) && !repo.includes("..");
+}
+
+// The `model` parameter: "demo", a bare name under assets/ ("tiny-clip"), a same-site directory
+// path, or "hf:<owner>/<name>". Returns {kind: "url", id, base} or {kind: "hub", id, repo}.
+export function parseModelSpec(value) {
+  const v = (value || DEMO_MODEL).trim();
+  if (v === DEMO_MODEL) return { kind: "url", id: DEMO_MODEL, base: dirUrl(DEMO_PATHS.model, "model") };
+  if (v.startsWith("hf:")) {
+    const repo = v.slice(3);
+    if (!validRepo(repo)) throw new Error(`"${repo}" is not a Hugging Face repo id (owner/name)`);
+    return { kind: "hub", id: v, repo };
+  }
+  if (NAME_RE.test(v)) return { kind: "url", id: v, base: dirUrl(`assets/${v}/`, "model") };
+  return { kind: "url", id: v, base: dirUrl(v, "model") };
+}
+
+// The `bundle` parameter: "none", "demo", a same-site directory path, or empty for the model's
+// default (the demo model's bundle; no bundle for other models). Returns null or {kind, id, base}.
+export function parseBundleSpec(value, modelSpec) {
+  const v = (value ?? "").trim();
+  if (v === "none") return null;
+  if (v === "" || v === "default") {
+    return modelSpec.id === DEMO_MODEL ? { kind: "url", id: "demo", base: dirUrl(DEMO_PATHS.bundle, "bundle") } : null;
+  }
+  if (v === "demo") return { kind: "url", id: "demo", base: dirUrl(DEMO_PATHS.bundle, "bundle") };
+  return { kind: "url", id: v, base: dirUrl(v, "bundle") };
+}
+
+async function fetchBlob(url) {
+  let res;
+  try {
+    res = await fetch(url, { credentials: "same-origin" });
+  } catch (err) {
+    throw new Error(`could not load ${url.pathname ?? url}: ${err.message}`);
+  }
+  if (!res.ok) throw new Error(`could not load ${url.pathname ?? url}: HTTP ${res.status}`);
+  return res.blob();
+}
+
+export async function fetchModelFiles(base) {
+  const [config, weights, tokenizer] = await Promise.all(MODEL_FILES.map((f) => fetchBlob(new URL(f, base))));
+  return { config, weights, tokenizer };
+}
+
+export async function fetchBundleFiles(base) {
+  const [manifest, features, dictionary] = await Promise.all(BUNDLE_FILES.map((f) => fetchBlob(new URL(f, base))));
+  return { manifest, features, dictionary };
+}
+
+export function hubUrl(repo, file) {
+  return `${HUB_ORIGIN}/${repo}/resolve/main/${file}`;
+}
+
+async function openHubCache() {
+  // Cache Storage exists only in secure contexts (https, localhost); without it we just fetch.
+  if (!("caches" in self)) return null;
+  try {
+    return await caches.open(HUB_CACHE);
+  } catch {
+    return null;
+  }
+}
+
+// Downloads a CLIP repo's three files from the hub, or takes them from Cache Storage when an
+// earlier download stored them. onProgress({file, loaded, total, cached}) with byte counts
+// summed over the files (total is 0 until every size is known).
+export async function hubModelFiles(repo, onProgress = () => {}) {
+  if (!validRepo(repo)) throw new Error(`"${repo}" is not a Hugging Face repo id (owner/name)`);
+  const cache = await openHubCache();
+  const loaded = new Map();
+  const sizes = new Map();
+  const report = (file, cached) => {
+    let sum = 0;
+    for (const v of loaded.values()) sum += v;
+    let total = 0;
+    for (const v of sizes.values()) total += v;
+    onProgress({ file, loaded: sum, total: sizes.size === MODEL_FILES.length ? total : 0, cached });
+  };
+  const one = async (file) => {
+    const url = hubUrl(repo, file);
+    const hit = cache && (await cache.match(url));
+    if (hit) {
+      const blob = await hit.blob();
+      sizes.set(file, blob.size);
+      loaded.set(file, blob.size);
+      report(file, true);
+      return blob;
+    }
+    let res;
+    try {
+      res = await fetch(url, { mode: "cors", credentials: "omit" });
+    } catch (err) {
+      throw new Error(`could not download ${file} from the hub: ${err.message} (offline, or blocked?)`);
+    }
+    if (res.status === 401 || res.status === 404) {
+      throw new Error(`${repo}: ${file} not found on the hub (HTTP ${res.status}; private or not a CLIP repo?)`);
+    }
+    if (!res.ok) throw new Error(`${repo}: downloading ${file} failed: HTTP ${res.status}`);
+    sizes.set(file, Number(res.headers.get("content-length")) || 0);
+    loaded.set(file, 0);
+    report(file, false);
+    let body = res.body;
+    if (body) {
+      let n = 0;
+      body = body.pipeThrough(
+        new TransformStream({
+          transform(chunk, ctl) {
+            n += chunk.byteLength;
+            loaded.set(file, n);
+            report(file, false);
+            ctl.enqueue(chunk);
+          },
+        }),
+      );
+    }
+    const fresh = new Response(body, { headers: { "content-type": "application/octet-stream" } });
+    if (!cache) return fresh.blob();
+    // Stream straight into the cache (no second copy in memory), then read it back as a Blob.
+    await cache.put(url, fresh);
+    const stored = await cache.match(url);
+    if (!stored) throw new Error(`${file}: the browser did not keep the download`);
+    const blob = await stored.blob();
+    sizes.set(file, blob.size);
+    loaded.set(file, blob.size);
+    report(file, false);
+    return blob;
+  };
+  const [config, weights, tokenizer] = await Promise.all(MODEL_FILES.map(one));
+  return { config, weights, tokenizer };
+}
+
+export async function forgetHubDownloads() {
+  if (!("caches" in self)) return false;
+  return caches.delete(HUB_CACHE);
+}
+
+// Sorts picked files into the named slots by file name; extension fallbacks let users pick
+// files saved under other names (e.g. pytorch exports named clip.safetensors).
+function classify(files, slots, what) {
+  const out = {};
+  const list = Array.from(files || []);
+  for (const [slot, exact, fallback] of slots) {
+    const f = list.find((x) => x.name === exact) || list.find((x) => fallback(x.name));
+    if (f) out[slot] = f;
+  }
+  const missing = slots.filter(([slot]) => !out[slot]).map(([, exact]) => exact);
+  if (missing.length) {
+    const picked = list.map((f) => f.name).join(", ") || "nothing";
+    throw new Error(`${what}: missing ${missing.join(", ")} (picked: ${picked})`);
+  }
+  return out;
+}
+
+export function classifyModelFiles(files) {
+  return classify(
+    files,
+    [
+      ["config", "config.json", (n) => /config\.json$/.test(n) && !/tokenizer|preprocessor/.test(n)],
+      ["weights", "model.safetensors", (n) => n.endsWith(".safetensors")],
+      ["tokenizer", "tokenizer.json", (n) => /tokenizer\.json$/.test(n)],
+    ],
+    "model files",
+  );
+}
+
+export function classifyBundleFiles(files) {
+  return classify(
+    files,
+    [
+      ["manifest", "manifest.json", (n) => /manifest.*\.json$/.test(n)],
+      ["features", "features.json", (n) => /features.*\.json$/.test(n)],
+      ["dictionary", "dictionary.safetensors", (n) => n.endsWith(".safetensors")],
+    ],
+    "bundle files",
+  );
+}
