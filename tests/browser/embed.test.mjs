@@ -100,7 +100,7 @@ for (const backend of ["cpu", "webgpu"]) {
         for (const x of [...r.images, ...r.prompts]) assert.equal(x.status, "ok", `${x.name ?? x.text}: ${x.error}`);
 
         // The bundle loaded and matches the model.
-        assert.ok(r.bundle, "the demo bundle is loaded");
+        await h.assertBundleLoaded(page, r);
         assert.equal(r.bundle.features, 256);
         assert.equal(r.bundle.model_matches, true);
         assert.deepEqual(r.bundle.class_counts, h.DEMO_MANIFEST.class_counts);

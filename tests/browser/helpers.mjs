@@ -167,3 +167,13 @@ export function shownFeatures(page) {
     ),
   );
 }
+
+// The bundle summary, or a failure that quotes the error the page shows next to the bundle.
+export async function assertBundleLoaded(page, r) {
+  if (r.bundle) return r.bundle;
+  const shown = await page.evaluate(() => {
+    const e = document.getElementById("bundle-error");
+    return e && !e.hidden ? e.textContent : "(no bundle error shown)";
+  });
+  assert.fail(`the bundle did not load: ${shown}`);
+}

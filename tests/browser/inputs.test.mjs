@@ -128,6 +128,7 @@ test("a malformed bundle shows an error next to the bundle input; the loaded one
     await page.goto(`${server.origin}/?backend=cpu`);
     let r = await h.waitIdle(page, 1);
     assert.equal(r.state, "ready", `page error: ${r.error}`);
+    await h.assertBundleLoaded(page, r);
     const bundleDir = path.join(h.ROOT, "assets/demo/bundle");
     await page.setInputFiles("#bundle-files", [
       file(path.join(bundleDir, "manifest.json")),

@@ -35,6 +35,7 @@ before(async () => {
   await p.page.goto(`${server.origin}/?${q}`);
   const r = await h.waitIdle(p.page, 1);
   assert.equal(r.state, "ready", `page error: ${r.error}`);
+  await h.assertBundleLoaded(p.page, r);
 });
 
 after(async () => {

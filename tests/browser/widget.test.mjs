@@ -76,6 +76,7 @@ test("the widget renders the requested panels inside its iframe", async (t) => {
     assert.equal(await frame.evaluate(() => document.body.classList.contains("embed")), true);
     const r = await h.snapshot(frame);
     assert.equal(r.state, "ready", r.error);
+    await h.assertBundleLoaded(frame, r);
     assert.deepEqual(r.prompts.map((p) => p.text), ["a big red circle", "a small blue square"]);
     assert.deepEqual(r.images.map((p) => [p.name, p.status]), [[h.DEMO_IMAGES[2].file, "ok"]]);
     assert.ok((await h.shownFeatures(frame)).length >= 3, "features shown");

@@ -163,7 +163,12 @@ export class HeatmapView {
         ctx.strokeStyle = "#000";
         for (let i = 1; i < cols; i++) ctx.strokeRect(i * w, 0, 0, SIDE);
         for (let j = 1; j < rows; j++) ctx.strokeRect(0, j * h, SIDE, 0);
+        // Outline the strongest patches too: the fill alone can vanish on same-coloured objects.
         ctx.globalAlpha = 1;
+        ctx.lineWidth = 3;
+        ctx.strokeStyle = pos;
+        for (const p of top) ctx.strokeRect((p % cols) * w + 1.5, Math.floor(p / cols) * h + 1.5, w - 3, h - 3);
+        ctx.lineWidth = 1;
         canvas.dataset.drawn = "1";
       },
       () => {
@@ -180,7 +185,7 @@ export class HeatmapView {
         el("span", { class: "swatch swatch-pos" }),
         " hiding the patch lowers the feature (the patch drives it) · ",
         el("span", { class: "swatch swatch-neg" }),
-        " hiding it raises the feature",
+        " hiding it raises the feature · outlined: the strongest patches",
         el("br"),
         summary,
         ` Patch grid ${rows}×${cols}; largest change ${fmt(maxAbs)}.`,
