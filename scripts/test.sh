@@ -68,6 +68,10 @@ NATIVE_TINY_JSON="$ROOT/$OUT_DIR/native-tiny.json"
 cargo run --quiet -- embed --model "$DEMO_MODEL" --image "$DEMO_IMAGE" \
   --text "$DEMO_CAPTION" --text "$SECOND_PROMPT" --out "$NATIVE_JSON"
 cargo run --quiet -- embed --model "$TINY_MODEL" --image "$TINY_IMAGE" --text "$TINY_PROMPT" --out "$NATIVE_TINY_JSON"
+# The page's demo probe (tests/browser/apps.test.mjs compares its counts with these).
+cargo run --quiet -- probe --model "$DEMO_MODEL" --bundle assets/demo/bundle \
+  --group assets/demo/probe/red --group assets/demo/probe/blue --prompt red --prompt blue \
+  --json "$ROOT/$OUT_DIR/probe-native.json" > /dev/null
 done_step
 
 step "browser tests (headless chromium)"

@@ -134,3 +134,20 @@ impl ModuleMapper for Step<'_> {
         Param::from_mapped_value(id, w, mapper)
     }
 }
+
+/// Reads a training loss back and refuses a non-finite one (the run diverged).
+pub fn checked_loss(loss: &Tensor<1>, step: usize) -> Result<f64> {
+    let v: Vec<f64> = loss
+        .clone()
+        .into_data()
+        .convert::<f64>()
+        .try_into_vec::<f64>()
+        .map_err(|e| Error::Device(format!("{e:?}")))?;
+    let value = v.first().copied().unwrap_or(f64::NAN);
+    if !value.is_finite() {
+        return Err(Error::Invalid(format!(
+            "training diverged at step {step} (loss {value})"
+        )));
+    }
+    Ok(value)
+}

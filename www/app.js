@@ -13,6 +13,7 @@ import { renderSimilarity } from "./js/views/similarity.js";
 import { DictionaryView } from "./js/views/dictionary.js";
 import { FeatureView } from "./js/views/feature.js";
 import { HeatmapView } from "./js/views/heatmap.js";
+import { mountApplications } from "./js/apps.js";
 
 const SECOND_PROMPT = "a big red circle"; // the default page's second prompt (demo vocabulary)
 const $ = (id) => document.getElementById(id);
@@ -718,6 +719,10 @@ const app = {
   renderScene: (name) => engine.renderScene(name, state.sceneSide),
 };
 
+// Results of the applications' panels (probe, attack, control), for tests and the console.
+const appsResult = {};
+let appsApi = null;
+
 window.__monoscope = {
   get state() {
     return document.body.dataset.state;
@@ -748,6 +753,9 @@ window.__monoscope = {
   },
   get firstResultMs() {
     return state.firstResultMs;
+  },
+  get apps() {
+    return appsResult;
   },
   get images() {
     return state.images.map(inputSnapshot);
@@ -808,7 +816,23 @@ async function main() {
     onCrash: onEngineCrash,
   });
   engine.start(); // compile the wasm while the model downloads
-  window.__monoscopeDebug = { crashWorker: () => engine.crashForTest() };
+  window.__monoscopeDebug = { crashWorker: () => engine.crashForTest(), apps: () => appsApi };
+  appsApi = mountApplications(
+    { probe: $("probe-view"), attack: $("attack-view"), control: $("control-view") },
+    {
+      call: async (cmd, args, opts) => {
+        await engine.ensureReady();
+        return engine.call(cmd, args, opts);
+      },
+      engineReady: () => engine.ready,
+      backend: () => state.model.backend || "engine",
+      isDemo: () => state.modelParam === "demo",
+      assetBase: new URL("assets/", document.baseURI),
+      featureClass: (id) => state.bundle?.byId.get(id)?.class ?? "Rare",
+      openFeature: (id) => selectFeature(id),
+      result: appsResult,
+    },
+  );
 
   state.modelParam = modelSpec.id;
   const model = modelFromSpec(modelSpec);
@@ -819,6 +843,7 @@ async function main() {
   for (const url of inputs.images) addImageUrl(url);
   for (const p of inputs.prompts) addPrompt(p);
   await loading;
+  if (state.bundle && state.panels.includes("control")) appsApi.control?.update();
 }
 
 main();

@@ -79,6 +79,13 @@ async function backendLabel(name) {
   return name;
 }
 
+let attack = null; // the running AttackSession, if any
+
+function dropAttack() {
+  if (attack) attack.free();
+  attack = null;
+}
+
 function needEngine() {
   if (!engine) throw new Error("no model is loaded");
   return engine;
@@ -95,6 +102,7 @@ const handlers = {
     // Build the new engine before dropping the old one: if these files are bad, the page
     // keeps working with the model it had.
     const next = await Engine.create(backend, config, weights, tokenizer);
+    dropAttack(); // it holds the old model
     if (engine) engine.free();
     engine = next;
     return { backend: await backendLabel(engine.backend()), info: engine.info_json(), hash: engine.model_hash() };
@@ -130,6 +138,49 @@ const handlers = {
   },
   async embed_text({ text }) {
     return await needEngine().embed_text(String(text));
+  },
+  // Applications (issue 6). One attack session at a time; the page steps it so that it can
+  // show progress and cancel between steps.
+  async probe({ request, images, groups }, id) {
+    const progress = (done, total) => self.postMessage({ type: "progress", id, done, total });
+    const bytes = (images || []).map((b) => new Uint8Array(b));
+    return await needEngine().probe(String(request), bytes, Uint32Array.from(groups || []), progress);
+  },
+  async attack_begin({ bytes, request }) {
+    dropAttack();
+    attack = await needEngine().attack_begin(new Uint8Array(bytes), String(request));
+    return { steps: attack.steps_total() };
+  },
+  async attack_step() {
+    if (!attack) throw new Error("no attack is running");
+    const objective = await attack.step();
+    return { objective, step: attack.steps_done(), done: attack.done() };
+  },
+  async attack_finish() {
+    if (!attack) throw new Error("no attack is running");
+    try {
+      return await attack.finish();
+    } finally {
+      dropAttack();
+    }
+  },
+  async attack_cancel() {
+    dropAttack();
+    return null;
+  },
+  async load_decoder({ config, weights }) {
+    const [c, w] = await Promise.all([bytesOf(config, "decoder.json"), bytesOf(weights, "decoder.safetensors")]);
+    needEngine().load_decoder(c, w);
+    return null;
+  },
+  async control({ text, scales }) {
+    return await needEngine().control(String(text), JSON.stringify(scales));
+  },
+  async export_embedding({ embedding, format, metadata }) {
+    const e = needEngine();
+    const v = new Float32Array(embedding);
+    if (format === "npy") return e.export_npy(v);
+    return e.export_safetensors(v, String(metadata || "{}"));
   },
   async crash() {
     setTimeout(() => {

@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::{CLASSES, HostDecoder, class_index, zero_shot};
+use super::{CLASSES, HostDecoder, class_index, cosine, zero_shot};
 use crate::analysis::mds::FeatureClass;
 use crate::clip::ClipModel;
 use crate::clip::preprocess::ImageProcessor;
@@ -370,6 +370,35 @@ pub fn outcome(
             without(zc, FeatureClass::ImgD),
             without(zc, FeatureClass::TextD),
         ],
+    }
+}
+
+/// The label an attack aims at when none is given: the most similar label other than the
+/// clean zero-shot prediction.
+pub fn nearest_wrong(x: &[f32], labels: &[Vec<f32>]) -> usize {
+    let pred = zero_shot(x, labels);
+    (0..labels.len())
+        .filter(|&j| j != pred)
+        .max_by(|&a, &b| cosine(x, &labels[a]).total_cmp(&cosine(x, &labels[b])))
+        .unwrap_or(0)
+}
+
+impl ImageOutcome {
+    /// The outcome with label indices replaced by the labels (for reports).
+    pub fn describe(&self, labels: &[String]) -> serde_json::Value {
+        serde_json::json!({
+            "clean": labels[self.clean],
+            "adversarial": labels[self.adversarial],
+            "target": labels[self.target],
+            "success": self.success,
+            "linf": self.linf,
+            "l2": self.l2,
+            "class_shift": self.class_shift,
+            "defended_without_imgd": labels[self.defended[0]],
+            "defended_without_textd": labels[self.defended[1]],
+            "restored_without_imgd": self.success && self.defended[0] == self.clean,
+            "restored_without_textd": self.success && self.defended[1] == self.clean,
+        })
     }
 }
 

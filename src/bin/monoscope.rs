@@ -1440,7 +1440,7 @@ mod cli {
         for f in &result.features {
             for (row, _) in f.top_images.iter().chain(&f.top_texts) {
                 examples.entry(*row).or_insert_with(|| Example {
-                    line: emb.meta.lines.get(*row).copied().unwrap_or(row + 1),
+                    line: emb.meta.lines.get(*row).copied().unwrap_or(row + 1) as u64,
                     image: emb.meta.images.get(*row).cloned().unwrap_or_default(),
                     caption: emb.meta.captions.get(*row).cloned().unwrap_or_default(),
                 });

@@ -235,13 +235,7 @@ impl Trainer {
             Some(a) => loss + a,
             None => loss,
         };
-        let loss_value = scalar(total.clone())?;
-        if !loss_value.is_finite() {
-            return Err(Error::Invalid(format!(
-                "training diverged at step {} (loss {loss_value})",
-                self.state.step
-            )));
-        }
+        let loss_value = crate::optim::checked_loss(&total, self.state.step)?;
         let grads = total.backward();
         self.state.step += 1;
         let lr = self.config.learning_rate(self.dict_config.kind);

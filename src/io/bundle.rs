@@ -49,7 +49,7 @@ pub struct Manifest {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Example {
     /// Line in the pairs file.
-    pub line: usize,
+    pub line: u64,
     /// Image path as written in the pairs file.
     pub image: String,
     /// Caption.

@@ -12,10 +12,12 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::{Engine, js_err, set};
 use crate::analysis::mds::FeatureClass;
-use crate::apps::attack::{AttackConfig, Objective, Pgd, outcome, perturbation_norms, summarize};
+use crate::apps::attack::{
+    AttackConfig, Objective, Pgd, nearest_wrong, outcome, perturbation_norms, summarize,
+};
 use crate::apps::control::{Scales, edit, npy_bytes, safetensors_bytes};
 use crate::apps::probe::{Group, ProbeConfig, probe};
-use crate::apps::{HostDecoder, cosine, zero_shot};
+use crate::apps::{HostDecoder, cosine};
 use crate::inspect::{Lens, Modality};
 use crate::pipeline::{Embedder, rows_async};
 use crate::world::decoder::planar_to_rgba;
@@ -177,23 +179,12 @@ impl AttackSession {
                 norms[0].1,
             );
             let summary = summarize(config, std::slice::from_ref(&o), &decoder.classes);
-            let report = serde_json::json!({
-                "labels": labels,
-                "clean": labels[o.clean],
-                "adversarial": labels[o.adversarial],
-                "target": labels[o.target],
-                "success": o.success,
-                "linf": o.linf,
-                "l2": o.l2,
-                "class_shift": o.class_shift,
-                "class_shift_per_feature": summary.class_shift_per_feature,
-                "defended_without_imgd": labels[o.defended[0]],
-                "defended_without_textd": labels[o.defended[1]],
-                "restored_without_imgd": o.success && o.defended[0] == o.clean,
-                "restored_without_textd": o.success && o.defended[1] == o.clean,
-                "clean_similarity": cosine(&clean[0], &label_rows[target]),
-                "adversarial_similarity": cosine(&adv[0], &label_rows[target]),
-            });
+            let mut report = o.describe(&labels);
+            report["labels"] = serde_json::json!(labels);
+            report["class_shift_per_feature"] = serde_json::json!(summary.class_shift_per_feature);
+            report["clean_similarity"] = serde_json::json!(cosine(&clean[0], &label_rows[target]));
+            report["adversarial_similarity"] =
+                serde_json::json!(cosine(&adv[0], &label_rows[target]));
             let amp = 0.5 / config.eps;
             let diff: Vec<f32> = c01
                 .iter()
@@ -336,13 +327,7 @@ impl Engine {
             let target = match req.target {
                 Some(i) if i < t.len() => i,
                 Some(i) => return Err(js_err(format!("target {i} is not a label index"))),
-                None => {
-                    let pred = zero_shot(&clean, &t);
-                    (0..t.len())
-                        .filter(|&j| j != pred)
-                        .max_by(|&a, &b| cosine(&clean, &t[a]).total_cmp(&cosine(&clean, &t[b])))
-                        .unwrap_or(0)
-                }
+                None => nearest_wrong(&clean, &t),
             };
             let pgd = {
                 let l = lens.borrow();

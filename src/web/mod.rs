@@ -67,6 +67,18 @@ fn set(obj: &Object, key: &str, value: &JsValue) -> Result<(), JsValue> {
     Reflect::set(obj, &JsValue::from_str(key), value).map(|_| ())
 }
 
+/// `{embedding, activations}` of one embedding.
+fn analysis_object(
+    lens: &RefCell<Option<Lens>>,
+    row: &[f32],
+    modality: Modality,
+) -> Result<Object, JsValue> {
+    let out = Object::new();
+    set(&out, "embedding", &Float32Array::from(row))?;
+    set(&out, "activations", &activations(lens, row, modality)?)?;
+    Ok(out)
+}
+
 /// Activations of one embedding, or `undefined` without a bundle.
 fn activations(
     lens: &RefCell<Option<Lens>>,
@@ -153,14 +165,7 @@ impl Engine {
             let pixels = embedder.preprocess(&bytes).map_err(js_err)?;
             let t = embedder.embed_pixels(&[pixels]).map_err(js_err)?;
             let row = rows_async(t).await.map_err(js_err)?.remove(0);
-            let out = Object::new();
-            set(&out, "embedding", &Float32Array::from(row.as_slice()))?;
-            set(
-                &out,
-                "activations",
-                &activations(&lens, &row, Modality::Image)?,
-            )?;
-            Ok(out.into())
+            Ok(analysis_object(&lens, &row, Modality::Image)?.into())
         })
     }
 
@@ -175,13 +180,7 @@ impl Engine {
             let (batch, truncated) = embedder.text_batch(&[text.as_str()]).map_err(js_err)?;
             let t = embedder.model.embed_texts(&batch);
             let row = rows_async(t).await.map_err(js_err)?.remove(0);
-            let out = Object::new();
-            set(&out, "embedding", &Float32Array::from(row.as_slice()))?;
-            set(
-                &out,
-                "activations",
-                &activations(&lens, &row, Modality::Text)?,
-            )?;
+            let out = analysis_object(&lens, &row, Modality::Text)?;
             set(&out, "truncated", &JsValue::from_bool(truncated[0]))?;
             Ok(out.into())
         })

@@ -196,17 +196,7 @@ mod native {
                 .collect();
             let target = Tensor::<4>::from_data(TensorData::new(target, [n, 3, side, side]), &ad);
             let loss = (model.forward(input) - target).square().mean();
-            let value: f64 = loss
-                .clone()
-                .into_data()
-                .convert::<f64>()
-                .try_into_vec::<f64>()
-                .map_err(|e| Error::Device(format!("{e:?}")))?[0];
-            if !value.is_finite() {
-                return Err(Error::Invalid(format!(
-                    "decoder training diverged at step {step}"
-                )));
-            }
+            let value = crate::optim::checked_loss(&loss, step)?;
             let grads = loss.backward();
             // Cosine decay to a tenth: the last steps settle the colours.
             let t = step as f64 / config.steps as f64;

@@ -301,18 +301,7 @@ impl WorldTrainer {
                 .mean();
             loss = loss + bce * self.config.aux_text;
         }
-        let value: f64 = loss
-            .clone()
-            .into_data()
-            .convert::<f64>()
-            .try_into_vec::<f64>()
-            .map_err(|e| Error::Device(format!("{e:?}")))?[0];
-        if !value.is_finite() {
-            return Err(Error::Invalid(format!(
-                "training diverged at step {} (loss {value})",
-                self.step
-            )));
-        }
+        let value = crate::optim::checked_loss(&loss, self.step)?;
         let grads = loss.backward();
         self.step += 1;
         let lr = self.config.lr_at(self.step);

@@ -1,6 +1,7 @@
 // Shared pieces of the browser tests: the static server for dist/, Debian's headless Chromium
 // through playwright-core, request and CSP recording, waiting for the page, and comparisons.
 
+import { before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -43,6 +44,22 @@ export function checkDist() {
 
 export async function startServer(mounts = {}) {
   return serveDir(DIST, { mounts });
+}
+
+// Starts the static server for dist/ and Chromium before a test file's tests and stops them
+// after; the returned object holds them ({server, browser}) once `before` has run.
+export function suite(mounts = {}) {
+  const env = { server: null, browser: null };
+  before(async () => {
+    checkDist();
+    env.server = await startServer(mounts);
+    env.browser = await startBrowser();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.server?.close();
+  });
+  return env;
 }
 
 export async function startBrowser() {

@@ -3,7 +3,7 @@
 // Cache Storage (no second request reaches the hub). This is the only test whose page talks to
 // another origin, so it is kept apart from the same-origin checks.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -12,23 +12,11 @@ import * as h from "./helpers.mjs";
 const REPO = "openai/clip-vit-base-patch32";
 const FILES = ["config.json", "model.safetensors", "tokenizer.json"];
 
-let server;
-let browser;
-
-before(async () => {
-  h.checkDist();
-  server = await h.startServer();
-  browser = await h.startBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const env = h.suite();
 
 test("hub model: downloaded with progress, kept in Cache Storage, reused offline", async (t) => {
   const native = h.loadNative(h.NATIVE_TINY_JSON);
-  const { context, page, requests, consoleErrors } = await h.newPage(browser, t);
+  const { context, page, requests, consoleErrors } = await h.newPage(env.browser, t);
   const routed = [];
   await context.route("https://huggingface.co/**", async (route) => {
     const url = new URL(route.request().url());
@@ -47,7 +35,7 @@ test("hub model: downloaded with progress, kept in Cache Storage, reused offline
   });
   try {
     const prompt = native.texts[0];
-    await page.goto(`${server.origin}/?backend=cpu&prompt=${encodeURIComponent(prompt)}`);
+    await page.goto(`${env.server.origin}/?backend=cpu&prompt=${encodeURIComponent(prompt)}`);
     await h.waitIdle(page, 1);
     assert.equal(routed.length, 0, "nothing goes to the hub until the user asks");
 
@@ -89,7 +77,7 @@ test("hub model: downloaded with progress, kept in Cache Storage, reused offline
     assert.match(await again.textContent("#hub-status"), /files ready/);
 
     // Only our origin and the hub were contacted.
-    const foreign = requests.filter((u) => !u.startsWith(server.origin) && !u.startsWith("https://huggingface.co/") && !u.startsWith("blob:") && !u.startsWith("data:"));
+    const foreign = requests.filter((u) => !u.startsWith(env.server.origin) && !u.startsWith("https://huggingface.co/") && !u.startsWith("blob:") && !u.startsWith("data:"));
     assert.deepEqual(foreign, []);
     await h.assertNoCspViolations(page, consoleErrors);
   } finally {

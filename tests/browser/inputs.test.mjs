@@ -1,25 +1,13 @@
 // Bad inputs give an error next to that input and nothing else is lost; the engine worker
 // survives crashes; user text stays text. All on the CPU backend with the demo model.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import * as h from "./helpers.mjs";
 
-let server;
-let browser;
-
-before(async () => {
-  h.checkDist();
-  server = await h.startServer();
-  browser = await h.startBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const env = h.suite();
 
 const TRUNCATED_JPEG = path.join(h.ROOT, "tests/fixtures/images/truncated.jpg");
 const NOT_AN_IMAGE = path.join(h.ROOT, "tests/fixtures/images/not_an_image.png");
@@ -43,9 +31,9 @@ function card(page, name) {
 
 test("a corrupt image and a non-image file show errors on their cards; the rest keeps working", async (t) => {
   const native = h.loadNative();
-  const { context, page, requests, consoleErrors } = await h.newPage(browser, t);
+  const { context, page, requests, consoleErrors } = await h.newPage(env.browser, t);
   try {
-    await page.goto(`${server.origin}/?backend=cpu`);
+    await page.goto(`${env.server.origin}/?backend=cpu`);
     let r = await h.waitIdle(page, 1);
     assert.equal(r.state, "ready", `page error: ${r.error}`);
     const before = r;
@@ -89,7 +77,7 @@ test("a corrupt image and a non-image file show errors on their cards; the rest 
     await page.click(`button[aria-label="remove image notes.txt"]`);
     assert.equal(await card(page, "notes.txt"), null);
     assert.equal((await h.snapshot(page)).images.length, 4);
-    h.assertSameOrigin(requests, server.origin);
+    h.assertSameOrigin(requests, env.server.origin);
     await h.assertNoCspViolations(page, consoleErrors);
   } finally {
     await context.close();
@@ -97,9 +85,9 @@ test("a corrupt image and a non-image file show errors on their cards; the rest 
 });
 
 test("an empty prompt and an off-site image URL are errors of those inputs", async (t) => {
-  const { context, page, requests, consoleErrors } = await h.newPage(browser, t);
+  const { context, page, requests, consoleErrors } = await h.newPage(env.browser, t);
   try {
-    await page.goto(`${server.origin}/?backend=cpu&prompt=a%20big%20red%20circle&image=https://example.com/cat.png&image=assets/demo/images/${h.DEMO_IMAGES[1].file}`);
+    await page.goto(`${env.server.origin}/?backend=cpu&prompt=a%20big%20red%20circle&image=https://example.com/cat.png&image=assets/demo/images/${h.DEMO_IMAGES[1].file}`);
     const r = await h.waitIdle(page, 1);
     assert.equal(r.state, "ready", `page error: ${r.error}`);
     const off = r.images.find((x) => x.name === "cat.png");
@@ -115,7 +103,7 @@ test("an empty prompt and an off-site image URL are errors of those inputs", asy
     await page.click("#add-prompt");
     assert.ok(await page.isVisible("#prompt-form-error"));
     assert.equal((await h.snapshot(page)).prompts.length, 1);
-    h.assertSameOrigin(requests, server.origin);
+    h.assertSameOrigin(requests, env.server.origin);
     await h.assertNoCspViolations(page, consoleErrors);
   } finally {
     await context.close();
@@ -123,9 +111,9 @@ test("an empty prompt and an off-site image URL are errors of those inputs", asy
 });
 
 test("a malformed bundle shows an error next to the bundle input; the loaded one stays", async (t) => {
-  const { context, page, consoleErrors } = await h.newPage(browser, t);
+  const { context, page, consoleErrors } = await h.newPage(env.browser, t);
   try {
-    await page.goto(`${server.origin}/?backend=cpu`);
+    await page.goto(`${env.server.origin}/?backend=cpu`);
     let r = await h.waitIdle(page, 1);
     assert.equal(r.state, "ready", `page error: ${r.error}`);
     await h.assertBundleLoaded(page, r);
@@ -161,9 +149,9 @@ test("a malformed bundle shows an error next to the bundle input; the loaded one
 });
 
 test("a crashed engine worker is restarted and the page keeps working", async (t) => {
-  const { context, page, requests } = await h.newPage(browser, t);
+  const { context, page, requests } = await h.newPage(env.browser, t);
   try {
-    await page.goto(`${server.origin}/?backend=cpu`);
+    await page.goto(`${env.server.origin}/?backend=cpu`);
     let r = await h.waitIdle(page, 1);
     assert.equal(r.state, "ready", `page error: ${r.error}`);
     const before = r.images[0].embedding;
@@ -177,24 +165,24 @@ test("a crashed engine worker is restarted and the page keeps working", async (t
     assert.ok(h.cosine(r.images[0].embedding, before) > 0.99999, "same result after the restart");
     assert.ok(r.bundle, "the bundle came back with the restarted worker");
     assert.ok(r.images[0].top.length > 0, "activations after the restart");
-    h.assertSameOrigin(requests, server.origin);
+    h.assertSameOrigin(requests, env.server.origin);
   } finally {
     await context.close();
   }
 });
 
 test("user text is rendered as text; an unknown backend is an error, not a dead page", async () => {
-  const { context, page } = await h.newPage(browser, null);
+  const { context, page } = await h.newPage(env.browser, null);
   try {
     const evil = "<img src=x onerror=alert(1)>";
-    await page.goto(`${server.origin}/?backend=cpu&prompt=${encodeURIComponent(evil)}`);
+    await page.goto(`${env.server.origin}/?backend=cpu&prompt=${encodeURIComponent(evil)}`);
     const r = await h.waitIdle(page, 1);
     assert.equal(r.prompts[0].text, evil);
     assert.equal(await page.$$eval("main img[src='x'], header img[src='x']", (n) => n.length), 0, "no markup from the prompt");
     assert.ok((await page.textContent("#features-view")).includes(evil), "the prompt is shown as text");
     assert.equal(await page.inputValue("#prompt-list input"), evil);
 
-    await page.goto(`${server.origin}/?backend=${encodeURIComponent(evil)}`);
+    await page.goto(`${env.server.origin}/?backend=${encodeURIComponent(evil)}`);
     await page.waitForFunction(() => document.body.dataset.state === "error", null, { timeout: 30000 });
     assert.ok(!(await page.innerHTML("#error")).includes("<img"), "user-controlled text must not become markup");
     assert.match(await page.textContent("#error"), /unknown backend/);

@@ -4,11 +4,11 @@
 //   prompt   repeatable, or several separated by "|"
 //   image    repeatable same-site image URLs
 //   feature  a feature id
-//   panels   comma list of inputs,features,similarity,dictionary,feature,heatmap
+//   panels   comma list of inputs,features,similarity,dictionary,feature,heatmap,probe,attack,control
 //   backend  auto | webgpu | cpu
 //   embed    1 = compact widget mode (only the requested panels)
 
-export const PANELS = ["inputs", "features", "similarity", "dictionary", "feature", "heatmap"];
+export const PANELS = ["inputs", "features", "similarity", "dictionary", "feature", "heatmap", "probe", "attack", "control"];
 export const EMBED_DEFAULT_PANELS = ["features"];
 export const BACKENDS = ["auto", "webgpu", "cpu"];
 

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Tensor;
 use monoscope::apps::attack::{
-    AttackConfig, ImageOutcome, Pgd, outcome, perturbation_norms, summarize,
+    AttackConfig, ImageOutcome, Pgd, nearest_wrong, outcome, perturbation_norms, summarize,
 };
 use monoscope::apps::control::{Scales, edit, npy_bytes, safetensors_bytes};
 use monoscope::apps::probe::{DEFAULT_PROMPTS, Group, ProbeConfig, probe as run_probe};
@@ -237,15 +237,7 @@ pub fn attack(
         let clean = rows(e.embed_pixels(chunk)?)?;
         let targets: Vec<usize> = clean
             .iter()
-            .map(|x| {
-                fixed_target.unwrap_or_else(|| {
-                    let pred = monoscope::apps::zero_shot(x, &t);
-                    (0..t.len())
-                        .filter(|&j| j != pred)
-                        .max_by(|&a, &b| cosine(x, &t[a]).total_cmp(&cosine(x, &t[b])))
-                        .unwrap_or(0)
-                })
-            })
+            .map(|x| fixed_target.unwrap_or_else(|| nearest_wrong(x, &t)))
             .collect();
         let target_rows: Vec<Vec<f32>> = targets.iter().map(|&j| t[j].clone()).collect();
         let label_sets = vec![t.clone(); chunk.len()];
@@ -299,17 +291,9 @@ pub fn attack(
                     &to_png(&diff, side)?,
                 )?;
             }
-            per_image.push(serde_json::json!({
-                "image": file.display().to_string(),
-                "clean": labels[o.clean],
-                "adversarial": labels[o.adversarial],
-                "target": labels[o.target],
-                "success": o.success,
-                "linf": o.linf,
-                "l2": o.l2,
-                "defended_without_imgd": labels[o.defended[0]],
-                "defended_without_textd": labels[o.defended[1]],
-            }));
+            let mut row = o.describe(labels);
+            row["image"] = serde_json::json!(file.display().to_string());
+            per_image.push(row);
             outcomes.push(o);
         }
     }
