@@ -169,11 +169,13 @@ impl Trainer {
                 let mse = (x_hat.clone() - x.clone()).square().sum_dim(1).mean();
                 let aux = match self.dict_config.kind {
                     DictKind::Topk => {
+                        // z >= 0, so a column fired iff its sum is positive: one reduction,
+                        // where `greater_elem(0).any_dim(0)` cost 80 ms per step on the CPU.
                         let fired: Vec<bool> = read_bools(
                             z.clone()
                                 .detach()
+                                .sum_dim(0)
                                 .greater_elem(0.0)
-                                .any_dim(0)
                                 .reshape([self.dict_config.features]),
                         )?;
                         let mut dead = Vec::with_capacity(fired.len());
