@@ -6,8 +6,36 @@ fn main() {}
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
+    keep_large_allocations_in_the_heap();
     cli::main()
 }
+
+/// Training and analysis allocate and free tensors of tens of MB on every step (a
+/// [4096, 4096] f32 activation is 64 MB). glibc serves allocations above its mmap threshold
+/// with fresh mappings and unmaps them on free, so every step page-faults hundreds of MB
+/// back in. Serving them from the heap and never trimming it made TopK training 1.27x and
+/// `analyze` 1.5x faster here (README, Performance); peak memory is unchanged, it is just
+/// not returned to the system before the process exits.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_large_allocations_in_the_heap() {
+    // glibc's malloc.h parameter numbers.
+    const M_TRIM_THRESHOLD: i32 = -1;
+    const M_MMAP_MAX: i32 = -4;
+    unsafe extern "C" {
+        fn mallopt(param: i32, value: i32) -> i32;
+    }
+    // SAFETY: mallopt only changes allocator policy; called before any other thread exists.
+    unsafe {
+        mallopt(M_MMAP_MAX, 0);
+        mallopt(M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
+#[cfg(all(
+    not(target_arch = "wasm32"),
+    not(all(target_os = "linux", target_env = "gnu"))
+))]
+fn keep_large_allocations_in_the_heap() {}
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli {
