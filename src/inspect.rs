@@ -36,6 +36,8 @@ pub struct Lens {
     pub means: Option<(Vec<f32>, Vec<f32>)>,
     /// FNV-1a 64 hash of the CLIP weights the bundle was made with, if recorded.
     pub model_hash: Option<String>,
+    /// The decoder on the host (SAEs only), copied once when the bundle is loaded.
+    decoder: Option<HostDecoder>,
     kind: DictKind,
     d: usize,
     device: Device,
@@ -104,11 +106,18 @@ impl Lens {
             .get("hash_fnv1a64")
             .and_then(|h| h.as_str())
             .map(str::to_string);
+        let classes: Vec<FeatureClass> = bundle.features.features.iter().map(|f| f.class).collect();
+        let means = if center { means } else { None };
+        let decoder = match &bundle.dictionary {
+            Dictionary::Sae(sae) => Some(HostDecoder::new(sae, means.clone(), classes.clone(), d)?),
+            Dictionary::Ncl(_) => None,
+        };
         Ok(Self {
-            classes: bundle.features.features.iter().map(|f| f.class).collect(),
+            decoder,
+            classes,
             thresholds: m.thresholds,
             class_counts: m.class_counts,
-            means: if center { means } else { None },
+            means,
             model_hash,
             kind: m.dictionary.config.kind,
             d,
@@ -135,6 +144,17 @@ impl Lens {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load(dir: &std::path::Path, device: &Device) -> Result<Self> {
         Self::new(crate::io::bundle::load(dir, device)?, device)
+    }
+
+    /// The decoder on the host, for reconstructions with features switched off (the
+    /// applications); NCL heads have none.
+    pub fn decoder(&self) -> Result<&HostDecoder> {
+        self.decoder.as_ref().ok_or_else(|| {
+            Error::Invalid(
+                "this needs a dictionary with a decoder (a TopK or ReLU SAE); NCL heads have none"
+                    .into(),
+            )
+        })
     }
 
     /// Embedding width the dictionary expects.
@@ -228,6 +248,78 @@ pub fn host_rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
         .try_into_vec::<f32>()
         .map_err(|e| Error::Device(format!("{e:?}")))?;
     Ok(flat.chunks(cols.max(1)).map(<[f32]>::to_vec).collect())
+}
+
+/// A dictionary's decoder on the host: W_dec, b_dec and the bundle's centering means.
+/// Reconstructions touch only the active features of a sample, so switching classes or
+/// single features off costs O(active * d), with no device round trips.
+#[derive(Debug, Clone)]
+pub struct HostDecoder {
+    /// [K, d], row k = decoder direction of feature k.
+    w: Vec<f32>,
+    b: Vec<f32>,
+    means: Option<(Vec<f32>, Vec<f32>)>,
+    /// Class per feature.
+    pub classes: Vec<FeatureClass>,
+    d: usize,
+}
+
+impl HostDecoder {
+    /// Copies an SAE's decoder to the host, with the bundle's means and classes.
+    fn new(
+        sae: &crate::dict::Sae,
+        means: Option<(Vec<f32>, Vec<f32>)>,
+        classes: Vec<FeatureClass>,
+        d: usize,
+    ) -> Result<Self> {
+        Ok(Self {
+            w: host_rows(sae.w_dec.val())?.concat(),
+            b: host_rows(sae.b_dec.val().unsqueeze::<2>())?.concat(),
+            means,
+            classes,
+            d,
+        })
+    }
+
+    /// Embedding width.
+    pub fn d(&self) -> usize {
+        self.d
+    }
+
+    /// Decoder output in the dictionary's (centred) space: b_dec + sum_k keep(k) z_k w_k.
+    pub fn decode_centered(&self, z: &[f32], keep: impl Fn(usize) -> bool) -> Vec<f32> {
+        let mut x = self.b.clone();
+        for (k, &zk) in z.iter().enumerate() {
+            if zk != 0.0 && keep(k) {
+                let row = &self.w[k * self.d..(k + 1) * self.d];
+                x.iter_mut().zip(row).for_each(|(a, w)| *a += zk * w);
+            }
+        }
+        x
+    }
+
+    /// The modality's mean (zeros when the bundle is not centred).
+    pub fn mean(&self, modality: Modality) -> Vec<f32> {
+        match (&self.means, modality) {
+            (Some((i, _)), Modality::Image) => i.clone(),
+            (Some((_, t)), Modality::Text) => t.clone(),
+            (None, _) => vec![0.0; self.d],
+        }
+    }
+
+    /// Reconstruction in CLIP's space (the mean added back), keeping features `keep`.
+    pub fn reconstruct(
+        &self,
+        z: &[f32],
+        modality: Modality,
+        keep: impl Fn(usize) -> bool,
+    ) -> Vec<f32> {
+        let mut x = self.decode_centered(z, keep);
+        x.iter_mut()
+            .zip(self.mean(modality))
+            .for_each(|(a, m)| *a += m);
+        x
+    }
 }
 
 /// Occlusion inputs for a patch heatmap: the preprocessed image (`channels x size x size`,

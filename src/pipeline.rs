@@ -162,6 +162,15 @@ impl Embedder {
         ))
     }
 
+    /// [`Embedder::text_batch`] for prompts to analyse: blank ones are refused (they embed
+    /// as the bare start and end tokens, which says nothing about the prompt's features).
+    pub fn prompt_batch(&self, texts: &[&str]) -> Result<(TextBatch, Vec<bool>)> {
+        if let Some(t) = texts.iter().find(|t| t.trim().is_empty()) {
+            return Err(Error::Invalid(format!("empty prompt {t:?}")));
+        }
+        self.text_batch(texts)
+    }
+
     /// L2-normalised embeddings of prompts: [batch, projection_dim].
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Tensor<2>> {
         let (batch, _) = self.text_batch(texts)?;

@@ -8,8 +8,8 @@ use monoscope::analysis::mds::FeatureClass;
 use monoscope::apps::attack::{
     AttackConfig, AttackSummary, Objective, Pgd, outcome, perturbation_norms, summarize,
 };
+use monoscope::apps::cosine;
 use monoscope::apps::probe::{Group, ProbeConfig, probe};
-use monoscope::apps::{HostDecoder, cosine};
 use monoscope::inspect::{Lens, Modality, host_rows};
 use monoscope::world::scene::{COLOURS, SHAPES, Scene, generate};
 
@@ -42,7 +42,7 @@ fn embed_texts(e: &Embedder, texts: &[String]) -> Vec<Vec<f32>> {
 #[test]
 fn probe_on_a_shared_factor_colour_lives_in_crossd_features() {
     let (e, lens, _) = demo();
-    let dec = HostDecoder::from_lens(&lens).unwrap();
+    let dec = lens.decoder().unwrap();
     let side = e.config.vision.image_size as u32;
     let colours = ["red", "blue"];
     let prompts: Vec<String> = colours.iter().map(|c| c.to_string()).collect();
@@ -64,7 +64,7 @@ fn probe_on_a_shared_factor_colour_lives_in_crossd_features() {
             }
         })
         .collect();
-    let r = probe(&dec, &prompts, &t, &groups, &ProbeConfig::default()).unwrap();
+    let r = probe(dec, &prompts, &t, &groups, &ProbeConfig::default()).unwrap();
     let acc = |g: usize, v: usize| r.groups[g].accuracy[v].accuracy;
     for g in 0..2 {
         let a: Vec<String> = r.groups[g]
@@ -113,7 +113,7 @@ enum Task {
 /// clean zero-shot accuracy.
 fn attack_scenes(task: Task, eps: f32, objective: Objective) -> (AttackSummary, f64) {
     let (e, lens, device) = demo();
-    let dec = HostDecoder::from_lens(&lens).unwrap();
+    let dec = lens.decoder().unwrap();
     let side = e.config.vision.image_size as u32;
     let scenes = single_objects(side, 6 << 40, 60, |_| true);
     let px: Vec<Vec<f32>> = scenes.iter().map(|s| pixels(&e, s)).collect();
@@ -186,7 +186,7 @@ fn attack_scenes(task: Task, eps: f32, objective: Objective) -> (AttackSummary, 
     let outcomes: Vec<_> = (0..n)
         .map(|i| {
             outcome(
-                &dec,
+                dec,
                 &labels[i],
                 target_idx[i],
                 (&clean_emb[i], &zc[i]),
@@ -265,7 +265,7 @@ fn control_removing_crossd_changes_the_decoded_colour_more_than_textd() {
     use monoscope::apps::control::{Scales, edit};
     use monoscope::world::decoder::from_bytes;
     let (e, lens, device) = demo();
-    let dec = HostDecoder::from_lens(&lens).unwrap();
+    let dec = lens.decoder().unwrap();
     let dir = common::root().join("assets/demo/decoder");
     let image_decoder = from_bytes(
         &std::fs::read(dir.join("decoder.json")).unwrap(),
@@ -299,12 +299,12 @@ fn control_removing_crossd_changes_the_decoded_colour_more_than_textd() {
                 .activations(std::slice::from_ref(&x), Modality::Text)
                 .unwrap()
                 .remove(0);
-            let same = edit(&dec, &x, &z, Modality::Text, &Scales::default()).unwrap();
+            let same = edit(dec, &x, &z, Modality::Text, &Scales::default()).unwrap();
             // All scales 1: the edit is the identity (the residual is kept).
             assert!(cosine(&same.embedding, &x) > 0.9999);
             let base = decode(&x);
             let change = |s: Scales| {
-                let ed = edit(&dec, &x, &z, Modality::Text, &s).unwrap();
+                let ed = edit(dec, &x, &z, Modality::Text, &s).unwrap();
                 l1(&decode(&ed.embedding), &base)
             };
             let (a, b, b2) = (
@@ -465,6 +465,22 @@ fn cli_probe_attack_and_control_end_to_end() {
         root.join("assets/demo/decoder").to_str().unwrap(),
     ]);
     assert!(out.contains("cosine to the original"), "{out}");
+    let blank = Command::new(bin)
+        .args([
+            "control",
+            "--model",
+            m,
+            "--bundle",
+            b,
+            "--prompt",
+            "  ",
+            "--out",
+            &t("x.safetensors"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!blank.status.success());
+    assert!(String::from_utf8_lossy(&blank.stderr).contains("empty prompt"));
     let st_bytes = std::fs::read(tmp.join("edit/red.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&st_bytes).unwrap();
     assert_eq!(st.tensor("embedding").unwrap().shape(), &[1, 32]);

@@ -67,13 +67,7 @@ fn planted(d: usize, per_group: usize, n: usize, seed: u64) -> Planted {
 }
 
 fn rows_of(t: Tensor<2>) -> Vec<Vec<f32>> {
-    let [_, c] = t.dims();
-    let v: Vec<f32> = t
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap();
-    v.chunks(c).map(<[f32]>::to_vec).collect()
+    monoscope::inspect::host_rows(t).unwrap()
 }
 
 #[test]
@@ -198,11 +192,7 @@ fn relu_sae_trains_and_is_sparse() {
             .pairs
             .rows(true, &(0..100).collect::<Vec<_>>(), &Device::flex()),
     );
-    let v: Vec<f32> = z
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap();
+    let v: Vec<f32> = rows_of(z).concat();
     assert!(v.iter().all(|x| *x >= 0.0));
 }
 
@@ -239,11 +229,7 @@ fn ncl_loss_falls_and_features_are_non_negative() {
             .pairs
             .rows(false, &(0..200).collect::<Vec<_>>(), &Device::flex()),
     );
-    let v: Vec<f32> = z
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap();
+    let v: Vec<f32> = rows_of(z).concat();
     assert!(v.iter().all(|x| *x >= 0.0));
     assert!(v.iter().any(|x| *x > 0.0));
 }
@@ -327,16 +313,8 @@ fn saelens_dictionaries_load_and_match_their_reference() {
             Tensor::<2>::from_data(TensorData::new(x.clone(), [xs[0], xs[1]]), &Device::flex());
         let z = dict.encode(input);
         let x_hat = dict.decode(z.clone()).unwrap();
-        let z: Vec<f32> = z
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap();
-        let x_hat: Vec<f32> = x_hat
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap();
+        let z: Vec<f32> = rows_of(z).concat();
+        let x_hat: Vec<f32> = rows_of(x_hat).concat();
         let max = |a: &[f32], b: &[f32]| {
             a.iter()
                 .zip(b)

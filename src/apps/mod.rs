@@ -1,16 +1,14 @@
 //! The paper's three applications (SPEC §4): the attribute/bias probe ([`probe`]),
 //! cross-modal adversarial examples and their defense ([`attack`]), and modality-specific
 //! control of generation ([`control`]). They share host-side reconstruction with feature
-//! classes switched off ([`HostDecoder`]) and zero-shot classification.
+//! classes switched off (the bundle's [`HostDecoder`]) and zero-shot classification.
 
 pub mod attack;
 pub mod control;
 pub mod probe;
 
 use crate::analysis::mds::FeatureClass;
-use crate::dict::Dictionary;
-use crate::error::{Error, Result};
-use crate::inspect::{Lens, Modality, host_rows};
+pub use crate::inspect::HostDecoder;
 
 /// The classes in the order every report lists them.
 pub const CLASSES: [FeatureClass; 4] = [
@@ -27,80 +25,6 @@ pub fn class_index(c: FeatureClass) -> usize {
         FeatureClass::TextD => 1,
         FeatureClass::CrossD => 2,
         FeatureClass::Rare => 3,
-    }
-}
-
-/// A dictionary's decoder on the host: W_dec, b_dec and the bundle's centering means.
-/// Reconstructions touch only the active features of a sample, so switching classes or
-/// single features off costs O(active * d), with no device round trips.
-#[derive(Debug, Clone)]
-pub struct HostDecoder {
-    /// [K, d], row k = decoder direction of feature k.
-    w: Vec<f32>,
-    b: Vec<f32>,
-    means: Option<(Vec<f32>, Vec<f32>)>,
-    /// Class per feature.
-    pub classes: Vec<FeatureClass>,
-    d: usize,
-}
-
-impl HostDecoder {
-    /// Copies the decoder of `lens`; NCL heads have none.
-    pub fn from_lens(lens: &Lens) -> Result<Self> {
-        let Dictionary::Sae(sae) = &lens.dictionary else {
-            return Err(Error::Invalid(
-                "this application needs a dictionary with a decoder (a TopK or ReLU SAE); NCL heads have none".into(),
-            ));
-        };
-        let w = host_rows(sae.w_dec.val())?.concat();
-        let b = host_rows(sae.b_dec.val().unsqueeze::<2>())?.concat();
-        Ok(Self {
-            w,
-            b,
-            means: lens.means.clone(),
-            classes: lens.classes.clone(),
-            d: lens.d(),
-        })
-    }
-
-    /// Embedding width.
-    pub fn d(&self) -> usize {
-        self.d
-    }
-
-    /// Decoder output in the dictionary's (centred) space: b_dec + sum_k keep(k) z_k w_k.
-    pub fn decode_centered(&self, z: &[f32], keep: impl Fn(usize) -> bool) -> Vec<f32> {
-        let mut x = self.b.clone();
-        for (k, &zk) in z.iter().enumerate() {
-            if zk != 0.0 && keep(k) {
-                let row = &self.w[k * self.d..(k + 1) * self.d];
-                x.iter_mut().zip(row).for_each(|(a, w)| *a += zk * w);
-            }
-        }
-        x
-    }
-
-    /// The modality's mean (zeros when the bundle is not centred).
-    pub fn mean(&self, modality: Modality) -> Vec<f32> {
-        match (&self.means, modality) {
-            (Some((i, _)), Modality::Image) => i.clone(),
-            (Some((_, t)), Modality::Text) => t.clone(),
-            (None, _) => vec![0.0; self.d],
-        }
-    }
-
-    /// Reconstruction in CLIP's space (the mean added back), keeping features `keep`.
-    pub fn reconstruct(
-        &self,
-        z: &[f32],
-        modality: Modality,
-        keep: impl Fn(usize) -> bool,
-    ) -> Vec<f32> {
-        let mut x = self.decode_centered(z, keep);
-        x.iter_mut()
-            .zip(self.mean(modality))
-            .for_each(|(a, m)| *a += m);
-        x
     }
 }
 

@@ -25,21 +25,24 @@ use crate::world::decoder::planar_to_rgba;
 /// Images per forward pass when the probe embeds its groups.
 const PROBE_CHUNK: usize = 16;
 
-fn lens_decoder(lens: &RefCell<Option<Lens>>) -> Result<HostDecoder, JsValue> {
+/// Runs `f` with the loaded bundle's lens and its host decoder (SAEs only).
+fn with_decoder<T>(
+    lens: &RefCell<Option<Lens>>,
+    f: impl FnOnce(&Lens, &HostDecoder) -> Result<T, JsValue>,
+) -> Result<T, JsValue> {
     let lens = lens.borrow();
     let lens = lens
         .as_ref()
         .ok_or_else(|| js_err("this needs a result bundle"))?;
-    HostDecoder::from_lens(lens).map_err(js_err)
+    f(lens, lens.decoder().map_err(js_err)?)
 }
 
 async fn text_rows(embedder: &Embedder, texts: &[String]) -> Result<Vec<Vec<f32>>, JsValue> {
-    if texts.iter().any(|t| t.trim().is_empty()) {
-        return Err(js_err("empty prompt"));
-    }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let t = embedder.embed_texts(&refs).map_err(js_err)?;
-    rows_async(t).await.map_err(js_err)
+    let (batch, _) = embedder.prompt_batch(&refs).map_err(js_err)?;
+    rows_async(embedder.model.embed_texts(&batch))
+        .await
+        .map_err(js_err)
 }
 
 async fn host4(t: Tensor<4>) -> Result<Vec<f32>, JsValue> {
@@ -94,6 +97,8 @@ pub struct AttackSession {
     lens: Rc<RefCell<Option<Lens>>>,
     labels: Vec<String>,
     label_rows: Vec<Vec<f32>>,
+    /// The clean image's embedding (computed when the attack began).
+    clean: Vec<f32>,
     target: usize,
     config: AttackConfig,
 }
@@ -136,9 +141,10 @@ impl AttackSession {
     /// around mid-grey).
     pub fn finish(&self) -> Promise {
         let (pgd, embedder, lens) = (self.pgd.clone(), self.embedder.clone(), self.lens.clone());
-        let (labels, label_rows, target, config) = (
+        let (labels, label_rows, clean, target, config) = (
             self.labels.clone(),
             self.label_rows.clone(),
+            self.clean.clone(),
             self.target,
             self.config,
         );
@@ -151,40 +157,31 @@ impl AttackSession {
             let (c01, a01) = (host4(c).await?, host4(a).await?);
             let norms = perturbation_norms(&c01, &a01, 1);
             let side = embedder.config.vision.image_size;
-            let clean_px = {
-                let mean = embedder.processor.mean;
-                let std = embedder.processor.std;
-                let plane = side * side;
-                c01.iter()
-                    .enumerate()
-                    .map(|(i, v)| (v - mean[i / plane]) / std[i / plane])
-                    .collect::<Vec<f32>>()
-            };
-            let clean = rows_async(embedder.embed_pixels(&[clean_px]).map_err(js_err)?)
-                .await
-                .map_err(js_err)?;
             let adv = rows_async(embedder.model.embed_images(adv_px))
                 .await
-                .map_err(js_err)?;
-            let decoder = lens_decoder(&lens)?;
-            let zc = activations(&lens, &clean, Modality::Image)?;
-            let za = activations(&lens, &adv, Modality::Image)?;
-            let o = outcome(
-                &decoder,
-                &label_rows,
-                target,
-                (&clean[0], &zc[0]),
-                (&adv[0], &za[0]),
-                norms[0].0,
-                norms[0].1,
-            );
-            let summary = summarize(config, std::slice::from_ref(&o), &decoder.classes);
+                .map_err(js_err)?
+                .remove(0);
+            let (o, summary) = with_decoder(&lens, |l, decoder| {
+                let z = l
+                    .activations(&[clean.clone(), adv.clone()], Modality::Image)
+                    .map_err(js_err)?;
+                let o = outcome(
+                    decoder,
+                    &label_rows,
+                    target,
+                    (&clean, &z[0]),
+                    (&adv, &z[1]),
+                    norms[0].0,
+                    norms[0].1,
+                );
+                let summary = summarize(config, std::slice::from_ref(&o), &decoder.classes);
+                Ok((o, summary))
+            })?;
             let mut report = o.describe(&labels);
             report["labels"] = serde_json::json!(labels);
             report["class_shift_per_feature"] = serde_json::json!(summary.class_shift_per_feature);
-            report["clean_similarity"] = serde_json::json!(cosine(&clean[0], &label_rows[target]));
-            report["adversarial_similarity"] =
-                serde_json::json!(cosine(&adv[0], &label_rows[target]));
+            report["clean_similarity"] = serde_json::json!(cosine(&clean, &label_rows[target]));
+            report["adversarial_similarity"] = serde_json::json!(cosine(&adv, &label_rows[target]));
             let amp = 0.5 / config.eps;
             let diff: Vec<f32> = c01
                 .iter()
@@ -232,7 +229,7 @@ impl Engine {
             if images.length() as usize != groups.len() {
                 return Err(js_err("one group index per image"));
             }
-            let decoder = lens_decoder(&lens)?;
+            with_decoder(&lens, |_, _| Ok(()))?; // fail before the work
             let t = text_rows(&embedder, &req.prompts).await?;
             let mut pixels = vec![Vec::new(); req.names.len()];
             let mut skipped = Vec::new();
@@ -282,7 +279,9 @@ impl Engine {
                     .unwrap_or(crate::apps::probe::DEFAULT_BOOTSTRAP),
                 ..ProbeConfig::default()
             };
-            let report = probe(&decoder, &req.prompts, &t, &gs, &config).map_err(js_err)?;
+            let report = with_decoder(&lens, |_, decoder| {
+                probe(decoder, &req.prompts, &t, &gs, &config).map_err(js_err)
+            })?;
             let mut json = serde_json::to_value(&report).map_err(js_err)?;
             json["skipped"] = serde_json::json!(skipped);
             Ok(JsValue::from_str(&json.to_string()))
@@ -313,7 +312,7 @@ impl Engine {
                 objective,
             };
             config.validate().map_err(js_err)?;
-            let _ = lens_decoder(&lens)?; // the report needs a decoder: fail before the work
+            with_decoder(&lens, |_, _| Ok(()))?; // the report needs a decoder: fail before the work
             let t = text_rows(&embedder, &req.labels).await?;
             let pixels = embedder.preprocess(&bytes).map_err(js_err)?;
             let clean = rows_async(
@@ -349,6 +348,7 @@ impl Engine {
                 lens,
                 labels: req.labels,
                 label_rows: t,
+                clean,
                 target,
                 config,
             }
@@ -379,10 +379,15 @@ impl Engine {
         );
         future_to_promise(async move {
             let scales: Scales = serde_json::from_str(&scales).map_err(js_err)?;
-            let hd = lens_decoder(&lens)?;
+            with_decoder(&lens, |_, _| Ok(()))?;
             let x = text_rows(&embedder, &[text]).await?.remove(0);
-            let z = activations(&lens, std::slice::from_ref(&x), Modality::Text)?.remove(0);
-            let e = edit(&hd, &x, &z, Modality::Text, &scales).map_err(js_err)?;
+            let e = with_decoder(&lens, |l, decoder| {
+                let z = l
+                    .activations(std::slice::from_ref(&x), Modality::Text)
+                    .map_err(js_err)?
+                    .remove(0);
+                edit(decoder, &x, &z, Modality::Text, &scales).map_err(js_err)
+            })?;
             let out = Object::new();
             set(
                 &out,

@@ -89,12 +89,11 @@ fn activations(
     let Some(lens) = lens.as_ref() else {
         return Ok(JsValue::UNDEFINED);
     };
-    let z = lens.encode(&[row.to_vec()], modality).map_err(js_err)?;
-    let data = z
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|e| js_err(format!("{e:?}")))?;
-    Ok(Float32Array::from(data.as_slice()).into())
+    let z = lens
+        .activations(&[row.to_vec()], modality)
+        .map_err(js_err)?
+        .remove(0);
+    Ok(Float32Array::from(z.as_slice()).into())
 }
 
 #[wasm_bindgen]
@@ -174,10 +173,7 @@ impl Engine {
     pub fn analyze_text(&self, text: String) -> Promise {
         let (embedder, lens) = (self.embedder.clone(), self.lens.clone());
         future_to_promise(async move {
-            if text.trim().is_empty() {
-                return Err(js_err("empty prompt"));
-            }
-            let (batch, truncated) = embedder.text_batch(&[text.as_str()]).map_err(js_err)?;
+            let (batch, truncated) = embedder.prompt_batch(&[text.as_str()]).map_err(js_err)?;
             let t = embedder.model.embed_texts(&batch);
             let row = rows_async(t).await.map_err(js_err)?.remove(0);
             let out = analysis_object(&lens, &row, Modality::Text)?;
@@ -218,13 +214,7 @@ impl Engine {
                 let lens = lens
                     .as_ref()
                     .ok_or_else(|| js_err("the bundle was unloaded during the heatmap"))?;
-                let z = lens.encode(&embeds, Modality::Image).map_err(js_err)?;
-                let k = lens.features();
-                let flat = z
-                    .into_data()
-                    .try_into_vec::<f32>()
-                    .map_err(|e| js_err(format!("{e:?}")))?;
-                flat.chunks(k).map(<[f32]>::to_vec).collect::<Vec<_>>()
+                lens.activations(&embeds, Modality::Image).map_err(js_err)?
             };
             let drops = occlusion_drops(&acts[0], &acts[1..]);
             let out = Object::new();

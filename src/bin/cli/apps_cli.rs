@@ -7,8 +7,8 @@ use monoscope::apps::attack::{
     AttackConfig, ImageOutcome, Pgd, nearest_wrong, outcome, perturbation_norms, summarize,
 };
 use monoscope::apps::control::{Scales, edit, npy_bytes, safetensors_bytes};
+use monoscope::apps::cosine;
 use monoscope::apps::probe::{DEFAULT_PROMPTS, Group, ProbeConfig, probe as run_probe};
-use monoscope::apps::{HostDecoder, cosine};
 use monoscope::inspect::{Lens, Modality};
 use monoscope::pipeline::rows;
 use monoscope::{Embedder, Error, Result, read_file, write_atomic};
@@ -70,11 +70,8 @@ fn embed_all(e: &Embedder, pixels: &[Vec<f32>], what: &str) -> Result<Vec<Vec<f3
 }
 
 fn text_rows(e: &Embedder, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-    if let Some(t) = texts.iter().find(|t| t.trim().is_empty()) {
-        return Err(Error::Invalid(format!("empty prompt {t:?}")));
-    }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let (batch, truncated) = e.text_batch(&refs)?;
+    let (batch, truncated) = e.prompt_batch(&refs)?;
     for (t, cut) in texts.iter().zip(truncated) {
         if cut {
             eprintln!("warning: prompt {t:?} is longer than the model's context; truncated");
@@ -120,7 +117,7 @@ pub fn probe(
         )));
     }
     let (e, lens) = load(model, bundle, backend)?;
-    let decoder = HostDecoder::from_lens(&lens)?;
+    let decoder = lens.decoder()?;
     let t = text_rows(&e, &prompts)?;
     let mut gs = Vec::new();
     for (i, dir) in groups.iter().enumerate() {
@@ -145,7 +142,7 @@ pub fn probe(
         top_features: top,
         seed: 0,
     };
-    let report = run_probe(&decoder, &prompts, &t, &gs, &config)?;
+    let report = run_probe(decoder, &prompts, &t, &gs, &config)?;
     for g in &report.groups {
         println!("group {} (expected {:?})", g.name, g.expected);
         println!("  {:<16} {:>9} {:>8}  95% CI", "variant", "correct", "acc");
@@ -213,7 +210,7 @@ pub fn attack(
         })?),
     };
     let (e, lens) = load(model, bundle, backend)?;
-    let decoder = HostDecoder::from_lens(&lens)?;
+    let decoder = lens.decoder()?;
     let t = text_rows(&e, labels)?;
     let mut files = Vec::new();
     for i in inputs {
@@ -265,7 +262,7 @@ pub fn attack(
         let per = 3 * side * side;
         for i in 0..chunk.len() {
             let o = outcome(
-                &decoder,
+                decoder,
                 &t,
                 targets[i],
                 (&clean[i], &zc[i]),
@@ -376,7 +373,7 @@ pub fn control(
         scales.features.push((id, s));
     }
     let (e, lens) = load(model, bundle, Backend::Cpu)?;
-    let decoder = HostDecoder::from_lens(&lens)?;
+    let decoder = lens.decoder()?;
     let (x, modality, source) = match &input {
         ControlInput::Prompt(p) => (
             text_rows(&e, std::slice::from_ref(p))?.remove(0),
@@ -395,7 +392,7 @@ pub fn control(
     let z = lens
         .activations(std::slice::from_ref(&x), modality)?
         .remove(0);
-    let edited = edit(&decoder, &x, &z, modality, &scales)?;
+    let edited = edit(decoder, &x, &z, modality, &scales)?;
     let d = edited.embedding.len();
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| Error::Io {
