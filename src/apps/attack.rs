@@ -330,7 +330,6 @@ pub struct ImageOutcome {
 }
 
 /// Evaluates one image: embeddings and activations of the clean and adversarial images.
-#[allow(clippy::too_many_arguments)]
 pub fn outcome(
     decoder: &HostDecoder,
     prompts: &[Vec<f32>],

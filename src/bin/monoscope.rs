@@ -13,7 +13,7 @@ fn main() -> std::process::ExitCode {
 /// Training and analysis allocate and free tensors of tens of MB on every step (a
 /// [4096, 4096] f32 activation is 64 MB). glibc serves allocations above its mmap threshold
 /// with fresh mappings and unmaps them on free, so every step page-faults hundreds of MB
-/// back in. Serving them from the heap and never trimming it made TopK training 1.27x and
+/// back in. Serving them from the heap and never trimming it made TopK training 1.25x and
 /// `analyze` 1.5x faster here (README, Performance); peak memory is unchanged, it is just
 /// not returned to the system before the process exits.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
