@@ -7,9 +7,9 @@ use std::time::Instant;
 use burn::tensor::{Device, Distribution, Tensor};
 use serde::Serialize;
 
+use crate::base::host::host_rows as rows;
 use crate::clip::{ClipConfig, ClipModel, TextBatch};
 use crate::error::Result;
-use crate::pipeline::rows;
 
 /// One measurement.
 #[derive(Debug, Clone, Serialize)]
@@ -106,12 +106,12 @@ fn time(
 /// then `steps` timed optimiser steps. Returns samples per second.
 pub fn train_throughput(
     dict: crate::dict::DictConfig,
-    config: crate::dict::train::TrainConfig,
+    config: crate::train::dict::TrainConfig,
     pairs: usize,
     steps: usize,
     device: &Device,
 ) -> Result<f64> {
-    use crate::dict::train::Trainer;
+    use crate::train::dict::Trainer;
     let d = dict.d;
     let data = random_pairs(pairs, d, 1)?;
     let batch = config.batch;
@@ -132,7 +132,8 @@ pub fn analyze_seconds(
     pairs: usize,
     device: &Device,
 ) -> Result<f64> {
-    use crate::analysis::analyze::{AnalyzeConfig, analyze};
+    use crate::analysis::AnalyzeConfig;
+    use crate::jobs::analyze::analyze;
     let d = dict.d;
     let data = random_pairs(pairs, d, 2)?;
     let dictionary = dict.init(device);
@@ -149,8 +150,8 @@ pub fn analyze_seconds(
 }
 
 /// `n` random unit-norm image/text pairs of width `d`.
-fn random_pairs(n: usize, d: usize, seed: u64) -> Result<crate::dict::data::Pairs> {
-    let mut rng = crate::dict::data::SplitMix(seed);
+fn random_pairs(n: usize, d: usize, seed: u64) -> Result<crate::base::Pairs> {
+    let mut rng = crate::base::SplitMix(seed);
     let mut unit_rows = || -> Vec<f32> {
         let mut v: Vec<f32> = (0..n * d)
             .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
@@ -162,5 +163,5 @@ fn random_pairs(n: usize, d: usize, seed: u64) -> Result<crate::dict::data::Pair
         v
     };
     let images = unit_rows();
-    crate::dict::data::Pairs::new(images, unit_rows(), d)
+    crate::base::Pairs::new(images, unit_rows(), d)
 }

@@ -8,18 +8,12 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 
 use crate::analysis::mds::{FeatureClass, Thresholds};
+pub use crate::base::Modality;
+use crate::base::ModalityMeans;
+use crate::base::host::host_rows;
 use crate::dict::{DictKind, Dictionary};
 use crate::error::{Error, Result};
 use crate::io::bundle::{Bundle, from_bytes_parts};
-
-/// Which tower an embedding came from (centering subtracts that modality's mean).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Modality {
-    /// Image tower.
-    Image,
-    /// Text tower.
-    Text,
-}
 
 /// A loaded bundle ready to explain new embeddings.
 #[derive(Debug)]
@@ -33,7 +27,7 @@ pub struct Lens {
     /// ImgD, TextD, CrossD, Rare counts.
     pub class_counts: [usize; 4],
     /// Image and text mean embeddings, when the analysis was centred (`analyze --center`).
-    pub means: Option<(Vec<f32>, Vec<f32>)>,
+    pub means: Option<ModalityMeans>,
     /// FNV-1a 64 hash of the CLIP weights the bundle was made with, if recorded.
     pub model_hash: Option<String>,
     /// The decoder on the host (SAEs only), copied once when the bundle is loaded.
@@ -66,48 +60,14 @@ pub struct LensSummary {
     pub has_decoder: bool,
 }
 
-fn means_from(dataset: &serde_json::Value, d: usize) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
-    let Some(m) = dataset.get("modality_means").filter(|m| !m.is_null()) else {
-        return Ok(None);
-    };
-    let side = |name: &str| -> Result<Vec<f32>> {
-        let v: Vec<f32> = serde_json::from_value(m.get(name).cloned().unwrap_or_default())
-            .map_err(|_| {
-                Error::Invalid(format!(
-                    "manifest.json: dataset.modality_means.{name} must be a list of numbers"
-                ))
-            })?;
-        if v.len() != d {
-            return Err(Error::Invalid(format!(
-                "manifest.json: dataset.modality_means.{name} has {} values; the dictionary expects {d}",
-                v.len()
-            )));
-        }
-        Ok(v)
-    };
-    Ok(Some((side("image")?, side("text")?)))
-}
-
 impl Lens {
     /// Builds a lens from a loaded bundle (the dictionary stays on its device).
     pub fn new(bundle: Bundle, device: &Device) -> Result<Self> {
         let m = &bundle.manifest;
         let d = m.dictionary.config.d;
-        let center = m.analysis.get("center").and_then(|c| c.as_bool()) == Some(true);
-        let means = means_from(&m.dataset, d)?;
-        if center && means.is_none() {
-            return Err(Error::Invalid(
-                "manifest.json: the analysis was centred but dataset.modality_means is missing"
-                    .into(),
-            ));
-        }
-        let model_hash = m
-            .model
-            .get("hash_fnv1a64")
-            .and_then(|h| h.as_str())
-            .map(str::to_string);
-        let classes: Vec<FeatureClass> = bundle.features.features.iter().map(|f| f.class).collect();
-        let means = if center { means } else { None };
+        let means = m.centring()?;
+        let model_hash = m.model.hash_fnv1a64.clone();
+        let classes = bundle.classes();
         let decoder = match &bundle.dictionary {
             Dictionary::Sae(sae) => Some(HostDecoder::new(sae, means.clone(), classes.clone(), d)?),
             Dictionary::Ncl(_) => None,
@@ -212,14 +172,8 @@ impl Lens {
             )));
         }
         let mut flat: Vec<f32> = rows.concat();
-        if let Some((image, text)) = &self.means {
-            let mean = match modality {
-                Modality::Image => image,
-                Modality::Text => text,
-            };
-            for row in flat.chunks_mut(self.d) {
-                row.iter_mut().zip(mean).for_each(|(x, m)| *x -= m);
-            }
+        if let Some(means) = &self.means {
+            means.subtract(&mut flat, modality);
         }
         Ok(Tensor::from_data(
             TensorData::new(flat, [rows.len(), self.d]),
@@ -239,17 +193,6 @@ impl Lens {
     }
 }
 
-/// A [rows, cols] tensor read back synchronously (CPU backends, native GPU backends).
-pub fn host_rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
-    let [_, cols] = t.dims();
-    let flat = t
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Device(format!("{e:?}")))?;
-    Ok(flat.chunks(cols.max(1)).map(<[f32]>::to_vec).collect())
-}
-
 /// A dictionary's decoder on the host: W_dec, b_dec and the bundle's centering means.
 /// Reconstructions touch only the active features of a sample, so switching classes or
 /// single features off costs O(active * d), with no device round trips.
@@ -258,7 +201,7 @@ pub struct HostDecoder {
     /// [K, d], row k = decoder direction of feature k.
     w: Vec<f32>,
     b: Vec<f32>,
-    means: Option<(Vec<f32>, Vec<f32>)>,
+    means: Option<ModalityMeans>,
     /// Class per feature.
     pub classes: Vec<FeatureClass>,
     d: usize,
@@ -268,7 +211,7 @@ impl HostDecoder {
     /// Copies an SAE's decoder to the host, with the bundle's means and classes.
     fn new(
         sae: &crate::dict::Sae,
-        means: Option<(Vec<f32>, Vec<f32>)>,
+        means: Option<ModalityMeans>,
         classes: Vec<FeatureClass>,
         d: usize,
     ) -> Result<Self> {
@@ -300,10 +243,9 @@ impl HostDecoder {
 
     /// The modality's mean (zeros when the bundle is not centred).
     pub fn mean(&self, modality: Modality) -> Vec<f32> {
-        match (&self.means, modality) {
-            (Some((i, _)), Modality::Image) => i.clone(),
-            (Some((_, t)), Modality::Text) => t.clone(),
-            (None, _) => vec![0.0; self.d],
+        match &self.means {
+            Some(m) => m.of(modality).to_vec(),
+            None => vec![0.0; self.d],
         }
     }
 

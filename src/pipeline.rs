@@ -82,10 +82,10 @@ impl Embedder {
                 dir.display()
             )));
         }
-        let read = |name: &str| crate::read_file(&dir.join(name));
+        let read = |name: &str| crate::base::fs::read_file(&dir.join(name));
         let pre_path = dir.join("preprocessor_config.json");
         let pre = if pre_path.exists() {
-            Some(crate::read_file(&pre_path)?)
+            Some(crate::base::fs::read_file(&pre_path)?)
         } else {
             None
         };
@@ -176,31 +176,4 @@ impl Embedder {
         let (batch, _) = self.text_batch(texts)?;
         Ok(self.model.embed_texts(&batch))
     }
-}
-
-/// Reads a [rows, cols] tensor back to the host (native only; the browser must use
-/// [`rows_async`]).
-#[cfg(not(target_arch = "wasm32"))]
-pub fn rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
-    let [_, cols] = t.dims();
-    let data = t.into_data().convert::<f32>();
-    split_rows(data, cols)
-}
-
-/// Reads a [rows, cols] tensor back to the host, without blocking.
-pub async fn rows_async(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
-    let [_, cols] = t.dims();
-    let data = t
-        .into_data_async()
-        .await
-        .map_err(|e| Error::Device(format!("{e:?}")))?
-        .convert::<f32>();
-    split_rows(data, cols)
-}
-
-fn split_rows(data: TensorData, cols: usize) -> Result<Vec<Vec<f32>>> {
-    let flat: Vec<f32> = data
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Device(format!("{e:?}")))?;
-    Ok(flat.chunks(cols.max(1)).map(<[f32]>::to_vec).collect())
 }

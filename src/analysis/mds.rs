@@ -31,6 +31,36 @@ pub enum FeatureClass {
     Rare,
 }
 
+impl FeatureClass {
+    /// Every class, in the order of `class_counts` and of per-class arrays everywhere
+    /// (ImgD, TextD, CrossD, Rare).
+    pub const ALL: [FeatureClass; 4] = [
+        FeatureClass::ImgD,
+        FeatureClass::TextD,
+        FeatureClass::CrossD,
+        FeatureClass::Rare,
+    ];
+
+    /// Position in [`FeatureClass::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            FeatureClass::ImgD => 0,
+            FeatureClass::TextD => 1,
+            FeatureClass::CrossD => 2,
+            FeatureClass::Rare => 3,
+        }
+    }
+}
+
+/// Number of features per class, in [`FeatureClass::ALL`] order.
+pub fn class_counts(classes: &[FeatureClass]) -> [usize; 4] {
+    let mut counts = [0usize; 4];
+    for c in classes {
+        counts[c.index()] += 1;
+    }
+    counts
+}
+
 /// How classes are assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "rule", rename_all = "snake_case")]

@@ -1,7 +1,7 @@
 //! Interpretability and quality metrics (SPEC §3): EmbSim, WinRate, and reconstruction
 //! quality (FVU, explained variance, L0, dead fraction, cosine).
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Mean pairwise cosine similarity of a set of embeddings (rows of `rows`, each of width
 /// `d`). `None` for fewer than two rows.
@@ -54,18 +54,47 @@ pub fn win_rate(a: &[f64], b: &[f64]) -> (f64, usize) {
 }
 
 /// Reconstruction quality of one modality.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct Quality {
     /// Fraction of variance unexplained: sum ||x - x_hat||^2 / sum ||x - mean x||^2.
+    #[serde(deserialize_with = "nan_if_null")]
     pub fvu: f64,
     /// 1 - FVU.
+    #[serde(deserialize_with = "nan_if_null")]
     pub explained_variance: f64,
     /// Mean number of active features per sample.
     pub l0: f64,
     /// Fraction of features that never fired on these samples.
     pub dead_fraction: f64,
     /// Mean cosine(x, x_hat).
+    #[serde(deserialize_with = "nan_if_null")]
     pub cosine: f64,
+}
+
+/// JSON has no NaN: serde_json writes the NaN of an NCL head's reconstruction metrics as
+/// `null`, so reading one back maps `null` to NaN again.
+fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// Per-modality quality of a dictionary on the first rows of a data set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Steps done when measured.
+    pub step: usize,
+    /// On image embeddings.
+    pub image: Quality,
+    /// On text embeddings.
+    pub text: Quality,
+}
+
+/// WinRate of the dictionary's EmbSim over a baseline, per modality.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WinRates {
+    /// Over raw CLIP dimensions: (rate, comparisons) for images, texts.
+    pub vs_raw_dims: [(f64, usize); 2],
+    /// Over random directions.
+    pub vs_random_directions: [(f64, usize); 2],
 }
 
 /// Quality from host matrices: `x`, `x_hat` [n * d], `z` [n * k].

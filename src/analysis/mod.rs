@@ -1,8 +1,10 @@
-//! Analyses of dictionary features: modality dominance ([`mds`]) and interpretability
-//! and quality metrics ([`metrics`]).
+//! Analyses of dictionary features as pure maths on activations: modality dominance and
+//! classes ([`mds`]), interpretability and quality metrics ([`metrics`]) and the settings
+//! of an analysis ([`settings`]). The `analyze` job that streams data through a
+//! dictionary is in `jobs::analyze`.
 
-pub mod analyze;
 pub mod mds;
 pub mod metrics;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod report;
+pub mod settings;
+
+pub use settings::AnalyzeConfig;

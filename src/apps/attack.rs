@@ -9,8 +9,9 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::{CLASSES, HostDecoder, class_index, cosine, zero_shot};
+use super::{HostDecoder, cosine, zero_shot};
 use crate::analysis::mds::FeatureClass;
+use crate::base::host::l2_normalize;
 use crate::clip::ClipModel;
 use crate::clip::preprocess::ImageProcessor;
 use crate::dict::Dictionary;
@@ -28,10 +29,28 @@ pub const DEFAULT_STEP_FRACTION: f32 = 0.25;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Objective {
-    /// Cosine between the image embedding and the prompt's.
+    /// Cosine between the image embedding and the prompt's (with zero-shot labels: the
+    /// target's cosine margin over the best other label).
     Embedding,
     /// Cosine between the image's and the prompt's activations of one class only.
     Class(FeatureClass),
+}
+
+impl std::str::FromStr for Objective {
+    type Err = Error;
+
+    /// "embedding", or a class name ("ImgD", "TextD", "CrossD"; any case).
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "embedding" => Ok(Objective::Embedding),
+            "imgd" => Ok(Objective::Class(FeatureClass::ImgD)),
+            "textd" => Ok(Objective::Class(FeatureClass::TextD)),
+            "crossd" => Ok(Objective::Class(FeatureClass::CrossD)),
+            _ => Err(Error::Invalid(format!(
+                "unknown objective {s:?} (embedding, ImgD, TextD or CrossD)"
+            ))),
+        }
+    }
 }
 
 /// PGD settings.
@@ -108,7 +127,7 @@ pub struct Pgd {
     mean: Tensor<4>,
     std: Tensor<4>,
     /// Zero-shot prompts per image [n, C, d] and the target's one-hot [n, C]: with these
-    /// the embedding objective is the log-probability of the target among the prompts.
+    /// the embedding objective is the target's cosine margin over the best other prompt.
     contrast: Option<(Tensor<3>, Tensor<2>)>,
     /// Embedding width.
     d: usize,
@@ -122,11 +141,6 @@ const LOGIT_SCALE: f32 = 100.0;
 
 fn channel_tensor(v: [f32; 3], device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(v.to_vec(), [1, 3, 1, 1]), device)
-}
-
-fn unit(x: Tensor<2>) -> Tensor<2> {
-    let n = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
-    x / n
 }
 
 impl Pgd {
@@ -180,12 +194,15 @@ impl Pgd {
                     .collect();
                 let k = mask.len();
                 let mask = Tensor::<2>::from_data(TensorData::new(mask, [1, k]), &ad);
-                let (mi, mt) = lens.means.clone().unwrap_or((vec![0.0; d], vec![0.0; d]));
+                let (mi, mt) = match &lens.means {
+                    Some(m) => (m.image.clone(), m.text.clone()),
+                    None => (vec![0.0; d], vec![0.0; d]),
+                };
                 let dict = lens.dictionary.clone().to_device(&ad).no_grad();
                 let mi = Tensor::<2>::from_data(TensorData::new(mi, [1, d]), &ad);
                 let mt = Tensor::<2>::from_data(TensorData::new(mt, [1, d]), &ad);
                 // The target becomes the prompt's activations of that class.
-                let zt = unit(dict.encode(target - mt) * mask.clone()).detach();
+                let zt = l2_normalize(dict.encode(target - mt) * mask.clone()).detach();
                 (Some((dict, mi, mask)), zt)
             }
         };
@@ -204,9 +221,10 @@ impl Pgd {
         })
     }
 
-    /// Uses the zero-shot prompts: the embedding objective becomes the log-probability of
-    /// the target prompt among `labels` (per image: its prompts' embeddings; `targets`:
-    /// the index of the target among them), which also pushes away from the clean class.
+    /// Uses the zero-shot prompts: the embedding objective becomes the margin of the target
+    /// prompt over the most similar other prompt of `labels`, cos(e, target) - max cos(e,
+    /// other) (per image: its prompts' embeddings; `targets`: the index of the target
+    /// among them), which also pushes away from the clean class.
     /// Class objectives are unchanged.
     pub fn with_labels(mut self, labels: &[Vec<Vec<f32>>], targets: &[usize]) -> Result<Self> {
         let n = self.x0.dims()[0];
@@ -262,7 +280,7 @@ impl Pgd {
             }
             (None, None) => (e * self.target.clone()).sum_dim(1).squeeze_dim(1),
             (Some((dict, mean, mask)), _) => {
-                let v = unit(dict.encode(e - mean.clone()) * mask.clone());
+                let v = l2_normalize(dict.encode(e - mean.clone()) * mask.clone());
                 (v * self.target.clone()).sum_dim(1).squeeze_dim(1)
             }
         }
@@ -345,7 +363,7 @@ pub fn outcome(
     let pa = zero_shot(xa, prompts);
     let mut class_shift = [0f32; 4];
     for (k, (a, b)) in za.iter().zip(zc).enumerate() {
-        class_shift[class_index(decoder.classes[k])] += (a - b).abs();
+        class_shift[decoder.classes[k].index()] += (a - b).abs();
     }
     let without = |z: &[f32], c: FeatureClass| {
         zero_shot(
@@ -458,11 +476,11 @@ pub fn summarize(
     }
     let mut counts = [0usize; 4];
     for c in classes {
-        counts[class_index(*c)] += 1;
+        counts[c.index()] += 1;
     }
     let per_feature = std::array::from_fn(|i| class_shift[i] / counts[i].max(1) as f64);
     let row = |i: usize| DefenseRow {
-        removed: CLASSES[i],
+        removed: FeatureClass::ALL[i],
         restored: successes
             .iter()
             .filter(|o| o.defended[i] == o.clean)
@@ -521,5 +539,18 @@ mod tests {
         };
         assert!(bad.validate().is_err());
         assert!((AttackConfig::default().alpha() - 1.0 / 255.0).abs() < 1e-9);
+        assert_eq!(
+            "ImgD".parse::<Objective>().unwrap(),
+            Objective::Class(FeatureClass::ImgD)
+        );
+        assert_eq!(
+            "crossd".parse::<Objective>().unwrap(),
+            Objective::Class(FeatureClass::CrossD)
+        );
+        assert_eq!(
+            "embedding".parse::<Objective>().unwrap(),
+            Objective::Embedding
+        );
+        assert!("Rare".parse::<Objective>().is_err());
     }
 }

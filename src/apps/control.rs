@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{HostDecoder, class_index, normalize};
+use super::{HostDecoder, normalize};
 use crate::error::{Error, Result};
 use crate::inspect::Modality;
 
@@ -26,6 +26,25 @@ impl Default for Scales {
             features: Vec::new(),
         }
     }
+}
+
+/// Parses a single-feature scale `ID=SCALE` (e.g. `12=0` switches feature 12 off).
+pub fn parse_feature_scale(s: &str) -> Result<(usize, f32)> {
+    let (id, scale) = s
+        .split_once('=')
+        .ok_or_else(|| Error::Invalid(format!("{s:?}: expected ID=SCALE")))?;
+    let id = id
+        .trim()
+        .parse()
+        .map_err(|_| Error::Invalid(format!("{s:?}: bad id")))?;
+    let scale: f32 = scale
+        .trim()
+        .parse()
+        .map_err(|_| Error::Invalid(format!("{s:?}: bad scale")))?;
+    if !scale.is_finite() {
+        return Err(Error::Invalid(format!("{s:?}: bad scale")));
+    }
+    Ok((id, scale))
 }
 
 /// An edited embedding.
@@ -83,7 +102,7 @@ pub fn edit(
     let mut after: Vec<f32> = z
         .iter()
         .zip(&decoder.classes)
-        .map(|(v, c)| v * scales.class[class_index(*c)])
+        .map(|(v, c)| v * scales.class[c.index()])
         .collect();
     for &(k, s) in &scales.features {
         after[k] = z[k] * s;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{HostDecoder, margin, zero_shot};
 use crate::analysis::mds::FeatureClass;
-use crate::dict::data::SplitMix;
+use crate::base::SplitMix;
 use crate::error::{Error, Result};
 use crate::inspect::Modality;
 

@@ -14,6 +14,8 @@ use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
+use crate::base::host::l2_normalize;
+
 pub use config::{Activation, ClipConfig, TextConfig, TextPooling, VisionConfig};
 pub use text::{TextBatch, TextTransformer};
 pub use vision::{TowerOutput, VisionTransformer};
@@ -51,12 +53,6 @@ impl ClipConfig {
             logit_scale: Param::from_tensor(Tensor::from_floats([scale as f32], device)),
         }
     }
-}
-
-/// Divides each row by its L2 norm. [batch, dim] -> [batch, dim]
-pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
-    let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12); // [batch, 1]
-    x / norm
 }
 
 impl ClipModel {

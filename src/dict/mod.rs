@@ -1,13 +1,10 @@
 //! Feature dictionaries g: R^d -> R^K with non-negative activations (SPEC §1): sparse
 //! autoencoders ([`sae`]) and the non-negative contrastive head ([`ncl`]). One dictionary
 //! is shared by both modalities. The forward pass is backend-agnostic and builds for
-//! wasm32; training ([`train`]) is native only.
+//! wasm32; training is in `crate::train` (native only).
 
-pub mod data;
 pub mod ncl;
 pub mod sae;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod train;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};

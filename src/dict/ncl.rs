@@ -7,7 +7,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::{log_softmax, relu};
 use burn::tensor::{Device, Int, Tensor};
 
-use crate::clip::l2_normalize;
+use crate::base::host::l2_normalize;
 
 /// The head.
 #[derive(Module, Debug)]

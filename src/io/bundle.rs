@@ -1,16 +1,20 @@
 //! The result bundle (SPEC §5): a directory with `dictionary.safetensors` (weights),
 //! `features.json` (per feature: MDS, class, support, EmbSim, labels, top examples by id)
-//! and `manifest.json` (CLIP model and hash, dictionary config, data set, class rule and
-//! thresholds, metrics, tool version). The web app loads exactly these three files.
+//! and `manifest.json` (CLIP model and hash, dictionary config, data set with the
+//! centring means, analysis settings, thresholds, metrics, tool version). The web app
+//! loads exactly these three files. Every part of the manifest is typed here; `analyze`
+//! builds it with [`Manifest::new`] and everything else reads these structs.
 
 use std::collections::BTreeMap;
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::analysis::analyze::FeatureReport;
-use crate::analysis::mds::Thresholds;
+use crate::analysis::AnalyzeConfig;
+use crate::analysis::mds::{FeatureClass, Thresholds};
+use crate::analysis::metrics::{Evaluation, WinRates};
+use crate::base::ModalityMeans;
+use crate::clip::ClipConfig;
 use crate::dict::Dictionary;
 use crate::error::{Error, Result};
 use crate::io::dictionary::{DictFile, from_bytes};
@@ -29,20 +33,91 @@ pub struct Manifest {
     pub format: String,
     /// monoscope's version that wrote the bundle.
     pub tool_version: String,
-    /// CLIP model: `path`, `hash` (FNV-1a 64 of model.safetensors), `config`.
-    pub model: Value,
+    /// The CLIP model the bundle was made with.
+    pub model: ModelRef,
     /// The dictionary's configuration.
     pub dictionary: DictFile,
-    /// The data set: embeddings file, pairs file, counts.
-    pub dataset: Value,
-    /// Analysis settings (class rule, min support, top-m, centering).
-    pub analysis: Value,
+    /// The data set the analysis ran on.
+    pub dataset: DatasetInfo,
+    /// Analysis settings (class rule, min support, top-m, centring).
+    pub analysis: AnalyzeConfig,
     /// Thresholds the class rule produced.
     pub thresholds: Thresholds,
     /// ImgD, TextD, CrossD, Rare counts.
     pub class_counts: [usize; 4],
-    /// WinRates, reconstruction quality.
-    pub metrics: Value,
+    /// WinRates and reconstruction quality.
+    pub metrics: BundleMetrics,
+}
+
+/// The CLIP model a bundle belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelRef {
+    /// Where the model was read from when the bundle was made.
+    #[serde(default)]
+    pub path: String,
+    /// FNV-1a 64 of its `model.safetensors` ([`fnv1a64`]); the page compares it with the
+    /// loaded model's.
+    #[serde(default)]
+    pub hash_fnv1a64: Option<String>,
+    /// Its configuration.
+    #[serde(default)]
+    pub config: Option<ClipConfig>,
+}
+
+/// The data set a bundle was analysed on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    /// The paired embeddings file.
+    #[serde(default)]
+    pub embeddings: String,
+    /// The image-caption list the embeddings came from.
+    #[serde(default)]
+    pub pairs_file: String,
+    /// Number of pairs.
+    #[serde(default)]
+    pub pairs: usize,
+    /// Lines of the list that were skipped (unreadable images, bad lines).
+    #[serde(default)]
+    pub skipped_lines: usize,
+    /// With `analysis.center`, the means every input is centred with before encoding.
+    #[serde(default)]
+    pub modality_means: Option<ModalityMeans>,
+}
+
+/// Metrics recorded in the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BundleMetrics {
+    /// WinRate of the features' EmbSim over raw dimensions and random directions.
+    pub win_rates: WinRates,
+    /// Reconstruction quality per modality.
+    pub quality: Evaluation,
+}
+
+/// One feature's results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeatureReport {
+    /// Feature index.
+    pub id: usize,
+    /// Modality Dominance Score.
+    pub mds: Option<f64>,
+    /// Class.
+    pub class: FeatureClass,
+    /// Pairs with image + text activation above eps.
+    pub support: u64,
+    /// Mean activation on images.
+    pub mean_image: f64,
+    /// Mean activation on texts.
+    pub mean_text: f64,
+    /// EmbSim of the top image samples.
+    pub emb_sim_image: Option<f64>,
+    /// EmbSim of the top text samples.
+    pub emb_sim_text: Option<f64>,
+    /// Best vocabulary entries with their activation.
+    pub labels: Vec<(String, f32)>,
+    /// Top image samples: (row, activation).
+    pub top_images: Vec<(usize, f32)>,
+    /// Top text samples: (row, activation).
+    pub top_texts: Vec<(usize, f32)>,
 }
 
 /// One example referenced by a feature's top lists.
@@ -74,6 +149,58 @@ pub struct Bundle {
     pub features: FeaturesFile,
     /// The dictionary.
     pub dictionary: Dictionary,
+}
+
+impl Manifest {
+    /// The manifest of a fresh analysis (the one builder `analyze` uses).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        model: ModelRef,
+        dictionary: DictFile,
+        dataset: DatasetInfo,
+        analysis: AnalyzeConfig,
+        thresholds: Thresholds,
+        class_counts: [usize; 4],
+        metrics: BundleMetrics,
+    ) -> Self {
+        Self {
+            format: FORMAT.into(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            model,
+            dictionary,
+            dataset,
+            analysis,
+            thresholds,
+            class_counts,
+            metrics,
+        }
+    }
+
+    /// The centring every input needs before the dictionary: the stored means when the
+    /// analysis was centred, `None` otherwise. A centred analysis without (or with
+    /// mis-sized) means is refused.
+    pub fn centring(&self) -> Result<Option<ModalityMeans>> {
+        if !self.analysis.center {
+            return Ok(None);
+        }
+        let means = self.dataset.modality_means.clone().ok_or_else(|| {
+            Error::Invalid(format!(
+                "{MANIFEST}: the analysis was centred but dataset.modality_means is missing"
+            ))
+        })?;
+        means.check(
+            self.dictionary.config.d,
+            &format!("{MANIFEST}: dataset.modality_means"),
+        )?;
+        Ok(Some(means))
+    }
+}
+
+impl Bundle {
+    /// Class per feature, from `features.json`.
+    pub fn classes(&self) -> Vec<FeatureClass> {
+        self.features.features.iter().map(|f| f.class).collect()
+    }
 }
 
 /// FNV-1a 64-bit hash (a fingerprint to tell checkpoints apart, not a security hash).
@@ -121,7 +248,7 @@ pub fn from_bytes_parts(
 /// Loads a bundle directory.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load(dir: &std::path::Path, device: &Device) -> Result<Bundle> {
-    let read = |n: &str| crate::read_file(&dir.join(n));
+    let read = |n: &str| crate::base::fs::read_file(&dir.join(n));
     from_bytes_parts(
         &read(MANIFEST)?,
         &read(FEATURES)?,
@@ -138,20 +265,12 @@ pub fn save(
     features: &FeaturesFile,
     dictionary: &Dictionary,
 ) -> Result<()> {
-    let io = |source| Error::Io {
-        path: dir.display().to_string(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    crate::write_atomic(
+    use crate::base::fs::{create_dir, write_atomic, write_json};
+    create_dir(dir)?;
+    write_atomic(
         &dir.join(crate::io::dictionary::WEIGHTS_FILE),
         &crate::io::dictionary::weights_to_bytes(dictionary)?,
     )?;
-    crate::write_atomic(&dir.join(FEATURES), &pretty(features)?)?;
-    crate::write_atomic(&dir.join(MANIFEST), &pretty(manifest)?)
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn pretty<T: Serialize>(v: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(v).map_err(|e| Error::Invalid(e.to_string()))
+    write_json(&dir.join(FEATURES), features)?;
+    write_json(&dir.join(MANIFEST), manifest)
 }

@@ -148,12 +148,12 @@ pub fn load_dir(dir: &std::path::Path, device: &Device) -> Result<(DictFile, Dic
     let own = dir.join(CONFIG_FILE);
     let (file, weights) = if own.exists() {
         (
-            parse_config(&crate::read_file(&own)?)?,
+            parse_config(&crate::base::fs::read_file(&own)?)?,
             dir.join(WEIGHTS_FILE),
         )
     } else if dir.join(SAELENS_CONFIG).exists() {
         (
-            parse_saelens_config(&crate::read_file(&dir.join(SAELENS_CONFIG))?)?,
+            parse_saelens_config(&crate::base::fs::read_file(&dir.join(SAELENS_CONFIG))?)?,
             dir.join(SAELENS_WEIGHTS),
         )
     } else {
@@ -162,7 +162,7 @@ pub fn load_dir(dir: &std::path::Path, device: &Device) -> Result<(DictFile, Dic
             dir.display()
         )));
     };
-    let dict = from_bytes(&file, &crate::read_file(&weights)?, device)?;
+    let dict = from_bytes(&file, &crate::base::fs::read_file(&weights)?, device)?;
     Ok((file, dict))
 }
 
@@ -175,7 +175,7 @@ pub fn save_dir(dir: &std::path::Path, file: &DictFile, dict: &Dictionary) -> Re
         source,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
-    crate::write_atomic(&dir.join(WEIGHTS_FILE), &weights_to_bytes(dict)?)?;
+    crate::base::fs::write_atomic(&dir.join(WEIGHTS_FILE), &weights_to_bytes(dict)?)?;
     let json = serde_json::to_vec_pretty(file).map_err(|e| Error::Invalid(e.to_string()))?;
-    crate::write_atomic(&dir.join(CONFIG_FILE), &json)
+    crate::base::fs::write_atomic(&dir.join(CONFIG_FILE), &json)
 }

@@ -9,7 +9,7 @@ use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 use serde::{Deserialize, Serialize};
 
-use crate::dict::data::Pairs;
+use crate::base::Pairs;
 use crate::error::{Error, Result};
 use crate::io::weights::Checkpoint;
 

@@ -128,10 +128,11 @@ mod native {
     use burn::tensor::{Device, Tensor, TensorData};
 
     use super::{ImageDecoder, ImageDecoderConfig, target_planes};
-    use crate::dict::data::SplitMix;
+    use crate::base::SplitMix;
+    use crate::base::host::host_rows as rows;
     use crate::error::{Error, Result};
-    use crate::optim::Adam;
-    use crate::pipeline::{Embedder, rows};
+    use crate::pipeline::Embedder;
+    use crate::train::Adam;
     use crate::world::scene::generate;
 
     /// Decoder training settings.
@@ -196,7 +197,7 @@ mod native {
                 .collect();
             let target = Tensor::<4>::from_data(TensorData::new(target, [n, 3, side, side]), &ad);
             let loss = (model.forward(input) - target).square().mean();
-            let value = crate::optim::checked_loss(&loss, step)?;
+            let value = crate::train::checked_loss(&loss, step)?;
             let grads = loss.backward();
             // Cosine decay to a tenth: the last steps settle the colours.
             let t = step as f64 / config.steps as f64;
@@ -206,4 +207,31 @@ mod native {
         }
         Ok(model.valid())
     }
+}
+
+/// Writes a decoder directory (`decoder.json`, `decoder.safetensors`).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn save_dir(
+    dir: &std::path::Path,
+    config: &ImageDecoderConfig,
+    dec: &ImageDecoder,
+) -> Result<()> {
+    use crate::base::fs::{create_dir, write_atomic, write_json};
+    create_dir(dir)?;
+    write_atomic(
+        &dir.join(WEIGHTS_FILE),
+        &crate::io::weights::save_module(dec)?,
+    )?;
+    write_json(&dir.join(CONFIG_FILE), config)
+}
+
+/// Loads a decoder directory onto `device`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_dir(dir: &std::path::Path, device: &Device) -> Result<ImageDecoder> {
+    use crate::base::fs::read_file;
+    from_bytes(
+        &read_file(&dir.join(CONFIG_FILE))?,
+        &read_file(&dir.join(WEIGHTS_FILE))?,
+        device,
+    )
 }

@@ -5,6 +5,8 @@
 
 pub mod decoder;
 pub mod factors;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod images;
 pub mod scene;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod train;

@@ -11,7 +11,7 @@
 use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
-use crate::dict::data::SplitMix;
+use crate::base::SplitMix;
 
 /// Object shapes (shared).
 pub const SHAPES: [&str; 4] = ["circle", "square", "triangle", "cross"];
@@ -135,6 +135,19 @@ pub fn parse_name(name: &str) -> crate::error::Result<(u64, u64)> {
         seed.parse().map_err(|_| bad())?,
         index.parse().map_err(|_| bad())?,
     ))
+}
+
+/// Redraws the scene named `scene:<seed>:<index>` (how the demo bundle refers to its
+/// images) at `side` pixels, as RGBA.
+pub fn render_named(name: &str, side: u32) -> crate::error::Result<Vec<u8>> {
+    let (seed, index) = parse_name(name)?;
+    if !(8..=1024).contains(&side) {
+        return Err(crate::error::Error::Invalid(format!(
+            "scene side {side} out of range 8..=1024"
+        )));
+    }
+    let img = generate(seed, index, side, 0).image;
+    Ok(img.pixels().flat_map(|p| [p[0], p[1], p[2], 255]).collect())
 }
 
 /// Generates scene `index` of the world with `seed`; the same pair gives the same scene.

@@ -12,14 +12,13 @@ use serde::{Deserialize, Serialize};
 
 use super::scene::{self, COLOURS, SHAPES, generate};
 use super::vocab::{caption_words, tokenizer_json};
+use crate::base::SplitMix;
+use crate::base::host::l2_normalize;
 use crate::clip::preprocess::ImageProcessor;
 use crate::clip::tokenizer::ClipTokenizer;
-use crate::clip::{
-    Activation, ClipConfig, ClipModel, TextBatch, TextConfig, VisionConfig, l2_normalize,
-};
-use crate::dict::data::SplitMix;
+use crate::clip::{Activation, ClipConfig, ClipModel, TextBatch, TextConfig, VisionConfig};
 use crate::error::{Error, Result};
-use crate::optim::Adam;
+use crate::train::Adam;
 
 /// Scenes with indices from here on are never used for training.
 pub const HELD_OUT_START: u64 = 1 << 40;
@@ -301,7 +300,7 @@ impl WorldTrainer {
                 .mean();
             loss = loss + bce * self.config.aux_text;
         }
-        let value = crate::optim::checked_loss(&loss, self.step)?;
+        let value = crate::train::checked_loss(&loss, self.step)?;
         let grads = loss.backward();
         self.step += 1;
         let lr = self.config.lr_at(self.step);
@@ -344,7 +343,7 @@ pub fn evaluate(
 ) -> Result<WorldEval> {
     let side = clip_config.vision.image_size;
     let processor = ImageProcessor::for_size(side);
-    let read = |t: Tensor<2>| -> Result<Vec<Vec<f32>>> { crate::pipeline::rows(t) };
+    let read = |t: Tensor<2>| -> Result<Vec<Vec<f32>>> { crate::base::host::host_rows(t) };
     // Prompts for every colour x shape.
     let combos: Vec<(usize, usize)> = (0..COLOURS.len())
         .flat_map(|c| (0..SHAPES.len()).map(move |s| (c, s)))
@@ -436,32 +435,37 @@ mod files {
     use std::path::Path;
 
     use super::{SplitMix, WorldTrainConfig, WorldTrainer};
+    use crate::base::fs::{create_dir, to_json_pretty as json};
     use crate::error::{Error, Result};
-    use crate::io::weights::{Checkpoint, load_module, save_module};
+    use crate::io::weights::save_module;
+    use crate::train::checkpoint;
 
-    fn json(v: &impl serde::Serialize) -> Result<Vec<u8>> {
-        serde_json::to_vec_pretty(v).map_err(|e| Error::Invalid(e.to_string()))
-    }
+    /// Checkpoint files of the model and of the auxiliary heads.
+    const WEIGHTS_FILE: &str = "weights.safetensors";
+    const AUX_FILE: &str = "aux.safetensors";
 
     impl WorldTrainer {
         /// Writes `config.json`, `model.safetensors`, `tokenizer.json` (and the world's
         /// settings in `world.json`): a directory any HF CLIP loader reads.
         pub fn save_hf(&self, dir: &Path) -> Result<()> {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-                path: dir.display().to_string(),
-                source,
-            })?;
-            crate::write_atomic(&dir.join("model.safetensors"), &save_module(&self.model())?)?;
-            crate::write_atomic(
+            create_dir(dir)?;
+            crate::base::fs::write_atomic(
+                &dir.join("model.safetensors"),
+                &save_module(&self.model())?,
+            )?;
+            crate::base::fs::write_atomic(
                 &dir.join("config.json"),
                 &json(&self.clip_config.to_hf_json())?,
             )?;
-            crate::write_atomic(&dir.join("tokenizer.json"), &json(&self.tokenizer_json)?)?;
-            crate::write_atomic(
+            crate::base::fs::write_atomic(
+                &dir.join("tokenizer.json"),
+                &json(&self.tokenizer_json)?,
+            )?;
+            crate::base::fs::write_atomic(
                 &dir.join("labels.txt"),
                 super::label_vocabulary(self.config.seed).as_bytes(),
             )?;
-            crate::write_atomic(
+            crate::base::fs::write_atomic(
                 &dir.join("world.json"),
                 &json(&serde_json::json!({
                     "world": self.config, "steps_done": self.step,
@@ -473,47 +477,38 @@ mod files {
         pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
             let state =
                 serde_json::json!({ "config": self.config, "step": self.step, "rng": self.rng });
-            crate::write_dir_atomic(
+            checkpoint::save(
                 dir,
-                &[
-                    ("weights.safetensors", save_module(&self.model)?),
-                    ("aux.safetensors", save_module(&self.aux)?),
-                    ("adam.safetensors", self.adam.to_bytes()?),
-                    ("state.json", json(&state)?),
+                vec![
+                    (WEIGHTS_FILE, checkpoint::module_bytes(&self.model)?),
+                    (AUX_FILE, checkpoint::module_bytes(&self.aux)?),
                 ],
+                &self.adam,
+                &state,
             )
         }
 
         /// Restores a checkpoint made with the same world settings (only `steps` may grow).
         pub fn load_checkpoint(&mut self, dir: &Path) -> Result<()> {
-            let dir = crate::checkpoint_dir(dir);
-            let state: serde_json::Value =
-                serde_json::from_slice(&crate::read_file(&dir.join("state.json"))?)
-                    .map_err(|e| Error::Invalid(format!("checkpoint state: {e}")))?;
-            let saved: WorldTrainConfig = serde_json::from_value(state["config"].clone())
-                .map_err(|e| Error::Invalid(format!("checkpoint state: {e}")))?;
+            let saved = checkpoint::Saved::open(dir)?;
+            let config: WorldTrainConfig = saved.field("config")?;
             if (WorldTrainConfig {
                 steps: self.config.steps,
-                ..saved.clone()
+                ..config.clone()
             }) != self.config
             {
                 return Err(Error::Invalid(format!(
-                    "the checkpoint in {} is for other settings: {saved:?}",
-                    dir.display()
+                    "the checkpoint in {} is for other settings: {config:?}",
+                    saved.dir().display()
                 )));
             }
-            self.step = state["step"].as_u64().unwrap_or(0) as usize;
-            self.rng = serde_json::from_value::<SplitMix>(state["rng"].clone())
-                .map_err(|e| Error::Invalid(format!("checkpoint state: {e}")))?;
-            let weights = crate::read_file(&dir.join("weights.safetensors"))?;
+            self.step = saved.field("step")?;
+            self.rng = saved.field::<SplitMix>("rng")?;
             let fresh = self.clip_config.init(&self.device);
-            self.model = load_module(fresh, &Checkpoint::parse(&weights)?, &self.device)?;
-            let aux = crate::read_file(&dir.join("aux.safetensors"))?;
+            self.model = saved.module(WEIGHTS_FILE, fresh, &self.device)?;
             let fresh = super::aux_heads(&self.clip_config, &self.device);
-            self.aux = load_module(fresh, &Checkpoint::parse(&aux)?, &self.device)?;
-            let adam = crate::read_file(&dir.join("adam.safetensors"))?;
-            self.adam.load_bytes(&adam, &self.device.clone().inner())?;
-            Ok(())
+            self.aux = saved.module(AUX_FILE, fresh, &self.device)?;
+            saved.adam(&mut self.adam, &self.device.clone().inner())
         }
     }
 }
@@ -533,7 +528,7 @@ pub fn extract_scenes(
     let side = embedder.config.vision.image_size as u32;
     let d = embedder.config.projection_dim;
     let mut file = EmbeddingsFile {
-        pairs: crate::dict::data::Pairs {
+        pairs: crate::base::Pairs {
             images: Vec::new(),
             texts: Vec::new(),
             n: 0,
@@ -554,10 +549,10 @@ pub fn extract_scenes(
         let captions: Vec<&str> = scenes.iter().map(|s| s.captions[0].0.as_str()).collect();
         file.pairs
             .images
-            .extend(crate::pipeline::rows(embedder.embed_pixels(&pixels)?)?.concat());
+            .extend(crate::base::host::host_rows(embedder.embed_pixels(&pixels)?)?.concat());
         file.pairs
             .texts
-            .extend(crate::pipeline::rows(embedder.embed_texts(&captions)?)?.concat());
+            .extend(crate::base::host::host_rows(embedder.embed_texts(&captions)?)?.concat());
         for (s, &i) in scenes.iter().zip(chunk) {
             file.meta.lines.push(i as usize);
             file.meta.images.push(scene::name(seed, i));

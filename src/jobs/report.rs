@@ -6,19 +6,41 @@ use std::path::Path;
 use burn::tensor::Device;
 use plotters::prelude::*;
 
-use super::mds::FeatureClass;
+use crate::analysis::mds::FeatureClass;
 use crate::error::{Error, Result};
 use crate::io::bundle::{self, Bundle};
 
 /// Histogram bins over [0, 1].
 const BINS: usize = 20;
 
-/// Class colours, shared with the web app's legend (www/style.css).
-const COLOURS: [(FeatureClass, RGBColor, &str); 3] = [
-    (FeatureClass::ImgD, RGBColor(0xd9, 0x5f, 0x02), "ImgD"),
-    (FeatureClass::TextD, RGBColor(0x75, 0x70, 0xb3), "TextD"),
-    (FeatureClass::CrossD, RGBColor(0x1b, 0x9e, 0x77), "CrossD"),
+/// The classes drawn, with their names.
+const COLOURS: [(FeatureClass, &str); 3] = [
+    (FeatureClass::ImgD, "ImgD"),
+    (FeatureClass::TextD, "TextD"),
+    (FeatureClass::CrossD, "CrossD"),
 ];
+
+/// The web app's stylesheet: the one place class colours are defined (`--class-ImgD`
+/// etc. of its light theme), so the SVG matches the page's badges and legend.
+const STYLESHEET: &str = include_str!("../../www/style.css");
+
+/// A class's colour from [`STYLESHEET`] (its first, light-theme `--class-NAME: #rrggbb`).
+fn class_colour(name: &str) -> Result<RGBColor> {
+    let key = format!("--class-{name}:");
+    let hex = STYLESHEET
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(key.as_str()))
+        .map(|v| v.trim().trim_end_matches(';').trim_start_matches('#'))
+        .filter(|h| h.len() == 6)
+        .ok_or_else(|| Error::Invalid(format!("www/style.css defines no {key} #rrggbb")))?;
+    let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16);
+    match (byte(0), byte(2), byte(4)) {
+        (Ok(r), Ok(g), Ok(b)) => Ok(RGBColor(r, g, b)),
+        _ => Err(Error::Invalid(format!(
+            "www/style.css: bad colour for {key}"
+        ))),
+    }
+}
 
 /// Prints the summary and writes the histogram to `svg`.
 pub fn report(dir: &Path, svg: &Path, top: usize) -> Result<()> {
@@ -45,7 +67,7 @@ pub fn summary(b: &Bundle, top: usize) -> String {
         "dictionary: {:?}, {} features on d = {}\n",
         m.dictionary.config.kind, m.dictionary.config.features, m.dictionary.config.d
     );
-    s += &format!("pairs: {}\n", m.dataset["pairs"]);
+    s += &format!("pairs: {}\n", m.dataset.pairs);
     s += &format!("classes: ImgD {i}, TextD {t}, CrossD {c}, rare {r}\n");
     let th = &m.thresholds;
     s += &format!(
@@ -68,10 +90,10 @@ pub fn summary(b: &Bundle, top: usize) -> String {
         quantile(&mds, 0.75),
         quantile(&mds, 1.0)
     );
-    if let Some(w) = m.metrics.get("win_rates") {
+    if let Ok(w) = serde_json::to_value(&m.metrics.win_rates) {
         s += &format!("win rates (images, texts) [rate, comparisons]: {w}\n");
     }
-    for (class, _, name) in COLOURS {
+    for (class, name) in COLOURS {
         let mut list: Vec<_> = b
             .features
             .features
@@ -105,8 +127,7 @@ pub fn summary(b: &Bundle, top: usize) -> String {
 pub fn histogram(b: &Bundle, path: &Path) -> Result<()> {
     let mut counts = [[0usize; BINS]; 3];
     for f in &b.features.features {
-        let (Some(m), Some(ci)) = (f.mds, COLOURS.iter().position(|(c, _, _)| *c == f.class))
-        else {
+        let (Some(m), Some(ci)) = (f.mds, COLOURS.iter().position(|(c, _)| *c == f.class)) else {
             continue;
         };
         counts[ci][((m * BINS as f64) as usize).min(BINS - 1)] += 1;
@@ -133,7 +154,8 @@ pub fn histogram(b: &Bundle, path: &Path) -> Result<()> {
         .draw()
         .map_err(|e| err(&e))?;
     let w = 1.0 / BINS as f64;
-    for (ci, (_, colour, name)) in COLOURS.iter().enumerate() {
+    for (ci, (_, name)) in COLOURS.iter().enumerate() {
+        let colour = class_colour(name)?;
         let bars = (0..BINS).map(|j| {
             let below: usize = counts[..ci].iter().map(|c| c[j]).sum();
             let x = j as f64 * w;
@@ -167,4 +189,19 @@ pub fn histogram(b: &Bundle, path: &Path) -> Result<()> {
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_colours_come_from_the_stylesheet() {
+        // www/style.css, light theme.
+        assert_eq!(class_colour("ImgD").unwrap(), RGBColor(0xc2, 0x41, 0x0c));
+        for (_, name) in COLOURS {
+            class_colour(name).unwrap();
+        }
+        assert!(class_colour("Nope").is_err());
+    }
 }

@@ -9,6 +9,7 @@ use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 
+use crate::base::host::{host_vec, scalar};
 use crate::error::{Error, Result};
 use crate::io::weights::{Checkpoint, ModulePath};
 
@@ -54,12 +55,7 @@ impl Adam {
         let mut raw = Vec::new();
         for (name, (m, v)) in &self.moments {
             for (tag, t) in [("m", m), ("v", v)] {
-                let data: Vec<f32> = t
-                    .clone()
-                    .into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .map_err(|e| Error::Device(format!("{e:?}")))?;
+                let data = host_vec(t.clone())?;
                 let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
                 raw.push((format!("{tag}.{name}"), data.len(), bytes));
             }
@@ -137,13 +133,7 @@ impl ModuleMapper for Step<'_> {
 
 /// Reads a training loss back and refuses a non-finite one (the run diverged).
 pub fn checked_loss(loss: &Tensor<1>, step: usize) -> Result<f64> {
-    let v: Vec<f64> = loss
-        .clone()
-        .into_data()
-        .convert::<f64>()
-        .try_into_vec::<f64>()
-        .map_err(|e| Error::Device(format!("{e:?}")))?;
-    let value = v.first().copied().unwrap_or(f64::NAN);
+    let value = scalar(loss.clone())?;
     if !value.is_finite() {
         return Err(Error::Invalid(format!(
             "training diverged at step {step} (loss {value})"

@@ -13,13 +13,19 @@
 //! optimiser is Adam (β = 0.9, 0.999, ε = 1e-8), written here so its state can be
 //! checkpointed with the weights and restored exactly.
 
+use std::path::Path;
+
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-pub use super::data::{Pairs, SplitMix};
-use super::sae::{keep_top_k, unit_rows};
-use super::{DictConfig, DictKind, Dictionary, ncl};
+use super::checkpoint;
+use super::optim::{Adam, checked_loss};
+use crate::analysis::metrics::{Evaluation, Quality, quality};
+use crate::base::host::{host_bools, host_vec, scalar};
+pub use crate::base::{Pairs, SplitMix};
+use crate::dict::sae::{keep_top_k, unit_rows};
+use crate::dict::{DictConfig, DictKind, Dictionary, ncl};
 use crate::error::{Error, Result};
 
 /// AuxK latents (Gao et al. 2024).
@@ -104,7 +110,7 @@ pub struct Trainer {
     /// The dictionary, on an autodiff device.
     pub dict: Dictionary,
     /// Optimiser state.
-    pub adam: crate::optim::Adam,
+    pub adam: Adam,
     /// Counters.
     pub state: TrainerState,
     device: Device,
@@ -131,7 +137,7 @@ impl Trainer {
             dict_config,
             config,
             dict,
-            adam: crate::optim::Adam::new(0.0),
+            adam: Adam::new(0.0),
             state,
             device,
         })
@@ -171,22 +177,19 @@ impl Trainer {
                     DictKind::Topk => {
                         // z >= 0, so a column fired iff its sum is positive: one reduction,
                         // where `greater_elem(0).any_dim(0)` cost 80 ms per step on the CPU.
-                        let fired: Vec<bool> = read_bools(
+                        let fired: Vec<bool> = host_bools(
                             z.clone()
                                 .detach()
                                 .sum_dim(0)
                                 .greater_elem(0.0)
                                 .reshape([self.dict_config.features]),
                         )?;
-                        let mut dead = Vec::with_capacity(fired.len());
-                        for (c, f) in self.state.since_fired.iter_mut().zip(&fired) {
-                            *c = if *f {
-                                0
-                            } else {
-                                c.saturating_add(batch as u64)
-                            };
-                            dead.push(*c >= self.config.dead_window);
-                        }
+                        let dead = mark_dead(
+                            &mut self.state.since_fired,
+                            &fired,
+                            batch as u64,
+                            self.config.dead_window,
+                        );
                         let n_dead = dead.iter().filter(|d| **d).count();
                         if n_dead == 0 || self.config.aux_coef == 0.0 {
                             None
@@ -237,7 +240,7 @@ impl Trainer {
             Some(a) => loss + a,
             None => loss,
         };
-        let loss_value = crate::optim::checked_loss(&total, self.state.step)?;
+        let loss_value = checked_loss(&total, self.state.step)?;
         let grads = total.backward();
         self.state.step += 1;
         let lr = self.config.learning_rate(self.dict_config.kind);
@@ -270,6 +273,19 @@ impl Trainer {
     }
 }
 
+/// Advances each latent's samples-since-firing counter by a batch (reset when it fired);
+/// returns which latents are now dead (silent for at least `window` samples).
+fn mark_dead(since_fired: &mut [u64], fired: &[bool], batch: u64, window: u64) -> Vec<bool> {
+    since_fired
+        .iter_mut()
+        .zip(fired)
+        .map(|(c, f)| {
+            *c = if *f { 0 } else { c.saturating_add(batch) };
+            *c >= window
+        })
+        .collect()
+}
+
 fn sample(rng: &mut SplitMix, n: usize, count: usize) -> Vec<usize> {
     (0..count).map(|_| rng.below(n)).collect()
 }
@@ -288,34 +304,6 @@ fn renormalise(dict: Dictionary) -> Dictionary {
     }
 }
 
-fn scalar<const D: usize>(t: Tensor<D>) -> Result<f64> {
-    let v: Vec<f32> = t
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Device(format!("{e:?}")))?;
-    Ok(v.first().copied().unwrap_or(f32::NAN) as f64)
-}
-
-fn read_bools(t: Tensor<1, burn::tensor::Bool>) -> Result<Vec<bool>> {
-    t.into_data()
-        .convert::<u8>()
-        .try_into_vec::<u8>()
-        .map(|v| v.into_iter().map(|b| b != 0).collect())
-        .map_err(|e| Error::Device(format!("{e:?}")))
-}
-
-/// Per-modality quality of the current dictionary on the first `max_rows` pairs.
-#[derive(Debug, Clone, Serialize)]
-pub struct Evaluation {
-    /// Steps done.
-    pub step: usize,
-    /// On image embeddings.
-    pub image: crate::analysis::metrics::Quality,
-    /// On text embeddings.
-    pub text: crate::analysis::metrics::Quality,
-}
-
 /// Evaluates a dictionary (reconstruction metrics are 0 for NCL, which has no decoder).
 pub fn evaluate(
     dict: &Dictionary,
@@ -324,18 +312,12 @@ pub fn evaluate(
     step: usize,
     device: &Device,
 ) -> Result<Evaluation> {
-    use crate::analysis::metrics::quality;
     let idx: Vec<usize> = (0..data.n.min(max_rows)).collect();
     let k = dict.features();
-    let q = |image: bool| -> Result<crate::analysis::metrics::Quality> {
+    let q = |image: bool| -> Result<Quality> {
         let x = data.rows(image, &idx, device);
         let z = dict.encode(x.clone());
-        let host = |t: Tensor<2>| -> Result<Vec<f32>> {
-            t.into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| Error::Device(format!("{e:?}")))
-        };
+        let host = host_vec::<2>;
         let zs = host(z.clone())?;
         let xs = host(x)?;
         let xh = match dict.decode(z) {
@@ -357,64 +339,41 @@ pub fn evaluate(
     })
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-mod checkpoint {
-    //! Checkpoints: a directory holding the weights, the Adam moments and the trainer
-    //! state, replaced as a whole (write `NAME.tmp`, move the old one aside, rename).
+/// Checkpoint file of the dictionary's weights (next to `adam.safetensors`, `state.json`).
+const WEIGHTS_FILE: &str = "weights.safetensors";
 
-    use std::path::Path;
+impl Trainer {
+    /// Writes a checkpoint directory at `dir`, atomically replacing an older one.
+    pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
+        let state = serde_json::json!({
+            "state": self.state, "dict_config": self.dict_config, "train_config": self.config,
+        });
+        checkpoint::save(
+            dir,
+            vec![(WEIGHTS_FILE, checkpoint::module_bytes(&self.dict)?)],
+            &self.adam,
+            &state,
+        )
+    }
 
-    use super::Trainer;
-    use crate::error::{Error, Result};
-    use crate::io::weights::{Checkpoint, load_module, save_module};
-
-    const WEIGHTS: &str = "weights.safetensors";
-    const ADAM: &str = "adam.safetensors";
-    const STATE: &str = "state.json";
-
-    impl Trainer {
-        /// Writes a checkpoint directory at `dir`, atomically replacing an older one.
-        pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
-            let state = serde_json::json!({
-                "state": self.state, "dict_config": self.dict_config, "train_config": self.config,
-            });
-            let state =
-                serde_json::to_vec_pretty(&state).map_err(|e| Error::Invalid(e.to_string()))?;
-            crate::write_dir_atomic(
-                dir,
-                &[
-                    (WEIGHTS, save_module(&self.dict)?),
-                    (ADAM, self.adam.to_bytes()?),
-                    (STATE, state),
-                ],
-            )
+    /// Restores weights, moments and counters from [`Trainer::save_checkpoint`]'s
+    /// directory (or the `.old` copy a crash mid-replacement may have left). The
+    /// dictionary configuration must match.
+    pub fn load_checkpoint(&mut self, dir: &Path) -> Result<()> {
+        let saved = checkpoint::Saved::open(dir)?;
+        let config: DictConfig = saved.field("dict_config")?;
+        if config != self.dict_config {
+            return Err(Error::Invalid(format!(
+                "the checkpoint in {} is for another dictionary ({config:?})",
+                saved.dir().display()
+            )));
         }
-
-        /// Restores weights, moments and counters from [`Trainer::save_checkpoint`]'s
-        /// directory (or the `.old` copy a crash mid-replacement may have left). The
-        /// dictionary configuration must match.
-        pub fn load_checkpoint(&mut self, dir: &Path) -> Result<()> {
-            let dir = crate::checkpoint_dir(dir);
-            let state: serde_json::Value =
-                serde_json::from_slice(&crate::read_file(&dir.join(STATE))?)
-                    .map_err(|e| Error::Invalid(format!("checkpoint state: {e}")))?;
-            let saved: crate::dict::DictConfig =
-                serde_json::from_value(state["dict_config"].clone())
-                    .map_err(|e| Error::Invalid(format!("checkpoint state: {e}")))?;
-            if saved != self.dict_config {
-                return Err(Error::Invalid(format!(
-                    "the checkpoint in {} is for another dictionary ({saved:?})",
-                    dir.display()
-                )));
-            }
-            self.state = serde_json::from_value(state["state"].clone())
-                .map_err(|e| Error::Invalid(format!("checkpoint state: {e}")))?;
-            let weights = crate::read_file(&dir.join(WEIGHTS))?;
-            let fresh = self.dict_config.init(&self.device);
-            self.dict = load_module(fresh, &Checkpoint::parse(&weights)?, &self.device)?;
-            let adam = crate::read_file(&dir.join(ADAM))?;
-            self.adam.load_bytes(&adam, &self.device.clone().inner())?;
-            Ok(())
-        }
+        self.state = saved.field("state")?;
+        self.dict = saved.module(
+            WEIGHTS_FILE,
+            self.dict_config.init(&self.device),
+            &self.device,
+        )?;
+        saved.adam(&mut self.adam, &self.device.clone().inner())
     }
 }

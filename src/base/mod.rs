@@ -1,0 +1,13 @@
+//! Shared plumbing under every other layer: host read-back of tensors and host-side
+//! vector maths ([`host`]), the seeded sampler ([`rng`]), paired embeddings and the one
+//! centring rule ([`pairs`]) and crash-safe file writes ([`fs`], native only). It depends
+//! on nothing in the crate but [`crate::error`].
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fs;
+pub mod host;
+pub mod pairs;
+pub mod rng;
+
+pub use pairs::{Modality, ModalityMeans, Pairs};
+pub use rng::SplitMix;

@@ -1,0 +1,149 @@
+//! `bench`, `bench-train` and `bench-analyze`: the measurements behind the README's
+//! performance figures (compared with the PyTorch / ONNX Runtime scripts in `scripts/`).
+
+use burn::tensor::Device;
+use clap::Args;
+use monoscope::clip::ClipConfig;
+use monoscope::dict::{DictConfig, DictKind};
+use monoscope::train::dict::{DEFAULT_DEAD_WINDOW, TrainConfig};
+use monoscope::{Result, bench};
+use serde_json::json;
+
+use crate::args::{Backend, DictShapeArgs, JsonArg, Kind};
+
+/// `monoscope bench-train`.
+#[derive(Args)]
+pub struct BenchTrainArgs {
+    /// Dictionary families to measure; repeatable.
+    #[arg(long, value_enum, default_values_t = [Kind::Topk, Kind::Relu])]
+    kind: Vec<Kind>,
+    #[command(flatten)]
+    shape: DictShapeArgs,
+    /// Samples per step.
+    #[arg(long, default_value_t = 4096)]
+    batch: usize,
+    /// Timed steps (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Dead-latent window; 0 makes every latent dead, so AuxK runs every step.
+    #[arg(long, default_value_t = DEFAULT_DEAD_WINDOW)]
+    dead_window: u64,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+/// Runs `bench-train`.
+pub fn train(a: BenchTrainArgs) -> Result<()> {
+    let DictShapeArgs { d, features, k } = a.shape;
+    let mut results = Vec::new();
+    for kind in a.kind {
+        let dict = DictConfig {
+            features,
+            k,
+            hidden: features,
+            ..DictConfig::new(DictKind::from(kind), d)
+        };
+        let config = TrainConfig {
+            steps: a.steps + 1,
+            batch: a.batch,
+            dead_window: a.dead_window,
+            ..TrainConfig::default()
+        };
+        let rate = bench::train_throughput(
+            dict,
+            config,
+            a.batch.max(8192),
+            a.steps.max(1),
+            &Device::flex(),
+        )?;
+        let name = format!("{kind:?}").to_lowercase();
+        println!(
+            "{name:<5} d={d} K={features} k={k} batch={}: {rate:.1} samples/s",
+            a.batch
+        );
+        results.push(
+            json!({ "kind": name, "samples_per_s": rate, "d": d, "features": features,
+            "k": k, "batch": a.batch, "steps": a.steps, "dead_window": a.dead_window }),
+        );
+    }
+    a.json.write(&json!({ "results": results }))
+}
+
+/// `monoscope bench-analyze`.
+#[derive(Args)]
+pub struct BenchAnalyzeArgs {
+    /// Number of pairs.
+    #[arg(long, default_value_t = 100_000)]
+    pairs: usize,
+    #[command(flatten)]
+    shape: DictShapeArgs,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+/// Runs `bench-analyze`.
+pub fn analyze(a: BenchAnalyzeArgs) -> Result<()> {
+    let DictShapeArgs { d, features, k } = a.shape;
+    let dict = DictConfig {
+        features,
+        k,
+        ..DictConfig::new(DictKind::Topk, d)
+    };
+    let secs = bench::analyze_seconds(dict, a.pairs, &Device::flex())?;
+    println!(
+        "analyze: {} pairs, d={d}, K={features}, k={k}: {secs:.2} s",
+        a.pairs
+    );
+    a.json.write(
+        &json!({ "results": [{ "task": "analyze", "pairs": a.pairs, "d": d,
+        "features": features, "k": k, "seconds": secs }] }),
+    )
+}
+
+/// `monoscope bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Backends to measure; repeatable.
+    #[arg(long, value_enum, default_values_t = [Backend::Cpu])]
+    backend: Vec<Backend>,
+    /// Batch sizes; repeatable.
+    #[arg(long, default_values_t = [1usize, 32])]
+    batch: Vec<usize>,
+    /// Timed iterations per measurement (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    iters: usize,
+    /// Also write the results as JSON (read by scripts/bench_reference.py).
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+/// Runs `bench` (CLIP towers).
+pub fn clip(a: BenchArgs) -> Result<()> {
+    let config = ClipConfig::vit_b_32();
+    println!(
+        "random-init ViT-B/32 shape, {} timed iterations after 1 warm-up",
+        a.iters
+    );
+    println!(
+        "{:<6} {:<6} {:>6} {:>12}",
+        "backend", "tower", "batch", "items/s"
+    );
+    let mut all = Vec::new();
+    for b in a.backend {
+        let res = bench::run(
+            &b.name(),
+            &b.device()?,
+            &config,
+            &a.batch,
+            a.iters.max(1),
+            |r| {
+                println!(
+                    "{:<7} {:<6} {:>6} {:>12.2}",
+                    r.backend, r.tower, r.batch, r.items_per_s
+                )
+            },
+        )?;
+        all.extend(res);
+    }
+    a.json.write(&json!({ "results": all }))
+}

@@ -1,0 +1,364 @@
+//! The `analyze` job (SPEC §2-§3): stream paired embeddings through a dictionary,
+//! score every feature's modality (MDS), classify, measure EmbSim on each feature's
+//! top-m samples per modality, compare with raw CLIP dimensions and random directions
+//! (WinRate), label features with the vocabulary entries that activate them most, and
+//! write the result bundle.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::Serialize;
+
+use super::Progress;
+use super::topm::TopM;
+use crate::analysis::AnalyzeConfig;
+use crate::analysis::mds::{
+    FeatureClass, FeatureMds, MdsAccumulator, Thresholds, class_counts, classify,
+};
+use crate::analysis::metrics::{Evaluation, WinRates, emb_sim, win_rate};
+use crate::base::fs::{read_file, read_text};
+use crate::base::{Pairs, SplitMix};
+use crate::dict::Dictionary;
+use crate::error::{Error, Result};
+use crate::io::bundle::{
+    BundleMetrics, DatasetInfo, Example, FeatureReport, FeaturesFile, Manifest, ModelRef, fnv1a64,
+};
+use crate::io::embeddings::EmbeddingsFile;
+use crate::pipeline::Embedder;
+use crate::train::dict::evaluate;
+
+/// The default label vocabulary (scripts/make_vocab.py).
+pub const DEFAULT_VOCAB: &str = include_str!("../../assets/vocab/english.txt");
+
+/// Vocabulary entries embedded per forward pass.
+const VOCAB_BATCH: usize = 256;
+/// Pairs the reconstruction quality is measured on.
+const QUALITY_ROWS: usize = 4096;
+
+/// Everything `analyze` computes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Analysis {
+    /// Per feature.
+    pub features: Vec<FeatureReport>,
+    /// Thresholds of the class rule.
+    pub thresholds: Thresholds,
+    /// Counts of ImgD, TextD, CrossD, Rare.
+    pub class_counts: [usize; 4],
+    /// WinRates.
+    pub win_rates: WinRates,
+    /// Reconstruction quality per modality (on up to 4096 pairs).
+    pub quality: Evaluation,
+}
+
+/// Runs the analysis. `vocab` holds vocabulary entries and their text embeddings
+/// ([entries, d], same space as `pairs`) for auto-labels; `progress` is told the number
+/// of pairs done.
+pub fn analyze(
+    dict: &Dictionary,
+    pairs: &Pairs,
+    vocab: Option<(&[String], Tensor<2>)>,
+    config: &AnalyzeConfig,
+    device: &Device,
+    mut progress: impl FnMut(usize),
+) -> Result<Analysis> {
+    let input = if config.center {
+        pairs.centered()
+    } else {
+        pairs.clone()
+    };
+    let (mds, top_i, top_t) = stream(dict, &input, config, device, &mut progress)?;
+    let (classes, thresholds) = classify(&mds, config.rule, config.min_support);
+    let mut labels = match vocab {
+        Some((words, embeds)) => auto_labels(dict, words, embeds, pairs, config, device)?,
+        None => vec![Vec::new(); dict.features()],
+    };
+    let sim_i = top_sims(&top_i, &pairs.images, pairs.d);
+    let sim_t = top_sims(&top_t, &pairs.texts, pairs.d);
+    let win_rates = win_rates(pairs, &classes, (&sim_i, &sim_t), config, device)?;
+    let features = (0..dict.features())
+        .map(|f| FeatureReport {
+            id: f,
+            mds: mds[f].mds,
+            class: classes[f],
+            support: mds[f].support,
+            mean_image: mds[f].mean_image,
+            mean_text: mds[f].mean_text,
+            emb_sim_image: sim_i[f],
+            emb_sim_text: sim_t[f],
+            labels: std::mem::take(&mut labels[f]),
+            top_images: top_i.lists[f].iter().map(|(v, i)| (*i, *v)).collect(),
+            top_texts: top_t.lists[f].iter().map(|(v, i)| (*i, *v)).collect(),
+        })
+        .collect();
+    Ok(Analysis {
+        features,
+        thresholds,
+        class_counts: class_counts(&classes),
+        win_rates,
+        quality: evaluate(dict, &input, QUALITY_ROWS, 0, device)?,
+    })
+}
+
+/// One pass over the pairs: MDS statistics and the top-m rows per feature and modality.
+fn stream(
+    dict: &Dictionary,
+    input: &Pairs,
+    config: &AnalyzeConfig,
+    device: &Device,
+    progress: &mut impl FnMut(usize),
+) -> Result<(Vec<FeatureMds>, TopM, TopM)> {
+    let k = dict.features();
+    let mut acc = MdsAccumulator::new(config.eps);
+    let (mut top_i, mut top_t) = (TopM::new(k, config.top_m), TopM::new(k, config.top_m));
+    let all: Vec<usize> = (0..input.n).collect();
+    for (c, chunk) in all.chunks(config.batch.max(1)).enumerate() {
+        let a = dict.encode(input.rows(true, chunk, device));
+        let b = dict.encode(input.rows(false, chunk, device));
+        top_i.add(a.clone(), c * config.batch)?;
+        top_t.add(b.clone(), c * config.batch)?;
+        acc.add(a, b);
+        progress(chunk.len());
+    }
+    Ok((acc.finish()?, top_i, top_t))
+}
+
+/// Auto-labels: the vocabulary entries that activate each feature most (text embeddings,
+/// centred with the text mean when the analysis is).
+fn auto_labels(
+    dict: &Dictionary,
+    words: &[String],
+    embeds: Tensor<2>,
+    pairs: &Pairs,
+    config: &AnalyzeConfig,
+    device: &Device,
+) -> Result<Vec<Vec<(String, f32)>>> {
+    let mut top = TopM::new(dict.features(), config.labels);
+    let [n_words, _] = embeds.dims();
+    let embeds = if config.center {
+        let mean = pairs.modality_means().text;
+        embeds - Tensor::<1>::from_floats(mean.as_slice(), device).unsqueeze::<2>()
+    } else {
+        embeds
+    };
+    for start in (0..n_words).step_by(config.batch.max(1)) {
+        let len = config.batch.min(n_words - start);
+        top.add(dict.encode(embeds.clone().narrow(0, start, len)), start)?;
+    }
+    Ok(top
+        .lists
+        .into_iter()
+        .map(|list| {
+            list.into_iter()
+                .map(|(v, i)| (words[i].clone(), v))
+                .collect()
+        })
+        .collect())
+}
+
+/// EmbSim of each list's rows (`emb` is the raw `[n, d]` embeddings of one modality).
+fn top_sims(top: &TopM, emb: &[f32], d: usize) -> Vec<Option<f64>> {
+    top.lists
+        .iter()
+        .map(|l| {
+            emb_sim(
+                &l.iter()
+                    .map(|(_, i)| &emb[i * d..(i + 1) * d])
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect()
+}
+
+/// EmbSim of every baseline "feature", a direction in embedding space (the columns of
+/// `directions`, [d, features]): its top-m rows by projection, and their embeddings'
+/// mean pairwise cosine. Projections run on the device in batches.
+fn baseline_emb_sims(
+    pairs: &Pairs,
+    image: bool,
+    directions: &Tensor<2>,
+    config: &AnalyzeConfig,
+    device: &Device,
+) -> Result<Vec<f64>> {
+    let [d, features] = directions.dims();
+    let batch = config.batch.max(1);
+    let mut top = TopM::new(features, config.top_m);
+    let all: Vec<usize> = (0..pairs.n).collect();
+    for (c, chunk) in all.chunks(batch).enumerate() {
+        top.add(
+            pairs.rows(image, chunk, device).matmul(directions.clone()),
+            c * batch,
+        )?;
+    }
+    let emb = if image { &pairs.images } else { &pairs.texts };
+    Ok(top_sims(&top, emb, d).into_iter().flatten().collect())
+}
+
+/// `d` random unit directions as the columns of a [d, d] matrix.
+fn random_directions(d: usize, seed: u64, device: &Device) -> Tensor<2> {
+    let mut rng = SplitMix(seed);
+    let random: Vec<f32> = (0..d * d)
+        .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+        .collect();
+    crate::dict::sae::unit_rows(Tensor::<2>::from_data(
+        TensorData::new(random, [d, d]),
+        device,
+    ))
+    .transpose()
+}
+
+/// WinRates of the classified features' EmbSim over the d raw dimensions and d random
+/// unit directions, per modality.
+fn win_rates(
+    pairs: &Pairs,
+    classes: &[FeatureClass],
+    (sim_i, sim_t): (&[Option<f64>], &[Option<f64>]),
+    config: &AnalyzeConfig,
+    device: &Device,
+) -> Result<WinRates> {
+    let classified = |s: &[Option<f64>]| -> Vec<f64> {
+        s.iter()
+            .zip(classes)
+            .filter(|(_, c)| **c != FeatureClass::Rare)
+            .filter_map(|(v, _)| *v)
+            .collect()
+    };
+    let (ours_i, ours_t) = (classified(sim_i), classified(sim_t));
+    let raw = Tensor::<2>::eye(pairs.d, device);
+    let random = random_directions(pairs.d, config.seed, device);
+    let vs = |dirs: &Tensor<2>| -> Result<[(f64, usize); 2]> {
+        Ok([
+            win_rate(
+                &ours_i,
+                &baseline_emb_sims(pairs, true, dirs, config, device)?,
+            ),
+            win_rate(
+                &ours_t,
+                &baseline_emb_sims(pairs, false, dirs, config, device)?,
+            ),
+        ])
+    };
+    Ok(WinRates {
+        vs_raw_dims: vs(&raw)?,
+        vs_random_directions: vs(&random)?,
+    })
+}
+
+/// The inputs of `monoscope analyze`.
+pub struct AnalyzeJob<'a> {
+    /// Hugging Face CLIP directory (embeds the label vocabulary; its hash goes into the
+    /// manifest).
+    pub model: &'a Path,
+    /// Dictionary directory (monoscope or SAELens format).
+    pub dict: &'a Path,
+    /// Paired embeddings file (from `extract`).
+    pub embeddings: &'a Path,
+    /// Output bundle directory.
+    pub out: &'a Path,
+    /// Label vocabulary file, one entry per line (default: [`DEFAULT_VOCAB`]).
+    pub vocab: Option<&'a Path>,
+    /// Settings.
+    pub config: AnalyzeConfig,
+}
+
+/// Runs `analyze` from files to a bundle directory; returns the class counts.
+pub fn run(
+    job: &AnalyzeJob<'_>,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<[usize; 4]> {
+    let emb = EmbeddingsFile::from_bytes(&read_file(job.embeddings)?)?;
+    let (dict_file, dict) = crate::io::dictionary::load_dir(job.dict, device)?;
+    if dict_file.config.d != emb.pairs.d {
+        return Err(Error::Invalid(format!(
+            "the dictionary expects width {}, the embeddings have {}",
+            dict_file.config.d, emb.pairs.d
+        )));
+    }
+    let embedder = Embedder::from_dir(job.model, device)?;
+    if embedder.config.projection_dim != emb.pairs.d {
+        return Err(Error::Invalid(format!(
+            "{} embeds into {} dimensions, the embeddings have {}",
+            job.model.display(),
+            embedder.config.projection_dim,
+            emb.pairs.d
+        )));
+    }
+    let words = vocabulary(job.vocab)?;
+    progress.start("analyze", (words.len() + emb.pairs.n) as u64);
+    let mut word_embeds = Vec::new();
+    for chunk in words.chunks(VOCAB_BATCH) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        word_embeds.push(embedder.embed_texts(&refs)?);
+        progress.inc(chunk.len() as u64);
+    }
+    let vocab_tensor = (!word_embeds.is_empty()).then(|| Tensor::cat(word_embeds, 0));
+    let result = analyze(
+        &dict,
+        &emb.pairs,
+        vocab_tensor.map(|t| (words.as_slice(), t)),
+        &job.config,
+        device,
+        |n| progress.inc(n as u64),
+    )?;
+    progress.finish();
+    let examples = examples(&result.features, &emb);
+    let manifest = Manifest::new(
+        ModelRef {
+            path: job.model.display().to_string(),
+            hash_fnv1a64: Some(fnv1a64(&read_file(&job.model.join("model.safetensors"))?)),
+            config: Some(embedder.config.clone()),
+        },
+        dict_file,
+        DatasetInfo {
+            embeddings: job.embeddings.display().to_string(),
+            pairs_file: emb.meta.pairs.clone(),
+            pairs: emb.pairs.n,
+            skipped_lines: emb.meta.skipped.len(),
+            // With --center, inputs must be centred with these means before encoding.
+            modality_means: job.config.center.then(|| emb.pairs.modality_means()),
+        },
+        job.config.clone(),
+        result.thresholds,
+        result.class_counts,
+        BundleMetrics {
+            win_rates: result.win_rates,
+            quality: result.quality,
+        },
+    );
+    let features = FeaturesFile {
+        features: result.features,
+        examples,
+    };
+    crate::io::bundle::save(job.out, &manifest, &features, &dict)?;
+    Ok(result.class_counts)
+}
+
+/// The vocabulary entries of a file (or the default list), blank lines dropped.
+fn vocabulary(path: Option<&Path>) -> Result<Vec<String>> {
+    let text = match path {
+        Some(p) => read_text(p)?,
+        None => DEFAULT_VOCAB.to_string(),
+    };
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+/// The pairs the features' top lists refer to, by row.
+fn examples(features: &[FeatureReport], emb: &EmbeddingsFile) -> BTreeMap<usize, Example> {
+    let mut examples = BTreeMap::new();
+    for f in features {
+        for (row, _) in f.top_images.iter().chain(&f.top_texts) {
+            examples.entry(*row).or_insert_with(|| Example {
+                line: emb.meta.lines.get(*row).copied().unwrap_or(row + 1) as u64,
+                image: emb.meta.images.get(*row).cloned().unwrap_or_default(),
+                caption: emb.meta.captions.get(*row).cloned().unwrap_or_default(),
+            });
+        }
+    }
+    examples
+}

@@ -1,0 +1,201 @@
+//! The one library API both edges use: a [`Lab`] owns a loaded CLIP ([`Embedder`]), the
+//! optional result bundle ([`Lens`]) and the optional demo image decoder, and returns
+//! typed reports for analysing inputs, heatmaps ([`heatmap`]), the probe ([`probe`]),
+//! attacks ([`attack`]) and control ([`control`]). `src/web/` and the CLI only convert
+//! arguments and results.
+//!
+//! Methods that read embeddings back are `async`, because the browser's WebGPU device can
+//! only be read asynchronously; natively the CLI drives them with
+//! `burn::tensor::read_sync`. The lens and decoder sit behind `Rc`s that each call clones
+//! first, so a bundle can be swapped while an earlier call is still awaiting the device.
+
+pub mod attack;
+pub mod control;
+pub mod heatmap;
+pub mod probe;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde::Serialize;
+
+use crate::base::Modality;
+use crate::base::host::rows_async;
+use crate::error::{Error, Result};
+use crate::inspect::{HostDecoder, Lens, LensSummary};
+use crate::pipeline::Embedder;
+use crate::world::decoder::ImageDecoder;
+
+/// A loaded model with its optional bundle and demo decoder.
+#[derive(Debug)]
+pub struct Lab {
+    embedder: Embedder,
+    model_hash: Option<String>,
+    lens: RefCell<Option<Rc<Lens>>>,
+    decoder: RefCell<Option<Rc<ImageDecoder>>>,
+}
+
+/// One analysed input: its embedding and, with a bundle, its feature activations.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputReport {
+    /// L2-normalised embedding.
+    pub embedding: Vec<f32>,
+    /// Activation of every feature (with a bundle).
+    pub activations: Option<Vec<f32>>,
+    /// For prompts: longer than the model's context, so truncated.
+    pub truncated: bool,
+}
+
+impl Lab {
+    /// Wraps a loaded model; `model_hash` is the FNV-1a 64 of its weights file, when
+    /// known (bundles record the hash of their model).
+    pub fn new(embedder: Embedder, model_hash: Option<String>) -> Self {
+        Self {
+            embedder,
+            model_hash,
+            lens: RefCell::new(None),
+            decoder: RefCell::new(None),
+        }
+    }
+
+    /// The model.
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    /// Hash of the model's weights, when known.
+    pub fn model_hash(&self) -> Option<&str> {
+        self.model_hash.as_deref()
+    }
+
+    /// Installs a bundle's lens (refused when it reads another embedding width); returns
+    /// its summary. An earlier bundle is replaced only when the new one is valid.
+    pub fn set_lens(&self, lens: Lens) -> Result<LensSummary> {
+        lens.check_model(self.embedder.config.projection_dim)?;
+        let summary = lens.summary(self.model_hash());
+        *self.lens.borrow_mut() = Some(Rc::new(lens));
+        Ok(summary)
+    }
+
+    /// Forgets the bundle.
+    pub fn clear_lens(&self) {
+        *self.lens.borrow_mut() = None;
+    }
+
+    /// The bundle's lens, if one is loaded.
+    pub fn lens_opt(&self) -> Option<Rc<Lens>> {
+        self.lens.borrow().clone()
+    }
+
+    /// The bundle's lens, or an error saying one is needed.
+    pub fn lens(&self) -> Result<Rc<Lens>> {
+        self.lens_opt()
+            .ok_or_else(|| Error::Invalid("this needs a result bundle".into()))
+    }
+
+    /// The lens and its host decoder (the applications need an SAE bundle).
+    fn lens_with_decoder(&self) -> Result<Rc<Lens>> {
+        let lens = self.lens()?;
+        lens.decoder()?;
+        Ok(lens)
+    }
+
+    /// Installs the demo world's embedding -> image decoder.
+    pub fn set_decoder(&self, decoder: ImageDecoder) -> Result<()> {
+        if decoder.fc1.weight.dims()[0] != self.embedder.config.projection_dim {
+            return Err(Error::Invalid(
+                "the decoder was made for another embedding width".into(),
+            ));
+        }
+        *self.decoder.borrow_mut() = Some(Rc::new(decoder));
+        Ok(())
+    }
+
+    fn decoder(&self) -> Option<Rc<ImageDecoder>> {
+        self.decoder.borrow().clone()
+    }
+
+    /// Preprocesses an encoded image file.
+    pub fn preprocess(&self, bytes: &[u8]) -> Result<Vec<f32>> {
+        self.embedder.preprocess(bytes)
+    }
+
+    /// Embeddings of preprocessed images, one row each.
+    pub async fn embed_pixels(&self, pixels: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        rows_async(self.embedder.embed_pixels(pixels)?).await
+    }
+
+    /// Embeddings of an already preprocessed batch tensor ([n, 3, size, size]).
+    pub async fn embed_pixels_tensor(
+        &self,
+        pixels: burn::tensor::Tensor<4>,
+    ) -> Result<Vec<Vec<f32>>> {
+        rows_async(self.embedder.model.embed_images(pixels)).await
+    }
+
+    /// Embedding of an encoded image file.
+    pub async fn embed_image(&self, bytes: &[u8]) -> Result<Vec<f32>> {
+        let pixels = self.preprocess(bytes)?;
+        Ok(self.embed_pixels(&[pixels]).await?.remove(0))
+    }
+
+    /// Embeddings of prompts to analyse (blank ones refused) and which were truncated.
+    pub async fn embed_prompts(&self, texts: &[String]) -> Result<(Vec<Vec<f32>>, Vec<bool>)> {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let (batch, truncated) = self.embedder.prompt_batch(&refs)?;
+        let rows = rows_async(self.embedder.model.embed_texts(&batch)).await?;
+        Ok((rows, truncated))
+    }
+
+    /// Embedding of any text, blank included (the raw tower, as `embed` computes it).
+    pub async fn embed_text(&self, text: &str) -> Result<Vec<f32>> {
+        Ok(rows_async(self.embedder.embed_texts(&[text])?)
+            .await?
+            .remove(0))
+    }
+
+    /// Activations of embeddings with the loaded bundle, or `None` without one.
+    pub fn activations(
+        &self,
+        rows: &[Vec<f32>],
+        modality: Modality,
+    ) -> Result<Option<Vec<Vec<f32>>>> {
+        match self.lens_opt() {
+            Some(lens) => Ok(Some(lens.activations(rows, modality)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Embedding and activations of an encoded image file.
+    pub async fn analyze_image(&self, bytes: &[u8]) -> Result<InputReport> {
+        let embedding = self.embed_image(bytes).await?;
+        self.report(embedding, Modality::Image, false)
+    }
+
+    /// Embedding and activations of a prompt (blank prompts refused).
+    pub async fn analyze_text(&self, text: &str) -> Result<InputReport> {
+        let (mut rows, truncated) = self.embed_prompts(&[text.to_string()]).await?;
+        self.report(rows.remove(0), Modality::Text, truncated[0])
+    }
+
+    fn report(
+        &self,
+        embedding: Vec<f32>,
+        modality: Modality,
+        truncated: bool,
+    ) -> Result<InputReport> {
+        let activations = self
+            .activations(std::slice::from_ref(&embedding), modality)?
+            .map(|mut a| a.remove(0));
+        Ok(InputReport {
+            embedding,
+            activations,
+            truncated,
+        })
+    }
+}
+
+/// Runs `f` with the loaded bundle's host decoder.
+fn with_host_decoder<T>(lens: &Lens, f: impl FnOnce(&HostDecoder) -> Result<T>) -> Result<T> {
+    f(lens.decoder()?)
+}

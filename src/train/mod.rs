@@ -1,0 +1,11 @@
+//! Training machinery (native only): Adam/AdamW with checkpointable moments ([`optim`]),
+//! the one checkpoint format every trainer writes ([`checkpoint`]) and dictionary
+//! training ([`dict`]). The demo world's CLIP trainer (`world::train`) uses the same
+//! optimiser and checkpoints.
+
+pub mod checkpoint;
+pub mod dict;
+pub mod job;
+pub mod optim;
+
+pub use optim::{Adam, checked_loss};
