@@ -3,6 +3,7 @@
 mod common;
 
 use burn::tensor::Device;
+use common::{TensorFile, cli, cli_ok, demo_dir, demo_embedder, demo_lens};
 use monoscope::Embedder;
 use monoscope::analysis::mds::FeatureClass;
 use monoscope::apps::attack::{
@@ -15,10 +16,7 @@ use monoscope::world::scene::{COLOURS, SHAPES, Scene, generate};
 
 fn demo() -> (Embedder, Lens, Device) {
     let device = Device::flex();
-    let root = common::root().join("assets/demo");
-    let e = Embedder::from_dir(&root.join("clip"), &device).unwrap();
-    let lens = Lens::load(&root.join("bundle"), &device).unwrap();
-    (e, lens, device)
+    (demo_embedder(&device), demo_lens(&device), device)
 }
 
 /// Single-object held-out scenes (indices far from training and from other tests).
@@ -266,7 +264,7 @@ fn control_removing_crossd_changes_the_decoded_colour_more_than_textd() {
     use monoscope::world::decoder::from_bytes;
     let (e, lens, device) = demo();
     let dec = lens.decoder().unwrap();
-    let dir = common::root().join("assets/demo/decoder");
+    let dir = demo_dir().join("decoder");
     let image_decoder = from_bytes(
         &std::fs::read(dir.join("decoder.json")).unwrap(),
         &std::fs::read(dir.join("decoder.safetensors")).unwrap(),
@@ -332,9 +330,6 @@ fn control_removing_crossd_changes_the_decoded_colour_more_than_textd() {
 
 #[test]
 fn cli_probe_attack_and_control_end_to_end() {
-    use std::process::Command;
-    let bin = env!("CARGO_BIN_EXE_monoscope");
-    let root = common::root();
     let tmp = std::env::temp_dir().join(format!("monoscope-apps-cli-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     let (e, _, _) = demo();
@@ -350,17 +345,9 @@ fn cli_probe_attack_and_control_end_to_end() {
         }
     }
     std::fs::write(tmp.join("red/broken.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(bin).args(args).output().unwrap();
-        let (so, se) = (
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        );
-        assert!(out.status.success(), "{args:?}\nstdout: {so}\nstderr: {se}");
-        (so, se)
-    };
-    let model = root.join("assets/demo/clip");
-    let bundle = root.join("assets/demo/bundle");
+    let run = |args: &[&str]| cli_ok(args, None);
+    let model = demo_dir().join("clip");
+    let bundle = demo_dir().join("bundle");
     let (m, b) = (model.to_str().unwrap(), bundle.to_str().unwrap());
     let t = |p: &str| tmp.join(p).to_str().unwrap().to_string();
 
@@ -426,8 +413,8 @@ fn cli_probe_attack_and_control_end_to_end() {
         assert_eq!(img.width(), side);
     }
     // Bad requests are clear errors.
-    let bad = Command::new(bin)
-        .args([
+    let (ok, _, stderr) = cli(
+        &[
             "attack",
             "--model",
             m,
@@ -441,11 +428,11 @@ fn cli_probe_attack_and_control_end_to_end() {
             "b",
             "--target",
             "c",
-        ])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("not one of the --label"));
+        ],
+        None,
+    );
+    assert!(!ok);
+    assert!(stderr.contains("not one of the --label"));
 
     let (out, _) = run(&[
         "control",
@@ -462,11 +449,11 @@ fn cli_probe_attack_and_control_end_to_end() {
         "--out",
         &t("edit/red.safetensors"),
         "--decoder",
-        root.join("assets/demo/decoder").to_str().unwrap(),
+        demo_dir().join("decoder").to_str().unwrap(),
     ]);
     assert!(out.contains("cosine to the original"), "{out}");
-    let blank = Command::new(bin)
-        .args([
+    let (ok, _, stderr) = cli(
+        &[
             "control",
             "--model",
             m,
@@ -476,14 +463,13 @@ fn cli_probe_attack_and_control_end_to_end() {
             "  ",
             "--out",
             &t("x.safetensors"),
-        ])
-        .output()
-        .unwrap();
-    assert!(!blank.status.success());
-    assert!(String::from_utf8_lossy(&blank.stderr).contains("empty prompt"));
-    let st_bytes = std::fs::read(tmp.join("edit/red.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&st_bytes).unwrap();
-    assert_eq!(st.tensor("embedding").unwrap().shape(), &[1, 32]);
+        ],
+        None,
+    );
+    assert!(!ok);
+    assert!(stderr.contains("empty prompt"));
+    let edited = TensorFile::open(&tmp.join("edit/red.safetensors"));
+    assert_eq!(edited.get("embedding").shape, [1, 32]);
     let npy = std::fs::read(tmp.join("edit/red.npy")).unwrap();
     assert!(npy.starts_with(b"\x93NUMPY") && npy.len() > 32 * 4);
     for f in ["edit/red.before.png", "edit/red.after.png"] {

@@ -1,6 +1,9 @@
 //! Dictionaries on synthetic data with known ground truth.
 
+mod common;
+
 use burn::tensor::{Device, Tensor, TensorData};
+use common::{TensorFile, root};
 use monoscope::analysis::mds::{ClassRule, FeatureClass, MdsAccumulator, classify};
 use monoscope::dict::train::{Pairs, SplitMix, TrainConfig, Trainer};
 use monoscope::dict::{DictConfig, DictKind};
@@ -285,32 +288,18 @@ fn info_nce_gradient_matches_finite_differences() {
     }
 }
 
-fn read_ref(path: &std::path::Path) -> std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(n, t)| {
-            let v = t
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                .collect();
-            (n, (t.shape().to_vec(), v))
-        })
-        .collect()
-}
-
 #[test]
 fn saelens_dictionaries_load_and_match_their_reference() {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let fixtures = root().join("tests/fixtures");
     for name in ["saelens-topk", "saelens-relu", "saelens-topk-legacy"] {
-        let dir = root.join(name);
+        let dir = fixtures.join(name);
         let (file, dict) = monoscope::io::dictionary::load_dir(&dir, &Device::flex()).unwrap();
-        let r = read_ref(&dir.join("reference.safetensors"));
-        let (xs, x) = &r["x"];
-        let input =
-            Tensor::<2>::from_data(TensorData::new(x.clone(), [xs[0], xs[1]]), &Device::flex());
+        let r = TensorFile::open(&dir.join("reference.safetensors"));
+        let x = r.get("x");
+        let input = Tensor::<2>::from_data(
+            TensorData::new(x.f, [x.shape[0], x.shape[1]]),
+            &Device::flex(),
+        );
         let z = dict.encode(input);
         let x_hat = dict.decode(z.clone()).unwrap();
         let z: Vec<f32> = rows_of(z).concat();
@@ -321,14 +310,15 @@ fn saelens_dictionaries_load_and_match_their_reference() {
                 .map(|(p, q)| (p - q).abs())
                 .fold(0f32, f32::max)
         };
+        let (want_z, want_x_hat) = (r.get("feature_acts").f, r.get("x_hat").f);
         // f32 on both sides, 16-wide dot products: 1e-5 is ~100 ulps of the values.
         assert!(
-            max(&z, &r["feature_acts"].1) <= 1e-5,
+            max(&z, &want_z) <= 1e-5,
             "{name}: activations differ by {}",
-            max(&z, &r["feature_acts"].1)
+            max(&z, &want_z)
         );
         assert!(
-            max(&x_hat, &r["x_hat"].1) <= 1e-5,
+            max(&x_hat, &want_x_hat) <= 1e-5,
             "{name}: reconstructions differ"
         );
         if file.config.kind == DictKind::Topk {

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use burn::tensor::Device;
 use common::*;
 use monoscope::clip::preprocess::ImageProcessor;
@@ -83,7 +81,7 @@ fn preprocessing_matches_clip_image_processor() {
     let dir = root().join("tests/fixtures/images");
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("preprocess.json")).unwrap()).unwrap();
-    let reference = Reference::open(&dir.join("preprocess_reference.safetensors"));
+    let reference = TensorFile::open(&dir.join("preprocess_reference.safetensors"));
     let size = meta["processor"]["size"]["shortest_edge"].as_u64().unwrap() as usize;
     let p = ImageProcessor::for_size(size);
     let images = meta["images"].as_array().unwrap();
@@ -145,9 +143,9 @@ fn bad_images_give_errors() {
 fn fixture_files(dir: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let d = root().join(dir);
     (
-        std::fs::read(d.join("config.json")).unwrap(),
-        std::fs::read(d.join("model.safetensors")).unwrap(),
-        std::fs::read(d.join("tokenizer.json")).unwrap(),
+        read(d.join("config.json")),
+        read(d.join("model.safetensors")),
+        read(d.join("tokenizer.json")),
     )
 }
 
@@ -214,7 +212,8 @@ fn bad_checkpoints_give_errors_naming_the_problem() {
 #[test]
 fn missing_tensor_is_named() {
     let (config, weights, tok) = fixture_files("tests/fixtures/tiny-gelu");
-    let st = safetensors::SafeTensors::deserialize(&weights).unwrap();
+    let file = TensorFile::from_bytes(weights);
+    let st = file.parse();
     let dropped = "vision_model.post_layernorm.bias";
     let kept: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
         .tensors()
@@ -233,49 +232,31 @@ fn every_checkpoint_tensor_is_used_and_round_trips() {
     let (config, weights, tok) = fixture_files("tests/fixtures/tiny-gelu");
     let e = load(&config, &weights, &tok).unwrap();
     let saved = monoscope::io::weights::save_module(&e.model).unwrap();
-    let a = safetensors::SafeTensors::deserialize(&weights).unwrap();
-    let b = safetensors::SafeTensors::deserialize(&saved).unwrap();
-    let mut names_a = a.names();
-    let mut names_b = b.names();
-    names_a.sort();
-    names_b.sort();
-    assert_eq!(names_a, names_b);
-    for n in names_a {
-        assert_eq!(
-            a.tensor(n).unwrap().data(),
-            b.tensor(n).unwrap().data(),
-            "{n}"
-        );
+    let a = TensorFile::from_bytes(weights);
+    let b = TensorFile::from_bytes(saved);
+    let names = a.names();
+    assert_eq!(names, b.names());
+    for n in &names {
+        assert_eq!(a.raw(n), b.raw(n), "{n}");
     }
-}
-
-fn cli(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_monoscope"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 #[test]
 fn cli_embed_writes_the_documented_json() {
-    let (ok, stdout, stderr) = cli(&[
-        "embed",
-        "--model",
-        "assets/tiny-clip",
-        "--image",
-        "tests/fixtures/images/coffee.jpg",
-        "--image",
-        "tests/fixtures/images/gray.png",
-        "--text",
-        "a cup of coffee",
-    ]);
-    assert!(ok, "{stderr}");
+    let (stdout, _) = cli_ok(
+        &[
+            "embed",
+            "--model",
+            "assets/tiny-clip",
+            "--image",
+            "tests/fixtures/images/coffee.jpg",
+            "--image",
+            "tests/fixtures/images/gray.png",
+            "--text",
+            "a cup of coffee",
+        ],
+        None,
+    );
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["images"].as_array().unwrap().len(), 2);
     assert_eq!(v["texts"][0], "a cup of coffee");
@@ -317,13 +298,12 @@ fn cli_errors_are_one_line() {
         vec!["embed", "--model", "tests/fixtures/images", "--text", "x"],
         vec!["info", "--model", "no/such/dir"],
     ] {
-        let (ok, _, stderr) = cli(&args);
+        let (ok, _, stderr) = cli(&args, None);
         assert!(!ok, "{args:?} should fail");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
     }
-    let (ok, stdout, stderr) = cli(&["info", "--model", "tests/fixtures/tiny-legacy"]);
-    assert!(ok, "{stderr}");
+    let (stdout, _) = cli_ok(&["info", "--model", "tests/fixtures/tiny-legacy"], None);
     assert!(
         stdout.contains("ArgmaxId") && stdout.contains("parameters:"),
         "{stdout}"

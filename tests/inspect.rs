@@ -3,37 +3,16 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use burn::tensor::Device;
-use monoscope::Embedder;
+use common::{TensorFile, demo_dir, demo_embedder, demo_lens, read};
 use monoscope::inspect::{Lens, Modality, occlusion_drops, occlusions};
 use monoscope::pipeline::rows;
-use safetensors::SafeTensors;
-
-fn demo() -> PathBuf {
-    common::root().join("assets/demo")
-}
-
-fn read(p: PathBuf) -> Vec<u8> {
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn f32s(st: &SafeTensors, name: &str) -> Vec<f32> {
-    st.tensor(name)
-        .unwrap()
-        .data()
-        .chunks(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
 
 /// TopK SAE encoder written out with loops, from the raw safetensors file and the
 /// manifest's means: the reference the lens must match.
 fn reference_encode(x: &[f32], mean: &[f32], k: usize) -> Vec<f32> {
-    let bytes = read(demo().join("bundle/dictionary.safetensors"));
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let (w_enc, b_enc, b_dec) = (f32s(&st, "W_enc"), f32s(&st, "b_enc"), f32s(&st, "b_dec"));
+    let st = TensorFile::open(&demo_dir().join("bundle/dictionary.safetensors"));
+    let [w_enc, b_enc, b_dec] = ["W_enc", "b_enc", "b_dec"].map(|n| st.get(n).f);
     let (d, kk) = (x.len(), b_enc.len());
     let mut pre = b_enc.clone();
     for i in 0..d {
@@ -53,14 +32,14 @@ fn reference_encode(x: &[f32], mean: &[f32], k: usize) -> Vec<f32> {
 #[test]
 fn lens_matches_a_hand_written_encoder_with_the_bundle_means() {
     let device = Device::flex();
-    let e = Embedder::from_dir(&demo().join("clip"), &device).unwrap();
-    let lens = Lens::load(&demo().join("bundle"), &device).unwrap();
+    let e = demo_embedder(&device);
+    let lens = demo_lens(&device);
     lens.check_model(e.config.projection_dim).unwrap();
     let (mi, mt) = lens.means.clone().expect("the demo bundle is centred");
     let k = 8; // the demo dictionary's TopK k (assets/demo/bundle/manifest.json)
 
     let img = e
-        .preprocess(&read(demo().join("images/scene-0.png")))
+        .preprocess(&read(demo_dir().join("images/scene-0.png")))
         .unwrap();
     let x_img = rows(e.embed_pixels(&[img]).unwrap()).unwrap().remove(0);
     let x_txt = rows(e.embed_texts(&["a big red box in the center"]).unwrap())
@@ -92,7 +71,7 @@ fn lens_matches_a_hand_written_encoder_with_the_bundle_means() {
 #[test]
 fn lens_refuses_bad_bundles_with_clear_errors() {
     let device = Device::flex();
-    let lens = Lens::load(&demo().join("bundle"), &device).unwrap();
+    let lens = demo_lens(&device);
     let err = lens.check_model(512).unwrap_err().to_string();
     assert!(err.contains("32-d") && err.contains("512-d"), "{err}");
     assert!(
@@ -103,9 +82,9 @@ fn lens_refuses_bad_bundles_with_clear_errors() {
     );
 
     let manifest: serde_json::Value =
-        serde_json::from_slice(&read(demo().join("bundle/manifest.json"))).unwrap();
-    let features = read(demo().join("bundle/features.json"));
-    let weights = read(demo().join("bundle/dictionary.safetensors"));
+        serde_json::from_slice(&read(demo_dir().join("bundle/manifest.json"))).unwrap();
+    let features = read(demo_dir().join("bundle/features.json"));
+    let weights = read(demo_dir().join("bundle/dictionary.safetensors"));
     let with = |edit: &dyn Fn(&mut serde_json::Value)| {
         let mut m = manifest.clone();
         edit(&mut m);
@@ -128,7 +107,7 @@ fn lens_refuses_bad_bundles_with_clear_errors() {
     // Truncated weights and malformed features are refused too.
     assert!(
         Lens::from_bytes(
-            &read(demo().join("bundle/manifest.json")),
+            &read(demo_dir().join("bundle/manifest.json")),
             &features,
             &weights[..1000],
             &device
@@ -137,7 +116,7 @@ fn lens_refuses_bad_bundles_with_clear_errors() {
     );
     assert!(
         Lens::from_bytes(
-            &read(demo().join("bundle/manifest.json")),
+            &read(demo_dir().join("bundle/manifest.json")),
             b"{}",
             &weights,
             &device
@@ -152,8 +131,8 @@ fn occlusion_heatmap_points_at_the_object() {
     // change the image's most active feature more than hiding background patches.
     use monoscope::world::scene::{SIZES, generate};
     let device = Device::flex();
-    let e = Embedder::from_dir(&demo().join("clip"), &device).unwrap();
-    let lens = Lens::load(&demo().join("bundle"), &device).unwrap();
+    let e = demo_embedder(&device);
+    let lens = demo_lens(&device);
     let v = &e.config.vision;
     let mut checked = 0;
     let mut wins = 0;

@@ -15,12 +15,11 @@ use monoscope::Embedder;
 use monoscope::clip::TextBatch;
 use monoscope::pipeline::rows;
 
-fn load(dir: &str) -> (Embedder, Reference, serde_json::Value) {
+fn load(dir: &str) -> (Embedder, TensorFile, serde_json::Value) {
     let d = root().join(dir);
     let embedder = Embedder::from_dir(&d, &Device::flex()).unwrap_or_else(|e| panic!("{dir}: {e}"));
-    let reference = Reference::open(&d.join("reference.safetensors"));
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(d.join("reference.json")).unwrap()).unwrap();
+    let reference = TensorFile::open(&d.join("reference.safetensors"));
+    let meta: serde_json::Value = serde_json::from_slice(&read(d.join("reference.json"))).unwrap();
     (embedder, reference, meta)
 }
 

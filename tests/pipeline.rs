@@ -1,25 +1,9 @@
 //! The native jobs end to end on the tiny fixture model: extract (with bad lines and a
 //! resume), train (with a resume), analyze, report.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(args: &[&str], dir: &Path) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_monoscope"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use common::{cli, root};
 
 #[test]
 fn extract_train_analyze_report() {
@@ -56,9 +40,10 @@ fn extract_train_analyze_report() {
     std::fs::write(dir.join("pairs.tsv"), lines.join("\n")).unwrap();
     let model = root().join("assets/tiny-clip");
     let model = model.to_str().unwrap();
-
-    let (ok, _, err) = run(
-        &[
+    // Every run works in the temporary directory, where its relative paths point.
+    let run = |args: &[&str]| cli(args, Some(dir.as_path()));
+    let extract = |more: &[&str]| {
+        let mut args = vec![
             "extract",
             "--model",
             model,
@@ -66,11 +51,12 @@ fn extract_train_analyze_report() {
             "pairs.tsv",
             "--out",
             "emb.safetensors",
-            "--batch",
-            "5",
-        ],
-        &dir,
-    );
+        ];
+        args.extend(more);
+        run(&args)
+    };
+
+    let (ok, _, err) = extract(&["--batch", "5"]);
     assert!(ok, "{err}");
     for line in [34, 35, 36] {
         assert!(
@@ -85,18 +71,7 @@ fn extract_train_analyze_report() {
     assert_eq!(emb.pairs.n, 32);
     assert_eq!(emb.meta.lines[0], 2);
     // Re-running keeps what is done and only retries the lines that failed.
-    let (ok, _, err) = run(
-        &[
-            "extract",
-            "--model",
-            model,
-            "--pairs",
-            "pairs.tsv",
-            "--out",
-            "emb.safetensors",
-        ],
-        &dir,
-    );
+    let (ok, _, err) = extract(&[]);
     assert!(
         ok && err.contains("32 pairs already embedded, 2 to go"),
         "{err}"
@@ -129,7 +104,7 @@ fn extract_train_analyze_report() {
         if resume {
             args.push("--resume");
         }
-        run(&args, &dir)
+        run(&args)
     };
     let (ok, _, err) = train("20", false);
     assert!(ok, "{err}");
@@ -146,24 +121,21 @@ fn extract_train_analyze_report() {
         .collect();
     assert_eq!(steps, vec![10, 20, 30]);
 
-    let (ok, _, err) = run(
-        &[
-            "analyze",
-            "--model",
-            model,
-            "--dict",
-            "dict",
-            "--embeddings",
-            "emb.safetensors",
-            "--out",
-            "bundle",
-            "--min-support",
-            "2",
-            "--top-m",
-            "4",
-        ],
-        &dir,
-    );
+    let (ok, _, err) = run(&[
+        "analyze",
+        "--model",
+        model,
+        "--dict",
+        "dict",
+        "--embeddings",
+        "emb.safetensors",
+        "--out",
+        "bundle",
+        "--min-support",
+        "2",
+        "--top-m",
+        "4",
+    ]);
     assert!(ok, "{err}");
     let bundle =
         monoscope::io::bundle::load(&dir.join("bundle"), &burn::tensor::Device::flex()).unwrap();
@@ -182,7 +154,7 @@ fn extract_train_analyze_report() {
         }
     }
 
-    let (ok, stdout, err) = run(&["report", "bundle"], &dir);
+    let (ok, stdout, err) = run(&["report", "bundle"]);
     assert!(ok, "{err}");
     assert!(stdout.contains("classes: ImgD"), "{stdout}");
     let svg = std::fs::read_to_string(dir.join("bundle/mds_histogram.svg")).unwrap();
@@ -190,7 +162,7 @@ fn extract_train_analyze_report() {
 
     // A malformed bundle is refused with a clear error.
     std::fs::write(dir.join("bundle/features.json"), "{\"features\": 3}").unwrap();
-    let (ok, _, err) = run(&["report", "bundle"], &dir);
+    let (ok, _, err) = run(&["report", "bundle"]);
     assert!(
         !ok && err.starts_with("error: features.json is malformed"),
         "{err}"

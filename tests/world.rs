@@ -1,5 +1,8 @@
 //! The demo world's generator and tokenizer.
 
+mod common;
+
+use common::{cli, cli_ok, demo_dir, demo_embedder};
 use monoscope::clip::tokenizer::ClipTokenizer;
 use monoscope::world::scene::{
     BACKGROUNDS, COLOURS, LIGHTING, NOISE, OUTLINES, SHAPES, SYNONYMS, generate,
@@ -111,17 +114,9 @@ fn word_level_tokenizer_loads_through_the_clip_path() {
 fn world_train_smoke_writes_a_hub_style_model_that_embeds() {
     let dir = std::env::temp_dir().join(format!("monoscope-world-{}", std::process::id()));
     std::fs::remove_dir_all(&dir).ok();
-    let bin = env!("CARGO_BIN_EXE_monoscope");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(bin).args(args).output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let run = |args: &[&str]| cli_ok(args, None);
     let out = dir.to_str().unwrap();
-    let (ok, _, err) = run(&[
+    run(&[
         "world-train",
         "--out",
         out,
@@ -136,21 +131,23 @@ fn world_train_smoke_writes_a_hub_style_model_that_embeds() {
         "--eval-scenes",
         "20",
     ]);
-    assert!(ok, "{err}");
-    let (ok, stdout, err) = run(&[
-        "world-train",
-        "--out",
-        out,
-        "--steps",
-        "6",
-        "--batch",
-        "8",
-        "--side",
-        "32",
-        "--resume",
-        "--eval-scenes",
-        "20",
-    ]);
+    let (ok, stdout, err) = cli(
+        &[
+            "world-train",
+            "--out",
+            out,
+            "--steps",
+            "6",
+            "--batch",
+            "8",
+            "--side",
+            "32",
+            "--resume",
+            "--eval-scenes",
+            "20",
+        ],
+        None,
+    );
     assert!(ok && err.contains("resumed at step 4"), "{err}");
     let eval: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(eval["pairs"], 20);
@@ -160,7 +157,7 @@ fn world_train_smoke_writes_a_hub_style_model_that_embeds() {
     let scene = generate(0, 1 << 41, 32, 1);
     let png = dir.join("scene.png");
     scene.image.save(&png).unwrap();
-    let (ok, stdout, err) = run(&[
+    let (stdout, _) = run(&[
         "embed",
         "--model",
         out,
@@ -169,7 +166,6 @@ fn world_train_smoke_writes_a_hub_style_model_that_embeds() {
         "--text",
         "a red circle",
     ]);
-    assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["image_embeds"][0].as_array().unwrap().len(), 32);
 
@@ -181,7 +177,7 @@ fn world_train_smoke_writes_a_hub_style_model_that_embeds() {
         p("bundle"),
         p("labels.txt"),
     );
-    let (ok, _, err) = run(&[
+    run(&[
         "world-extract",
         "--model",
         out,
@@ -190,8 +186,7 @@ fn world_train_smoke_writes_a_hub_style_model_that_embeds() {
         "--out",
         &emb,
     ]);
-    assert!(ok, "{err}");
-    let (ok, _, err) = run(&[
+    run(&[
         "train",
         "--embeddings",
         &emb,
@@ -208,8 +203,7 @@ fn world_train_smoke_writes_a_hub_style_model_that_embeds() {
         "--out",
         &dict,
     ]);
-    assert!(ok, "{err}");
-    let (ok, _, err) = run(&[
+    run(&[
         "analyze",
         "--model",
         out,
@@ -224,16 +218,18 @@ fn world_train_smoke_writes_a_hub_style_model_that_embeds() {
         "--min-support",
         "2",
     ]);
-    assert!(ok, "{err}");
-    let (ok, stdout, err) = run(&[
-        "world-factors",
-        "--model",
-        out,
-        "--bundle",
-        &bundle,
-        "--scenes",
-        "120",
-    ]);
+    let (ok, stdout, err) = cli(
+        &[
+            "world-factors",
+            "--model",
+            out,
+            "--bundle",
+            &bundle,
+            "--scenes",
+            "120",
+        ],
+        None,
+    );
     assert!(
         ok && stdout.contains("factors land in the expected class"),
         "{err}"
@@ -245,11 +241,11 @@ fn world_train_smoke_writes_a_hub_style_model_that_embeds() {
 fn shipped_demo_meets_the_quality_bars_and_the_factor_table() {
     use monoscope::world::factors::{FactorKind, factor_table};
     use monoscope::world::train::{HELD_OUT_START, evaluate, extract_scenes};
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
+    let root = demo_dir();
     let device = burn::tensor::Device::flex();
-    let e = monoscope::Embedder::from_dir(&root.join("clip"), &device).unwrap();
+    let e = demo_embedder(&device);
     let world: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root.join("clip/world.json")).unwrap()).unwrap();
+        serde_json::from_slice(&common::read(root.join("clip/world.json"))).unwrap();
     let seed = world["world"]["seed"].as_u64().unwrap();
 
     // Issue 4's bars, on 1000 held-out scenes.

@@ -1,0 +1,170 @@
+//! Helpers shared by every integration test: the CLI runner, fixture paths (the reference
+//! checkpoints and the shipped demo), the one safetensors reader, and float comparisons.
+//!
+//! A directory module (`tests/common/mod.rs`) so that cargo does not build it as a test
+//! target of its own; each test file says `mod common;` and uses what it needs, hence the
+//! `dead_code` allowance.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use burn::tensor::Device;
+use monoscope::Embedder;
+use monoscope::inspect::Lens;
+use safetensors::{Dtype, SafeTensors};
+
+/// Repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The bytes of a file; the panic names the file, which `fs::read(..).unwrap()` does not.
+pub fn read(path: impl AsRef<Path>) -> Vec<u8> {
+    let path = path.as_ref();
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Runs the `monoscope` binary that cargo built for these tests with `args`, in `dir` (the
+/// repository root when `None`, which is also cargo's working directory for tests), and
+/// returns (exited successfully, stdout, stderr) so that tests can check failures too.
+pub fn cli(args: &[&str], dir: Option<&Path>) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_monoscope"))
+        .args(args)
+        .current_dir(dir.map_or_else(root, Path::to_path_buf))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run monoscope {args:?}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// [`cli`] for a run that must succeed: a failure panics with the arguments and both
+/// streams, since the error is usually only on stderr. Returns (stdout, stderr).
+pub fn cli_ok(args: &[&str], dir: Option<&Path>) -> (String, String) {
+    let (ok, stdout, stderr) = cli(args, dir);
+    assert!(ok, "{args:?}\nstdout: {stdout}\nstderr: {stderr}");
+    (stdout, stderr)
+}
+
+/// The three reference checkpoints made by `scripts/make_fixtures.py`.
+pub const FIXTURES: [&str; 3] = [
+    "assets/tiny-clip",
+    "tests/fixtures/tiny-gelu",
+    "tests/fixtures/tiny-legacy",
+];
+
+/// The shipped demo (`assets/demo`: `clip/` model, `bundle/`, `decoder/`, `images/`),
+/// whose ground truth several tests check against.
+pub fn demo_dir() -> PathBuf {
+    root().join("assets/demo")
+}
+
+/// The demo CLIP model, loaded as the CLI and the web app load it.
+pub fn demo_embedder(device: &Device) -> Embedder {
+    Embedder::from_dir(&demo_dir().join("clip"), device).unwrap()
+}
+
+/// The lens over the demo bundle (its dictionary, feature classes and means).
+pub fn demo_lens(device: &Device) -> Lens {
+    Lens::load(&demo_dir().join("bundle"), device).unwrap()
+}
+
+/// One tensor of a safetensors file: its shape and values, decoded into `f` (F32), `i`
+/// (I64) or `u` (U8) by dtype; the other two stay empty.
+pub struct FileTensor {
+    pub shape: Vec<usize>,
+    pub f: Vec<f32>,
+    pub i: Vec<i64>,
+    pub u: Vec<u8>,
+}
+
+/// A safetensors file in memory: the one reader the tests use for references, fixtures
+/// and files the code under test writes, so parsing, decoding and the panics that name the
+/// missing tensor are written once.
+pub struct TensorFile {
+    bytes: Vec<u8>,
+}
+
+impl TensorFile {
+    pub fn open(path: &Path) -> Self {
+        Self::from_bytes(read(path))
+    }
+
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self { bytes }
+    }
+
+    /// The parsed file, for what the helpers below do not cover (re-serialising a subset).
+    pub fn parse(&self) -> SafeTensors<'_> {
+        SafeTensors::deserialize(&self.bytes).expect("a safetensors file")
+    }
+
+    /// Tensor names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.parse().names().into_iter().map(String::from).collect();
+        names.sort();
+        names
+    }
+
+    /// A tensor's raw little-endian bytes, whatever its dtype.
+    pub fn raw(&self, name: &str) -> &[u8] {
+        self.parse()
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("no tensor {name}"))
+            .data()
+    }
+
+    pub fn get(&self, name: &str) -> FileTensor {
+        let st = self.parse();
+        let t = st
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("no tensor {name}"));
+        let d = t.data();
+        let (mut f, mut i, mut u) = (vec![], vec![], vec![]);
+        match t.dtype() {
+            Dtype::F32 => {
+                f = d
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                    .collect()
+            }
+            Dtype::I64 => {
+                i = d
+                    .chunks_exact(8)
+                    .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+                    .collect()
+            }
+            Dtype::U8 => u = d.to_vec(),
+            other => panic!("{name}: unexpected dtype {other:?}"),
+        }
+        FileTensor {
+            shape: t.shape().to_vec(),
+            f,
+            i,
+            u,
+        }
+    }
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+pub fn mean_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
