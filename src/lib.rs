@@ -3,16 +3,17 @@
 //! Layers, bottom to top; a module uses only its own files and layers below it
 //! (`tests/layers.rs` checks this, the README's Architecture section draws it):
 //!
-//! 0. [`error`], [`base`]: errors, host read-back, the seeded sampler, paired embeddings
-//!    and the centring rule, crash-safe writes.
-//! 1. [`clip`] (the model, tokenizer, preprocessing), [`dict`] (dictionary models) and
+//! 0. [`error`]: the error type.
+//! 1. [`base`]: host read-back, the seeded sampler, paired embeddings and the centring
+//!    rule, crash-safe writes.
+//! 2. [`clip`] (the model, tokenizer, preprocessing), [`dict`] (dictionary models) and
 //!    [`analysis`] (MDS, classes, metrics): they know nothing of each other.
-//! 2. [`io`]: checkpoint, dictionary, embeddings, pairs-list and bundle formats.
-//! 3. [`pipeline`] (model files -> embeddings) and [`inspect`] (bundle -> activations).
-//! 4. [`train`] (native): Adam, the checkpoint format, dictionary training.
-//! 5. [`jobs`] (native: extract, analyze, report), [`world`] (the demo world) and
+//! 3. [`io`]: checkpoint, dictionary, embeddings, pairs-list and bundle formats.
+//! 4. [`pipeline`] (model files -> embeddings) and [`inspect`] (bundle -> activations).
+//! 5. [`train`] (native): Adam, the checkpoint format, dictionary training.
+//! 6. [`jobs`] (native: extract, analyze, report), [`world`] (the demo world) and
 //!    [`apps`] (probe, attack, control).
-//! 6. [`lab`] (the one API both edges use) and [`bench`] (native).
+//! 7. [`lab`] (the one API both edges use) and [`bench`] (native).
 //!
 //! Edges: the CLI (`src/bin/monoscope/`) and the wasm boundary (`web`) convert arguments
 //! and results and are the only places that choose a concrete backend.

@@ -11,7 +11,8 @@ use monoscope::apps::attack::{
 };
 use monoscope::apps::cosine;
 use monoscope::apps::probe::{Group, ProbeConfig, probe};
-use monoscope::inspect::{Lens, Modality, host_rows};
+use monoscope::base::host::host_rows;
+use monoscope::inspect::{Lens, Modality};
 use monoscope::world::scene::{COLOURS, SHAPES, Scene, generate};
 
 fn demo() -> (Embedder, Lens, Device) {

@@ -5,8 +5,9 @@ mod common;
 use burn::tensor::{Device, Tensor, TensorData};
 use common::{TensorFile, root};
 use monoscope::analysis::mds::{ClassRule, FeatureClass, MdsAccumulator, classify};
-use monoscope::dict::train::{Pairs, SplitMix, TrainConfig, Trainer};
+use monoscope::base::{Pairs, SplitMix};
 use monoscope::dict::{DictConfig, DictKind};
+use monoscope::train::dict::{TrainConfig, Trainer};
 
 /// Planted world: unit atoms in R^d; a third used only by images, a third only by texts,
 /// a third by both members of a pair (with the same coefficient).
@@ -70,7 +71,7 @@ fn planted(d: usize, per_group: usize, n: usize, seed: u64) -> Planted {
 }
 
 fn rows_of(t: Tensor<2>) -> Vec<Vec<f32>> {
-    monoscope::inspect::host_rows(t).unwrap()
+    monoscope::base::host::host_rows(t).unwrap()
 }
 
 #[test]

@@ -5,8 +5,8 @@ mod common;
 
 use burn::tensor::Device;
 use common::{TensorFile, demo_dir, demo_embedder, demo_lens, read};
+use monoscope::base::host::host_rows as rows;
 use monoscope::inspect::{Lens, Modality, occlusion_drops, occlusions};
-use monoscope::pipeline::rows;
 
 /// TopK SAE encoder written out with loops, from the raw safetensors file and the
 /// manifest's means: the reference the lens must match.
@@ -35,7 +35,8 @@ fn lens_matches_a_hand_written_encoder_with_the_bundle_means() {
     let e = demo_embedder(&device);
     let lens = demo_lens(&device);
     lens.check_model(e.config.projection_dim).unwrap();
-    let (mi, mt) = lens.means.clone().expect("the demo bundle is centred");
+    let means = lens.means.clone().expect("the demo bundle is centred");
+    let (mi, mt) = (means.image, means.text);
     let k = 8; // the demo dictionary's TopK k (assets/demo/bundle/manifest.json)
 
     let img = e

@@ -12,8 +12,8 @@ mod common;
 use burn::tensor::Device;
 use common::*;
 use monoscope::Embedder;
+use monoscope::base::host::host_rows as rows;
 use monoscope::clip::TextBatch;
-use monoscope::pipeline::rows;
 
 fn load(dir: &str) -> (Embedder, TensorFile, serde_json::Value) {
     let d = root().join(dir);
@@ -47,7 +47,9 @@ fn vision_tower_matches_transformers() {
         let (proj, out) = e
             .model
             .image_features(e.pixel_batch(&pixels).unwrap(), true);
-        let embeds: Vec<f32> = rows(monoscope::clip::l2_normalize(proj)).unwrap().concat();
+        let embeds: Vec<f32> = rows(monoscope::base::host::l2_normalize(proj))
+            .unwrap()
+            .concat();
         let d = max_abs_diff(&embeds, &r.get("image_embeds").f);
         assert!(d <= 1e-4, "{dir}: image_embeds max abs diff {d}");
         let pooled: Vec<f32> = rows(out.pooled).unwrap().concat();
@@ -90,7 +92,9 @@ fn text_tower_matches_transformers() {
             .collect();
         let batch = TextBatch::new(&seqs, &e.config.text, e.device()).unwrap();
         let (proj, out) = e.model.text_features(&batch, true);
-        let embeds: Vec<f32> = rows(monoscope::clip::l2_normalize(proj)).unwrap().concat();
+        let embeds: Vec<f32> = rows(monoscope::base::host::l2_normalize(proj))
+            .unwrap()
+            .concat();
         let d = max_abs_diff(&embeds, &r.get("text_embeds").f);
         assert!(d <= 1e-4, "{dir}: text_embeds max abs diff {d}");
         let want = r.get("text_pooled").f;
@@ -188,7 +192,9 @@ fn pooling_rule_follows_the_config() {
             e.config.text.pooling()
         );
         let d = max_abs_diff(
-            &rows(monoscope::clip::l2_normalize(proj)).unwrap().concat(),
+            &rows(monoscope::base::host::l2_normalize(proj))
+                .unwrap()
+                .concat(),
             &r.get("probe_text_embeds").f,
         );
         assert!(d <= 1e-4, "{dir}: probe embeds diff {d}");

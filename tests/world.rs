@@ -255,14 +255,19 @@ fn shipped_demo_meets_the_quality_bars_and_the_factor_table() {
     assert!(q.retrieval_r1 >= 0.5, "{q:?}");
 
     // The factor table on scenes neither the CLIP nor the dictionary saw; the bundle was
-    // made with --center, so inputs are centred the same way.
+    // made with --center, so inputs are centred with its stored means (the one rule).
     let bundle = monoscope::io::bundle::load(&root.join("bundle"), &device).unwrap();
-    assert_eq!(bundle.manifest.analysis["center"], true);
+    assert!(bundle.manifest.analysis.center);
+    let means = bundle
+        .manifest
+        .centring()
+        .unwrap()
+        .expect("a centred bundle has means");
     let file = extract_scenes(&e, seed, HELD_OUT_START + 2_000_000, 1000, |_| {}).unwrap();
-    let pairs = file.pairs.centered();
+    let pairs = file.pairs.centered_with(&means);
     let all: Vec<usize> = (0..pairs.n).collect();
     let enc = |image: bool| {
-        monoscope::pipeline::rows(bundle.dictionary.encode(pairs.rows(image, &all, &device)))
+        monoscope::base::host::host_rows(bundle.dictionary.encode(pairs.rows(image, &all, &device)))
             .unwrap()
             .concat()
     };
