@@ -194,6 +194,42 @@ pub fn factor_table(
         .collect()
 }
 
+/// The factor table of a bundle on held-out scenes of its demo world (`world-factors`):
+/// `scenes` scenes after the ones `world-extract` embeds by default, so the table is
+/// scored on data the dictionary never saw. Inputs are centred with the bundle's stored
+/// means (the one centring rule; see `base::pairs`).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn factor_table_for(
+    model: &std::path::Path,
+    bundle: &std::path::Path,
+    seed: u64,
+    scenes: usize,
+    device: &burn::tensor::Device,
+) -> crate::error::Result<Vec<FactorRow>> {
+    use crate::base::Modality;
+    use crate::inspect::Lens;
+    let embedder = crate::pipeline::Embedder::from_dir(model, device)?;
+    let lens = Lens::load(bundle, device)?;
+    lens.check_model(embedder.config.projection_dim)?;
+    let start = super::train::HELD_OUT_START + HELD_OUT_OFFSET;
+    let file = super::train::extract_scenes(&embedder, seed, start, scenes, |_| {})?;
+    let d = file.pairs.d;
+    let encode = |flat: &[f32], modality| -> crate::error::Result<Vec<f32>> {
+        let rows: Vec<Vec<f32>> = flat.chunks(d).map(<[f32]>::to_vec).collect();
+        Ok(lens.activations(&rows, modality)?.concat())
+    };
+    Ok(factor_table(
+        &encode(&file.pairs.images, Modality::Image)?,
+        &encode(&file.pairs.texts, Modality::Text)?,
+        lens.features(),
+        &file.meta.truth,
+        &lens.classes,
+    ))
+}
+
+/// How far past `world-extract`'s scenes the factor table's held-out scenes start.
+pub const HELD_OUT_OFFSET: u64 = 1_000_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,39 +268,3 @@ mod tests {
         assert!(polite.as_expected());
     }
 }
-
-/// The factor table of a bundle on held-out scenes of its demo world (`world-factors`):
-/// `scenes` scenes after the ones `world-extract` embeds by default, so the table is
-/// scored on data the dictionary never saw. Inputs are centred with the bundle's stored
-/// means (the one centring rule; see `base::pairs`).
-#[cfg(not(target_arch = "wasm32"))]
-pub fn factor_table_for(
-    model: &std::path::Path,
-    bundle: &std::path::Path,
-    seed: u64,
-    scenes: usize,
-    device: &burn::tensor::Device,
-) -> crate::error::Result<Vec<FactorRow>> {
-    use crate::base::Modality;
-    use crate::inspect::Lens;
-    let embedder = crate::pipeline::Embedder::from_dir(model, device)?;
-    let lens = Lens::load(bundle, device)?;
-    lens.check_model(embedder.config.projection_dim)?;
-    let start = super::train::HELD_OUT_START + HELD_OUT_OFFSET;
-    let file = super::train::extract_scenes(&embedder, seed, start, scenes, |_| {})?;
-    let d = file.pairs.d;
-    let encode = |flat: &[f32], modality| -> crate::error::Result<Vec<f32>> {
-        let rows: Vec<Vec<f32>> = flat.chunks(d).map(<[f32]>::to_vec).collect();
-        Ok(lens.activations(&rows, modality)?.concat())
-    };
-    Ok(factor_table(
-        &encode(&file.pairs.images, Modality::Image)?,
-        &encode(&file.pairs.texts, Modality::Text)?,
-        lens.features(),
-        &file.meta.truth,
-        &lens.classes,
-    ))
-}
-
-/// How far past `world-extract`'s scenes the factor table's held-out scenes start.
-pub const HELD_OUT_OFFSET: u64 = 1_000_000;
