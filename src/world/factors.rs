@@ -89,41 +89,72 @@ fn indicators(truth: &[Value]) -> Vec<(String, FactorKind, Vec<bool>)> {
             objects(t).len() == n
         });
     }
-    let field = |group: &'static str, key: &'static str| move |t: &Value| idx(&t[group], key);
-    for (i, name) in BACKGROUNDS.iter().enumerate() {
-        add(format!("background={name}"), FactorKind::ImageOnly, &|t| {
-            field("factors", "background")(t) == Some(i)
-        });
-    }
-    for (i, name) in LIGHTING.iter().enumerate() {
-        add(format!("lighting={name}"), FactorKind::ImageOnly, &|t| {
-            field("factors", "lighting")(t) == Some(i)
-        });
-    }
-    for (i, (name, _)) in NOISE.iter().enumerate() {
-        add(format!("noise={name}"), FactorKind::ImageOnly, &|t| {
-            field("factors", "noise")(t) == Some(i)
-        });
-    }
-    for (i, name) in OUTLINES.iter().enumerate() {
-        add(format!("outline={name}"), FactorKind::ImageOnly, &|t| {
-            field("factors", "outline")(t) == Some(i)
-        });
-    }
-    for (i, name) in TEMPLATES.iter().enumerate() {
-        add(format!("template={name}"), FactorKind::TextOnly, &|t| {
-            field("style", "template")(t) == Some(i)
-        });
-    }
-    for (i, name) in POLITENESS.iter().enumerate().skip(1) {
-        add(format!("politeness={name}"), FactorKind::TextOnly, &|t| {
-            field("style", "politeness")(t) == Some(i)
-        });
-    }
-    for (i, name) in FILLERS.iter().enumerate().skip(1) {
-        add(format!("filler={name}"), FactorKind::TextOnly, &|t| {
-            field("style", "filler")(t) == Some(i)
-        });
+    // Scene-level factors: one indicator per value index of `group.key` (values before
+    // `skip` are the "none" choice and carry no signal).
+    let scalar: [(&str, FactorKind, &str, &str, Vec<&str>, usize); 7] = [
+        (
+            "background",
+            FactorKind::ImageOnly,
+            "factors",
+            "background",
+            BACKGROUNDS.to_vec(),
+            0,
+        ),
+        (
+            "lighting",
+            FactorKind::ImageOnly,
+            "factors",
+            "lighting",
+            LIGHTING.to_vec(),
+            0,
+        ),
+        (
+            "noise",
+            FactorKind::ImageOnly,
+            "factors",
+            "noise",
+            NOISE.map(|(n, _)| n).to_vec(),
+            0,
+        ),
+        (
+            "outline",
+            FactorKind::ImageOnly,
+            "factors",
+            "outline",
+            OUTLINES.to_vec(),
+            0,
+        ),
+        (
+            "template",
+            FactorKind::TextOnly,
+            "style",
+            "template",
+            TEMPLATES.to_vec(),
+            0,
+        ),
+        (
+            "politeness",
+            FactorKind::TextOnly,
+            "style",
+            "politeness",
+            POLITENESS.to_vec(),
+            1,
+        ),
+        (
+            "filler",
+            FactorKind::TextOnly,
+            "style",
+            "filler",
+            FILLERS.to_vec(),
+            1,
+        ),
+    ];
+    for (label, kind, group, key, names, skip) in scalar {
+        for (i, name) in names.iter().enumerate().skip(skip) {
+            add(format!("{label}={name}"), kind, &|t| {
+                idx(&t[group], key) == Some(i)
+            });
+        }
     }
     add("synonyms".into(), FactorKind::TextOnly, &|t| {
         t["style"]["synonyms"].as_bool() == Some(true)
