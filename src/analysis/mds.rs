@@ -9,6 +9,7 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::base::host::host_vec;
 use crate::error::{Error, Result};
 
 /// Default activation floor below which a pair does not support a feature.
@@ -153,10 +154,7 @@ impl MdsAccumulator {
     pub fn finish(self) -> Result<Vec<FeatureMds>> {
         let read = |t: Option<Tensor<1>>| -> Result<Vec<f32>> {
             let t = t.ok_or_else(|| Error::Invalid("no pairs were given to the MDS".into()))?;
-            t.into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| Error::Device(format!("{e:?}")))
+            host_vec(t)
         };
         let (ratio, support, a, b) = (
             read(self.ratio)?,

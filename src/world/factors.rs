@@ -57,6 +57,16 @@ impl FactorRow {
     }
 }
 
+/// A scene-level factor: label, kind, JSON group and key, value names, values skipped.
+type ScalarFactor = (
+    &'static str,
+    FactorKind,
+    &'static str,
+    &'static str,
+    Vec<&'static str>,
+    usize,
+);
+
 fn indicators(truth: &[Value]) -> Vec<(String, FactorKind, Vec<bool>)> {
     let idx = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).map(|x| x as usize);
     let objects = |t: &Value| {
@@ -91,7 +101,7 @@ fn indicators(truth: &[Value]) -> Vec<(String, FactorKind, Vec<bool>)> {
     }
     // Scene-level factors: one indicator per value index of `group.key` (values before
     // `skip` are the "none" choice and carry no signal).
-    let scalar: [(&str, FactorKind, &str, &str, Vec<&str>, usize); 7] = [
+    let scalar: [ScalarFactor; 7] = [
         (
             "background",
             FactorKind::ImageOnly,
