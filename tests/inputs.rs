@@ -309,3 +309,34 @@ fn cli_errors_are_one_line() {
         "{stdout}"
     );
 }
+
+#[test]
+fn init_writes_a_real_architecture_that_loads() {
+    // ViT-B/32 in f16 (302 MB): the real shape and tokenizer, written, read back, used.
+    let dir = std::env::temp_dir().join(format!("monoscope-init-{}", std::process::id()));
+    let out = dir.to_str().unwrap();
+    cli_ok(
+        &[
+            "init", "--preset", "vit-b-32", "--dtype", "f16", "--out", out,
+        ],
+        None,
+    );
+    let (stdout, _) = cli_ok(&["info", "--model", out], None);
+    // openai/clip-vit-base-patch32's parameter count (transformers' num_parameters()).
+    assert!(stdout.contains("parameters: 151277313"), "{stdout}");
+    let weights = read(dir.join("model.safetensors"));
+    let file = TensorFile::from_bytes(weights);
+    let names = file.names();
+    assert_eq!(names.len(), 398, "tensors of CLIPModel without buffers");
+    let e = Embedder::from_dir(&dir, &Device::flex()).unwrap();
+    // The real BPE vocabulary: "a photo of a cat" as CLIP's tokenizer encodes it.
+    let ids = e.tokenizer.encode("a photo of a cat").unwrap().ids;
+    assert_eq!(&ids[..6], &[49406, 320, 1125, 539, 320, 2368]);
+    let t =
+        monoscope::base::host::host_rows(e.embed_texts(&["a photo of a cat"]).unwrap()).unwrap();
+    assert_eq!(t[0].len(), 512);
+    assert!(t[0].iter().all(|x| x.is_finite()));
+    std::fs::remove_dir_all(&dir).ok();
+    let (ok, _, err) = cli(&["init", "--preset", "vit-x", "--out", out], None);
+    assert!(!ok && err.contains("vit-b-32"), "{err}");
+}

@@ -299,6 +299,41 @@ impl ClipConfig {
         }
     }
 
+    /// The ViT-B/16 shape of OpenAI's `clip-vit-base-patch16`: ViT-B/32 with 16-pixel
+    /// patches.
+    pub fn vit_b_16() -> Self {
+        let mut c = Self::vit_b_32();
+        c.vision.patch_size = 16;
+        c
+    }
+
+    /// The ViT-L/14 shape of OpenAI's `clip-vit-large-patch14` (its hub `config.json`).
+    pub fn vit_l_14() -> Self {
+        let mut c = Self::vit_b_32();
+        c.text.hidden_size = 768;
+        c.text.intermediate_size = 3072;
+        c.text.num_attention_heads = 12;
+        c.vision.hidden_size = 1024;
+        c.vision.intermediate_size = 4096;
+        c.vision.num_hidden_layers = 24;
+        c.vision.num_attention_heads = 16;
+        c.vision.patch_size = 14;
+        c.projection_dim = 768;
+        c
+    }
+
+    /// A real architecture by name: `vit-b-32`, `vit-b-16` or `vit-l-14`.
+    pub fn preset(name: &str) -> Result<Self> {
+        match name {
+            "vit-b-32" => Ok(Self::vit_b_32()),
+            "vit-b-16" => Ok(Self::vit_b_16()),
+            "vit-l-14" => Ok(Self::vit_l_14()),
+            other => Err(Error::Invalid(format!(
+                "unknown preset {other:?} (vit-b-32, vit-b-16 or vit-l-14)"
+            ))),
+        }
+    }
+
     /// Serialises to the current Hugging Face `config.json` layout.
     pub fn to_hf_json(&self) -> Value {
         let t = &self.text;

@@ -309,9 +309,23 @@ impl ModuleVisitor for Collector {
     }
 }
 
+/// Float type of a written checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveDtype {
+    /// 32-bit floats (exact).
+    F32,
+    /// IEEE half precision (half the size; how many hub checkpoints ship).
+    F16,
+}
+
 /// Serialises a module to safetensors bytes in the Hugging Face layout (f32), so that
 /// transformers (and [`load_module`]) read it back.
 pub fn save_module<M: Module>(module: &M) -> Result<Vec<u8>> {
+    save_module_as(module, SaveDtype::F32)
+}
+
+/// [`save_module`] with the float type chosen.
+pub fn save_module_as<M: Module>(module: &M, dtype: SaveDtype) -> Result<Vec<u8>> {
     let mut c = Collector {
         at: ModulePath::default(),
         out: BTreeMap::new(),
@@ -321,14 +335,24 @@ pub fn save_module<M: Module>(module: &M) -> Result<Vec<u8>> {
         .out
         .into_iter()
         .map(|(name, (shape, values))| {
-            let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let raw = match dtype {
+                SaveDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                SaveDtype::F16 => values
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
+            };
             (name, shape, raw)
         })
         .collect();
+    let st_dtype = match dtype {
+        SaveDtype::F32 => Dtype::F32,
+        SaveDtype::F16 => Dtype::F16,
+    };
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
         .iter()
         .map(|(n, s, raw)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), raw)
+            safetensors::tensor::TensorView::new(st_dtype, s.clone(), raw)
                 .map(|v| (n.clone(), v))
                 .map_err(|e| Error::Weights(format!("{n}: {e}")))
         })

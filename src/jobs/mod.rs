@@ -1,10 +1,12 @@
 //! The long native jobs behind the CLI, as library functions: [`extract`] (image-caption
 //! list -> paired embeddings, resumable), [`analyze`] (dictionary + embeddings -> result
-//! bundle) and [`report`] (bundle -> terminal summary and SVG histogram). They tell their
+//! bundle), [`report`] (bundle -> terminal summary and SVG histogram) and [`init`]
+//! (random-init checkpoints of real architectures). They tell their
 //! caller how far they are through [`Progress`]; the binary draws bars from it.
 
 pub mod analyze;
 pub mod extract;
+pub mod init;
 pub mod report;
 pub mod topm;
 

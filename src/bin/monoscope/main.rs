@@ -19,6 +19,8 @@ mod embed;
 #[cfg(not(target_arch = "wasm32"))]
 mod extract;
 #[cfg(not(target_arch = "wasm32"))]
+mod init;
+#[cfg(not(target_arch = "wasm32"))]
 mod progress;
 #[cfg(not(target_arch = "wasm32"))]
 mod report;
@@ -67,7 +69,7 @@ mod cli {
     use clap::{Parser, Subcommand};
     use monoscope::Result;
 
-    use super::{analyze, apps, bench, embed, extract, report, train, world};
+    use super::{analyze, apps, bench, embed, extract, init, report, train, world};
 
     /// monoscope: look inside CLIP, on your own machine.
     #[derive(Parser)]
@@ -133,6 +135,11 @@ mod cli {
         WorldFactors(world::WorldFactorsArgs),
         /// Print a model's architecture and parameter count.
         Info(embed::InfoArgs),
+        /// Write a random-init checkpoint of a real CLIP architecture in the Hugging Face
+        /// layout (config.json, model.safetensors, tokenizer.json with CLIP's real BPE
+        /// vocabulary): for tests, benchmarks and trying the pipeline before downloading
+        /// weights. Its features mean nothing.
+        Init(init::InitArgs),
         /// Measure images/s and texts/s of a random-init model of a preset shape.
         Bench(bench::BenchArgs),
     }
@@ -177,6 +184,7 @@ mod cli {
             Command::WorldImages(a) => world::images(a),
             Command::WorldFactors(a) => world::factors(a),
             Command::Info(a) => embed::info(a),
+            Command::Init(a) => init::run(a),
             Command::Bench(a) => bench::clip(a),
         }
     }
