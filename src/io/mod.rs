@@ -1,7 +1,7 @@
 //! File formats.
 
 pub mod bundle;
+pub mod captions;
 pub mod dictionary;
 pub mod embeddings;
-pub mod pairs;
 pub mod weights;

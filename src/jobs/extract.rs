@@ -1,26 +1,29 @@
-//! The `extract` job: an image-caption list (`image<TAB>caption` per line, paths relative
-//! to the list) -> a paired embeddings file. Resumable: pairs already in the output (or in
-//! its `.partial` checkpoint, written atomically every few batches) are skipped; bad lines
-//! and unreadable images are reported as `LIST:LINE: skipped: reason` and skipped.
+//! The `extract` job: an image-caption set in any supported format (see
+//! [`crate::io::captions`]) -> a paired embeddings file. Resumable: pairs already in the
+//! output (or in its `.partial` checkpoint, written atomically every few batches) are
+//! skipped; bad entries and unreadable images are reported as
+//! `SOURCE:ENTRY: skipped: reason` and skipped.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::Progress;
 use crate::base::Pairs;
-use crate::base::fs::{read_file, read_text, write_atomic};
+use crate::base::fs::{read_file, write_atomic};
 use crate::base::host::host_rows;
 use crate::error::{Error, Result};
+use crate::io::captions::{self, Entry, ReadOptions};
 use crate::io::embeddings::{EmbeddingsFile, EmbeddingsMeta};
-use crate::io::pairs::{self, PairLine};
 use crate::pipeline::Embedder;
 
 /// The inputs of `monoscope extract`.
 pub struct ExtractJob<'a> {
     /// Hugging Face CLIP directory.
     pub model: &'a Path,
-    /// The pairs list (TSV).
-    pub list: &'a Path,
+    /// The image-caption set (TSV, CSV, COCO JSON, folder or tar shard).
+    pub data: &'a Path,
+    /// How to read it.
+    pub read: ReadOptions,
     /// Output safetensors file.
     pub out: &'a Path,
     /// Pairs per forward pass.
@@ -34,7 +37,7 @@ pub struct ExtractJob<'a> {
 pub struct ExtractSummary {
     /// Pairs in the output file.
     pub pairs: usize,
-    /// Lines skipped (bad lines and unreadable images, over all runs).
+    /// Entries skipped (bad entries and unreadable images, over all runs).
     pub skipped: usize,
 }
 
@@ -51,9 +54,9 @@ pub fn run(
     device: &burn::tensor::Device,
     progress: &mut dyn Progress,
 ) -> Result<ExtractSummary> {
-    let (lines, bad) = pairs::parse(&read_text(job.list)?);
-    for (line, why) in &bad {
-        progress.note(&format!("{}:{line}: skipped: {why}", job.list.display()));
+    let set = captions::read(job.data, &job.read)?;
+    for (id, why) in &set.skipped {
+        progress.note(&format!("{}:{id}: skipped: {why}", job.data.display()));
     }
     let partial = partial_path(job.out);
     // Resume from the finished file or the partial one, whichever exists.
@@ -68,7 +71,11 @@ pub fn run(
         .as_ref()
         .map(|d| d.meta.lines.iter().copied().collect())
         .unwrap_or_default();
-    let todo: Vec<&PairLine> = lines.iter().filter(|l| !seen.contains(&l.line)).collect();
+    let todo: Vec<&Entry> = set
+        .entries
+        .iter()
+        .filter(|e| !seen.contains(&e.id))
+        .collect();
     if !seen.is_empty() {
         progress.note(&format!(
             "resuming: {} pairs already embedded, {} to go",
@@ -77,7 +84,7 @@ pub fn run(
         ));
     }
     let embedder = Embedder::from_dir(job.model, device)?;
-    let mut skipped = bad;
+    let mut skipped = set.skipped;
     progress.start("extract", todo.len() as u64);
     for (i, chunk) in todo.chunks(job.batch.max(1)).enumerate() {
         let batch = embed_chunk(job, &embedder, chunk, &mut skipped, progress)?;
@@ -102,7 +109,7 @@ pub fn run(
     let Some(mut file) = done else {
         return Err(Error::Invalid(format!(
             "{}: no usable pairs",
-            job.list.display()
+            job.data.display()
         )));
     };
     file.meta.skipped = skipped;
@@ -114,36 +121,35 @@ pub fn run(
     })
 }
 
-/// Embedded pairs of one batch: the kept lines, their image and text embeddings.
-type EmbeddedChunk<'l> = (Vec<&'l PairLine>, Vec<f32>, Vec<f32>);
+/// Embedded pairs of one batch: the kept entries, their image and text embeddings.
+type EmbeddedChunk<'l> = (Vec<&'l Entry>, Vec<f32>, Vec<f32>);
 
-/// Embeds one batch of lines; unreadable images are noted and skipped.
+/// Embeds one batch of entries; unreadable images are noted and skipped.
 fn embed_chunk<'l>(
     job: &ExtractJob<'_>,
     embedder: &Embedder,
-    chunk: &[&'l PairLine],
+    chunk: &[&'l Entry],
     skipped: &mut Vec<(usize, String)>,
     progress: &mut dyn Progress,
 ) -> Result<Option<EmbeddedChunk<'l>>> {
-    let base = job.list.parent().unwrap_or(Path::new("."));
     let mut pixels = Vec::new();
     let mut kept = Vec::new();
-    for l in chunk {
-        match read_file(&base.join(&l.image)).and_then(|b| embedder.preprocess(&b)) {
+    for e in chunk {
+        match captions::image_bytes(&e.image).and_then(|b| embedder.preprocess(&b)) {
             Ok(p) => {
                 pixels.push(p);
-                kept.push(*l);
+                kept.push(*e);
             }
-            Err(e) => {
-                progress.note(&format!("{}:{}: skipped: {e}", job.list.display(), l.line));
-                skipped.push((l.line, e.to_string()));
+            Err(err) => {
+                progress.note(&format!("{}:{}: skipped: {err}", job.data.display(), e.id));
+                skipped.push((e.id, err.to_string()));
             }
         }
     }
     if kept.is_empty() {
         return Ok(None);
     }
-    let captions: Vec<&str> = kept.iter().map(|l| l.caption.as_str()).collect();
+    let captions: Vec<&str> = kept.iter().map(|e| e.caption.as_str()).collect();
     let images = host_rows(embedder.embed_pixels(&pixels)?)?.concat();
     let texts = host_rows(embedder.embed_texts(&captions)?)?.concat();
     Ok(Some((kept, images, texts)))
@@ -153,7 +159,7 @@ fn embed_chunk<'l>(
 fn append(
     job: &ExtractJob<'_>,
     done: &mut Option<EmbeddingsFile>,
-    kept: &[&PairLine],
+    kept: &[&Entry],
     images: Vec<f32>,
     texts: Vec<f32>,
     d: usize,
@@ -167,7 +173,7 @@ fn append(
         },
         meta: EmbeddingsMeta {
             model: job.model.display().to_string(),
-            pairs: job.list.display().to_string(),
+            pairs: job.data.display().to_string(),
             ..EmbeddingsMeta::default()
         },
     });
@@ -181,10 +187,10 @@ fn append(
     file.pairs.images.extend(images);
     file.pairs.texts.extend(texts);
     file.pairs.n += kept.len();
-    for l in kept {
-        file.meta.lines.push(l.line);
-        file.meta.images.push(l.image.clone());
-        file.meta.captions.push(l.caption.clone());
+    for e in kept {
+        file.meta.lines.push(e.id);
+        file.meta.images.push(e.name.clone());
+        file.meta.captions.push(e.caption.clone());
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use monoscope::Result;
+use monoscope::io::captions::{Format, ReadOptions};
 use monoscope::jobs::extract::{ExtractJob, run as extract};
 
 use crate::args::{BackendArg, ModelArgs};
@@ -14,9 +15,24 @@ use crate::progress::Bars;
 pub struct ExtractArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// The pairs file (TSV).
+    /// The image-caption set: a TSV list (`image<TAB>caption`), a CSV file, a COCO
+    /// captions JSON, a folder of images with same-name .txt captions, or a webdataset
+    /// .tar shard (detected from the path; --format forces one).
+    #[arg(long, visible_alias = "pairs")]
+    data: PathBuf,
+    /// Format of --data: tsv, csv, coco, folder or tar.
+    #[arg(long, value_parser = str::parse::<Format>)]
+    format: Option<Format>,
+    /// CSV column holding the image path.
+    #[arg(long, default_value = "image")]
+    image_column: String,
+    /// CSV column holding the caption.
+    #[arg(long, default_value = "caption")]
+    caption_column: String,
+    /// COCO: the image folder (default: `SPLIT/` next to the `annotations` folder of
+    /// `captions_SPLIT.json`, else the JSON's folder).
     #[arg(long)]
-    pairs: PathBuf,
+    images: Option<PathBuf>,
     /// Output safetensors file (image_embeds, text_embeds [n, d]).
     #[arg(long)]
     out: PathBuf,
@@ -34,7 +50,13 @@ pub struct ExtractArgs {
 pub fn run(a: ExtractArgs) -> Result<()> {
     let job = ExtractJob {
         model: &a.model.model,
-        list: &a.pairs,
+        data: &a.data,
+        read: ReadOptions {
+            format: a.format,
+            image_column: a.image_column,
+            caption_column: a.caption_column,
+            images: a.images,
+        },
         out: &a.out,
         batch: a.batch.max(1),
         checkpoint_every: a.checkpoint_every.max(1),

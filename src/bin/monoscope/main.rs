@@ -85,9 +85,10 @@ mod cli {
         /// {"images", "image_embeds", "texts", "text_embeds"} with L2-normalised embeddings
         /// in input order.
         Embed(embed::EmbedArgs),
-        /// Embed an image-caption list (`image<TAB>caption` per line, paths relative to the
-        /// file) into a paired embeddings file. Re-running resumes: pairs already in OUT (or
-        /// in its `.partial` checkpoint) are skipped. Bad lines are reported and skipped.
+        /// Embed an image-caption set (TSV list, CSV, COCO captions JSON, folder of images
+        /// with .txt captions, or webdataset .tar shard) into a paired embeddings file.
+        /// Re-running resumes: pairs already in OUT (or in its `.partial` checkpoint) are
+        /// skipped. Bad entries are reported and skipped.
         Extract(extract::ExtractArgs),
         /// Train a feature dictionary on paired embeddings (from `extract`).
         Train(train::TrainArgs),

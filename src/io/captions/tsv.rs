@@ -1,4 +1,4 @@
-//! Image-caption pair lists: one `image_path<TAB>caption` per line, image paths relative
+//! TSV image-caption lists: one `image_path<TAB>caption` per line, image paths relative
 //! to the file. Blank lines and lines starting with `#` are ignored; malformed lines are
 //! reported with their line number and skipped.
 
