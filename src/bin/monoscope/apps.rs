@@ -50,8 +50,8 @@ fn image_files(path: &Path) -> Result<Vec<PathBuf>> {
 
 /// The model on the chosen backend and the bundle's lens. The dictionary runs on the CPU:
 /// it sees few rows and is read back at once.
-fn open_lab(m: &ModelBundleArgs, backend: BackendArg) -> Result<Lab> {
-    let lab = Lab::new(Embedder::from_dir(&m.model, &backend.device()?)?, None);
+fn open_lab(m: &ModelBundleArgs, device: &Device) -> Result<Lab> {
+    let lab = Lab::new(Embedder::from_dir(&m.model, device)?, None);
     lab.set_lens(Lens::load(&m.bundle, &Device::flex())?)?;
     Ok(lab)
 }
@@ -102,7 +102,7 @@ pub fn probe(a: ProbeArgs) -> Result<()> {
             prompts.len()
         )));
     }
-    let lab = open_lab(&a.model, a.backend)?;
+    let lab = open_lab(&a.model, &a.backend.device()?)?;
     let names: Vec<String> = a.groups.iter().map(|g| g.display().to_string()).collect();
     let mut groups = ProbeGroups::new(names);
     for (i, dir) in a.groups.iter().enumerate() {
@@ -207,7 +207,7 @@ pub fn attack(a: AttackArgs) -> Result<()> {
             a.target
         ))
     })?;
-    let lab = open_lab(&a.model, a.backend)?;
+    let lab = open_lab(&a.model, &a.backend.device()?)?;
     warn_truncated(&a.labels, &read_sync(lab.embed_prompts(&a.labels))?.1);
     let mut files = Vec::new();
     for i in &a.images {
@@ -345,12 +345,8 @@ pub fn control(a: ControlArgs) -> Result<()> {
         class: [a.imgd, a.textd, a.crossd, 1.0],
         features: a.features,
     };
-    let lab = open_lab(
-        &a.model,
-        BackendArg {
-            backend: crate::args::Backend::Cpu,
-        },
-    )?;
+    // The edit itself runs on the host; one prompt or image embeds fast on the CPU.
+    let lab = open_lab(&a.model, &Device::flex())?;
     if let Some(dir) = &a.decoder {
         lab.set_decoder(load_decoder(dir, &Device::flex())?)?;
     }
