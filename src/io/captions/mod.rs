@@ -138,61 +138,43 @@ pub fn detect(path: &Path) -> Format {
     }
 }
 
+/// Entries whose images are files `name` relative to `dir`.
+#[cfg(not(target_arch = "wasm32"))]
+fn in_dir((pairs, skipped): Parsed, dir: &Path) -> CaptionSet {
+    let entries = pairs
+        .into_iter()
+        .map(|(id, name, caption)| Entry {
+            id,
+            image: ImageSource::File(dir.join(&name)),
+            name,
+            caption,
+        })
+        .collect();
+    CaptionSet { entries, skipped }
+}
+
 /// Reads a set in any supported format (native).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn read(path: &Path, options: &ReadOptions) -> Result<CaptionSet> {
     use crate::base::fs::{read_file, read_text};
-    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let files = |pairs: Vec<(usize, String, String)>| {
-        pairs
-            .into_iter()
-            .map(|(id, name, caption)| Entry {
-                id,
-                image: ImageSource::File(base.join(&name)),
-                name,
-                caption,
-            })
-            .collect()
-    };
+    let base = path.parent().unwrap_or(Path::new("."));
     match options.format.unwrap_or_else(|| detect(path)) {
         Format::Tsv => {
             let (ok, skipped) = tsv::parse(&read_text(path)?);
-            let pairs = ok
-                .into_iter()
-                .map(|l| (l.line, l.image, l.caption))
-                .collect();
-            Ok(CaptionSet {
-                entries: files(pairs),
-                skipped,
-            })
+            let pairs = ok.into_iter().map(|l| (l.line, l.image, l.caption));
+            Ok(in_dir((pairs.collect(), skipped), base))
         }
         Format::Csv => {
-            let (pairs, skipped) = csv::parse(
-                &read_text(path)?,
-                &options.image_column,
-                &options.caption_column,
-            )?;
-            Ok(CaptionSet {
-                entries: files(pairs),
-                skipped,
-            })
+            let text = read_text(path)?;
+            let parsed = csv::parse(&text, &options.image_column, &options.caption_column)?;
+            Ok(in_dir(parsed, base))
         }
         Format::Coco => {
             let dir = match &options.images {
                 Some(d) => d.clone(),
                 None => coco::image_dir(path),
             };
-            let (pairs, skipped) = coco::parse(&read_file(path)?)?;
-            let entries = pairs
-                .into_iter()
-                .map(|(id, name, caption)| Entry {
-                    id,
-                    image: ImageSource::File(dir.join(&name)),
-                    name,
-                    caption,
-                })
-                .collect();
-            Ok(CaptionSet { entries, skipped })
+            Ok(in_dir(coco::parse(&read_file(path)?)?, &dir))
         }
         Format::Folder => folder::read(path),
         Format::Tar => tar::read(path),
