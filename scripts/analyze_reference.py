@@ -1,6 +1,6 @@
 """PyTorch reference for the `monoscope analyze` benchmark (`monoscope bench-analyze`).
 
-Does the same work as src/analysis/analyze.rs on the same shapes, without labels:
+Does the same work as src/jobs/analyze.rs on the same shapes, without labels:
 random unit-norm image/text pairs, a random-init TopK SAE (unit-norm atoms,
 W_enc = W_dec^T, zero biases), then, in batches: encode both modalities, accumulate
 MDS sums (a / (a + b) where a + b > eps) and supports, keep each feature's top-m
