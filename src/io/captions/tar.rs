@@ -4,8 +4,6 @@
 //! (image data is skipped, captions are read), and each image is read later by its byte
 //! range: nothing is unpacked. A truncated shard keeps the members before the damage.
 
-use std::collections::BTreeMap;
-
 use crate::error::{Error, Result};
 
 /// A tar member: its name and its data's byte range.
@@ -135,7 +133,7 @@ pub fn read(path: &std::path::Path) -> Result<super::CaptionSet> {
     };
     let file = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
     // Per key, in archive order: its image member and caption.
-    let mut keys: BTreeMap<String, KeySlot> = BTreeMap::new();
+    let mut keys: std::collections::BTreeMap<String, KeySlot> = Default::default();
     let mut order = 0;
     let damage = walk(
         file,
