@@ -66,7 +66,8 @@ export function classLegend() {
   );
 }
 
-// Colours of the classes as the current theme draws them (for Chart.js, which needs values).
+// Colours of the classes as the current theme draws them (for Chart.js, which needs values),
+// read from style.css's --class-* properties, their only definition.
 export function classColours() {
   const s = getComputedStyle(document.documentElement);
   const out = {};

@@ -1,0 +1,59 @@
+// What the page says about itself: the status line, body[data-state] (which the tests and
+// the widget wait on), the page-wide error, notes, per-control error slots and the header's
+// model / backend / bundle.
+
+import { $, state, allInputs } from "./state.js";
+
+export function setStatus(text) {
+  $("status").textContent = text;
+}
+
+export function showGlobalError(message) {
+  state.error = message;
+  $("error").textContent = message;
+  $("error").hidden = false;
+  updateBodyState();
+}
+
+export function clearGlobalError() {
+  state.error = null;
+  $("error").textContent = "";
+  $("error").hidden = true;
+}
+
+export function showNotes(lines) {
+  $("notes").textContent = lines.join(" · ");
+  $("notes").hidden = lines.length === 0;
+}
+
+// An error next to the control that caused it; null hides the slot.
+export function fieldError(id, message) {
+  const node = $(id);
+  node.textContent = message || "";
+  node.hidden = !message;
+}
+
+const WORKING = new Set(["pending", "busy", "reading"]);
+
+function pageState() {
+  const status = state.model.status;
+  if (state.error && status !== "ready") return "error";
+  if (status === "loading" || status === "idle") return "loading";
+  if (status === "error") return "error";
+  if (allInputs().some((x) => WORKING.has(x.status))) return "busy";
+  return "ready";
+}
+
+export function updateBodyState() {
+  const s = pageState();
+  document.body.dataset.state = s;
+  if (s === "ready") setStatus(state.images.length + state.prompts.length ? "ready" : "ready: add an image or a prompt");
+  else if (s === "busy") setStatus("analysing…");
+}
+
+export function renderSourceStatus() {
+  const m = state.model;
+  $("model").textContent = m.label;
+  $("backend").textContent = m.backend || (m.status === "loading" ? "starting…" : "–");
+  $("bundle").textContent = state.bundle ? state.bundle.label : "none";
+}

@@ -1,0 +1,79 @@
+// Test and console hooks. window.__monoscope: read-only views of the state (the browser tests,
+// budgets script and widget tests wait on these). window.__monoscopeDebug: crashing the
+// worker and the applications' panels, for the tests.
+
+import { state, runtime } from "./state.js";
+
+const TOP = 16; // features listed per input
+
+function topFeatures(activations) {
+  if (!activations) return [];
+  return Array.from(activations, (v, i) => [i, v])
+    .filter(([, v]) => v > 0)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, TOP);
+}
+
+// A plain copy of an input: page.evaluate() can return it, and tests cannot change the page.
+function inputSnapshot(x) {
+  return {
+    key: x.key,
+    name: x.name ?? null,
+    text: x.text ?? null,
+    status: x.status,
+    error: x.error ?? null,
+    embedding: x.embedding ? Array.from(x.embedding) : null,
+    truncated: x.truncated ?? null,
+    top: topFeatures(x.activations),
+  };
+}
+
+// apps: {result: {probe, attack, control, ...}} as the applications' panels fill it.
+export function installStateHook(apps) {
+  window.__monoscope = {
+    get state() {
+      return document.body.dataset.state;
+    },
+    get backend() {
+      return state.model.backend;
+    },
+    get model() {
+      return state.model.label;
+    },
+    get modelHash() {
+      return state.model.hash;
+    },
+    get bundle() {
+      return state.bundle ? state.bundle.summary : null;
+    },
+    get error() {
+      return state.error;
+    },
+    get runs() {
+      return state.runs;
+    },
+    get restarts() {
+      return state.restarts;
+    },
+    get feature() {
+      return state.feature;
+    },
+    get firstResultMs() {
+      return state.firstResultMs;
+    },
+    get apps() {
+      return apps.result;
+    },
+    get images() {
+      return state.images.map(inputSnapshot);
+    },
+    get prompts() {
+      return state.prompts.map(inputSnapshot);
+    },
+  };
+}
+
+// apps.api: the mounted panels' functions (null until they are mounted).
+export function installDebugHook(apps) {
+  window.__monoscopeDebug = { crashWorker: () => runtime.engine.crashForTest(), apps: () => apps.api };
+}
