@@ -131,6 +131,23 @@ test("attack can be cancelled between steps; the next attack still runs", async 
   }
 });
 
+test("attack: the target choices follow the labels, and a chosen target is attacked", async (t) => {
+  const { page, context } = await openApps(t, "cpu", "attack");
+  try {
+    const labelBox = "#attack-view textarea[aria-label='zero-shot labels, one per line']";
+    const options = () => page.$$eval("#attack-view select[aria-label='target label'] option", (os) => os.map((o) => o.textContent));
+    await page.fill(labelBox, "a big red box\na small blue circle\na green triangle");
+    assert.deepEqual(await options(), ["nearest wrong label", "a big red box", "a small blue circle", "a green triangle"]);
+    await page.selectOption("#attack-view select[aria-label='target label']", "2");
+    await runAttack(page, { steps: 2 });
+    await page.waitForFunction(() => window.__monoscope.apps.attack, null, { timeout: 120_000 });
+    const rep = await page.evaluate(() => window.__monoscope.apps.attack);
+    assert.equal(rep.target, "a green triangle");
+  } finally {
+    await context.close();
+  }
+});
+
 test("control: removing CrossD changes the decoded image; exports are valid files", async (t) => {
   const { page, context, requests, consoleErrors } = await openApps(t, "cpu", "control");
   try {

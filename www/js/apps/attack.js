@@ -119,7 +119,7 @@ class AttackPanel {
     const keep = this.target.value;
     this.target.replaceChildren(
       el("option", { value: "", text: "nearest wrong label" }),
-      this.labelList().map((l, i) => el("option", { value: String(i), text: l })),
+      ...this.labelList().map((l, i) => el("option", { value: String(i), text: l })),
     );
     if ([...this.target.options].some((o) => o.value === keep)) this.target.value = keep;
   }
