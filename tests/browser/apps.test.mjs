@@ -134,12 +134,17 @@ test("attack can be cancelled between steps; the next attack still runs", async 
 test("attack: the target choices follow the labels, and a chosen target is attacked", async (t) => {
   const { page, context } = await openApps(t, "cpu", "attack");
   try {
+    // The demo image comes with demo labels; the user's labels replace them afterwards.
+    await page.getByRole("button", { name: "Use a demo image" }).click();
+    await page.waitForFunction(() => !document.querySelector(".attack-input .thumb").hidden, null, { timeout: 30_000 });
     const labelBox = "#attack-view textarea[aria-label='zero-shot labels, one per line']";
-    const options = () => page.$$eval("#attack-view select[aria-label='target label'] option", (os) => os.map((o) => o.textContent));
+    const select = "#attack-view select[aria-label='target label']";
+    const options = () => page.$$eval(`${select} option`, (os) => os.map((o) => o.textContent));
     await page.fill(labelBox, "a big red box\na small blue circle\na green triangle");
     assert.deepEqual(await options(), ["nearest wrong label", "a big red box", "a small blue circle", "a green triangle"]);
-    await page.selectOption("#attack-view select[aria-label='target label']", "2");
-    await runAttack(page, { steps: 2 });
+    await page.selectOption(select, "2");
+    await page.fill("#attack-view input[aria-label='PGD steps']", "2");
+    await page.click("[data-testid=attack-run]");
     await page.waitForFunction(() => window.__monoscope.apps.attack, null, { timeout: 120_000 });
     const rep = await page.evaluate(() => window.__monoscope.apps.attack);
     assert.equal(rep.target, "a green triangle");
