@@ -84,3 +84,61 @@ test("hub model: downloaded with progress, kept in Cache Storage, reused offline
     await context.close();
   }
 });
+
+test("hub bundle: bundle=hf:owner/name downloads a bundle, cached; one for another model is refused", async (t) => {
+  const BUNDLE_REPO = "someone/demo-bundle";
+  const BUNDLE_FILES = ["manifest.json", "features.json", "dictionary.safetensors"];
+  const { context, page, consoleErrors } = await h.newPage(env.browser, t);
+  const routed = [];
+  await context.route("https://huggingface.co/**", async (route) => {
+    const url = new URL(route.request().url());
+    routed.push(url.pathname);
+    const m = url.pathname.match(/^\/([^/]+\/[^/]+)\/resolve\/main\/(.+)$/);
+    if (!m || m[1] !== BUNDLE_REPO || !BUNDLE_FILES.includes(m[2])) {
+      await route.fulfill({ status: 404, body: "not found", headers: { "access-control-allow-origin": "*" } });
+      return;
+    }
+    const body = readFileSync(path.join(h.ROOT, "assets/demo/bundle", m[2]));
+    await route.fulfill({
+      status: 200,
+      body,
+      headers: { "content-type": "application/octet-stream", "content-length": String(body.length), "access-control-allow-origin": "*" },
+    });
+  });
+  try {
+    // The demo model with the demo bundle, but from the hub.
+    await page.goto(`${env.server.origin}/?backend=cpu&bundle=hf:${BUNDLE_REPO}`);
+    let r = await h.waitIdle(page, 1);
+    assert.equal(r.state, "ready", `page error: ${r.error}`);
+    assert.ok(r.bundle, "a bundle is loaded");
+    assert.deepEqual(r.bundle.class_counts, h.DEMO_MANIFEST.class_counts);
+    assert.deepEqual(routed.sort(), BUNDLE_FILES.map((f) => `/${BUNDLE_REPO}/resolve/main/${f}`).sort());
+    assert.ok(r.prompts[0].top?.length > 0, "features for the prompt");
+    assert.equal(new URL(page.url()).searchParams.get("bundle"), `hf:${BUNDLE_REPO}`, "the link names the hub bundle");
+
+    // Again in the same profile: from Cache Storage.
+    routed.length = 0;
+    const again = await context.newPage();
+    await again.goto(page.url());
+    r = await h.waitIdle(again, 1);
+    assert.ok(r.bundle);
+    assert.deepEqual(routed, [], "the second load must come from Cache Storage");
+
+    // A 32-d bundle for the 16-d tiny-clip: refused with a message, the model keeps working.
+    const other = await context.newPage();
+    await other.goto(`${env.server.origin}/?backend=cpu&model=tiny-clip&bundle=hf:${BUNDLE_REPO}`);
+    r = await h.waitIdle(other, 1);
+    assert.equal(r.state, "ready", `page error: ${r.error}`);
+    assert.equal(r.bundle, null);
+    assert.match(await other.textContent("#bundle-error"), /reads 32-d embeddings but the model makes 16-d/);
+    assert.match(await other.textContent("#features-view"), /Your own model/);
+
+    // From the form: a missing bundle repo is reported next to the hub form.
+    await other.fill("#hub-bundle-repo", "someone/missing-bundle");
+    await other.click("#hub-bundle-load");
+    await other.waitForFunction(() => /not found on the hub.*monoscope bundle/.test(document.getElementById("hub-error").textContent));
+    await h.assertNoCspViolations(page, consoleErrors);
+  } finally {
+    await context.close();
+  }
+});

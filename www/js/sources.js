@@ -56,11 +56,17 @@ export function parseModelSpec(value) {
   return { kind: "url", id: v, base: dirUrl(v, "model") };
 }
 
-// The `bundle` parameter: "none", "demo", a same-site directory path, or empty for the model's
-// default (the demo model's bundle; no bundle for other models). Returns null or {kind, id, base}.
+// The `bundle` parameter: "none", "demo", a same-site directory path, "hf:<owner>/<name>" (a
+// bundle published on the hub), or empty for the model's default (the demo model's bundle; no
+// bundle for other models). Returns null, {kind: "url", id, base} or {kind: "hub", id, repo}.
 export function parseBundleSpec(value, modelSpec) {
   const v = (value ?? "").trim();
   if (v === "none") return null;
+  if (v.startsWith("hf:")) {
+    const repo = v.slice(3);
+    if (!validRepo(repo)) throw new Error(`"${repo}" is not a Hugging Face repo id (owner/name)`);
+    return { kind: "hub", id: v, repo };
+  }
   if (v === "" || v === "default") {
     return modelSpec.id === DEMO_MODEL ? { kind: "url", id: "demo", base: dirUrl(DEMO_PATHS.bundle, "bundle") } : null;
   }
@@ -103,10 +109,23 @@ async function openHubCache() {
   }
 }
 
-// Downloads a CLIP repo's three files from the hub, or takes them from Cache Storage when an
-// earlier download stored them. onProgress({file, loaded, total, cached}) with byte counts
-// summed over the files (total is 0 until every size is known).
+// Downloads a CLIP repo's three files from the hub (or takes them from Cache Storage).
 export async function hubModelFiles(repo, onProgress = () => {}) {
+  const [config, weights, tokenizer] = await hubFiles(repo, MODEL_FILES, "a CLIP repo", onProgress);
+  return { config, weights, tokenizer };
+}
+
+// Downloads a result bundle's three files from a hub repo (e.g. one uploaded with
+// `huggingface-cli upload owner/name bundle/`), or takes them from Cache Storage.
+export async function hubBundleFiles(repo, onProgress = () => {}) {
+  const [manifest, features, dictionary] = await hubFiles(repo, BUNDLE_FILES, "a monoscope bundle", onProgress);
+  return { manifest, features, dictionary };
+}
+
+// Downloads `names` from a hub repo, or takes them from Cache Storage when an earlier download
+// stored them. onProgress({file, loaded, total, cached}) with byte counts summed over the
+// files (total is 0 until every size is known). `what` names the kind of repo in errors.
+async function hubFiles(repo, names, what, onProgress) {
   if (!validRepo(repo)) throw new Error(`"${repo}" is not a Hugging Face repo id (owner/name)`);
   const cache = await openHubCache();
   const loaded = new Map();
@@ -116,7 +135,7 @@ export async function hubModelFiles(repo, onProgress = () => {}) {
     for (const v of loaded.values()) sum += v;
     let total = 0;
     for (const v of sizes.values()) total += v;
-    onProgress({ file, loaded: sum, total: sizes.size === MODEL_FILES.length ? total : 0, cached });
+    onProgress({ file, loaded: sum, total: sizes.size === names.length ? total : 0, cached });
   };
   const one = async (file) => {
     const url = hubUrl(repo, file);
@@ -135,7 +154,7 @@ export async function hubModelFiles(repo, onProgress = () => {}) {
       throw new Error(`could not download ${file} from the hub: ${err.message} (offline, or blocked?)`);
     }
     if (res.status === 401 || res.status === 404) {
-      throw new Error(`${repo}: ${file} not found on the hub (HTTP ${res.status}; private or not a CLIP repo?)`);
+      throw new Error(`${repo}: ${file} not found on the hub (HTTP ${res.status}; private or not ${what}?)`);
     }
     if (!res.ok) throw new Error(`${repo}: downloading ${file} failed: HTTP ${res.status}`);
     sizes.set(file, Number(res.headers.get("content-length")) || 0);
@@ -167,8 +186,7 @@ export async function hubModelFiles(repo, onProgress = () => {}) {
     report(file, false);
     return blob;
   };
-  const [config, weights, tokenizer] = await Promise.all(MODEL_FILES.map(one));
-  return { config, weights, tokenizer };
+  return Promise.all(names.map(one));
 }
 
 export async function forgetHubDownloads() {

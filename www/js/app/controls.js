@@ -6,7 +6,7 @@ import { fieldError } from "./status.js";
 import { addImageFiles, addPrompt } from "./inputs.js";
 import { pump, markAllPending } from "./queue.js";
 import { loadModel, loadBundleOnly } from "./loading.js";
-import { modelFromSpec, bundleFromSpec, hubModel } from "./models.js";
+import { modelFromSpec, bundleFromSpec, hubModel, hubBundle } from "./models.js";
 import * as sources from "../sources.js";
 
 function wireImagePicker() {
@@ -67,6 +67,14 @@ function wireHubForm() {
       return;
     }
     loadModel(hubModel(repo), null, "hub-error");
+  });
+  $("hub-bundle-load").addEventListener("click", () => {
+    const repo = $("hub-bundle-repo").value.trim();
+    if (!sources.validRepo(repo)) {
+      fieldError("hub-error", `"${repo}" is not a repo id: use owner/name`);
+      return;
+    }
+    loadBundleOnly(hubBundle(repo));
   });
   $("hub-forget").addEventListener("click", async () => {
     const gone = await sources.forgetHubDownloads();

@@ -14,6 +14,7 @@ export function modelFromSpec(spec) {
 // The demo model's own bundle is its default, so the link does not need to name it.
 export function bundleFromSpec(spec) {
   if (!spec) return null;
+  if (spec.kind === "hub") return hubBundle(spec.repo);
   const param = spec.id === "demo" && state.modelParam === "demo" ? "" : spec.id;
   return { label: spec.id, param, files: sources.fetchBundleFiles(spec.base) };
 }
@@ -38,13 +39,22 @@ function showProgress(repo, report) {
 }
 
 export function hubModel(repo) {
+  return hubDownload(repo, sources.hubModelFiles);
+}
+
+export function hubBundle(repo) {
+  return hubDownload(repo, sources.hubBundleFiles);
+}
+
+// Downloads a hub repo's files with `fetcher`, showing progress under the hub form.
+function hubDownload(repo, fetcher) {
   const progress = $("hub-progress");
   const status = $("hub-status");
   fieldError("hub-error", null);
   progress.hidden = false;
   progress.removeAttribute("value"); // indeterminate until the sizes are known
   status.textContent = `${repo}: contacting the hub…`;
-  const files = sources.hubModelFiles(repo, (report) => showProgress(repo, report)).then(
+  const files = fetcher(repo, (report) => showProgress(repo, report)).then(
     (blobs) => {
       progress.hidden = true;
       status.textContent = `${repo}: files ready (kept in this browser's cache)`;

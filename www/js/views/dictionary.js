@@ -65,7 +65,7 @@ export class DictionaryView {
   renderSummary() {
     const b = this.app.state.bundle;
     if (!b) {
-      replaceKeepingFocus(this.summary, emptyNote("No bundle loaded: the dictionary views need a result bundle (the demo model has one)."));
+      replaceKeepingFocus(this.summary, emptyNote(`No bundle loaded: the dictionary views need a result bundle (the demo model has one); make one for this model with extract, train and analyze (README, "Your own model"), then open it under Model and bundle: local files, or a hub repo (bundle=hf:owner/name).`));
       return;
     }
     const s = b.summary || {};

@@ -19,7 +19,7 @@ export function renderFeatures(container, app) {
       body = el("p", { class: "hint", text: "analysing…" });
     } else if (!item.activations) {
       const v = Array.from(item.embedding.slice(0, 6), (x) => x.toFixed(3)).join(", ");
-      body = el("p", { class: "hint", text: `No bundle loaded, so no features; embedding (dim ${item.embedding.length}): [${v}, …]` });
+      body = el("p", { class: "hint", text: `No bundle loaded, so no features; embedding (dim ${item.embedding.length}): [${v}, …]. To see features, make one for this model with extract, train and analyze (README, "Your own model"), then open it under Model and bundle: local files, or a hub repo (bundle=hf:owner/name).` });
     } else {
       const ids = topActive(item.activations);
       const max = ids.length ? item.activations[ids[0]] : 0;
