@@ -14,25 +14,32 @@ const FILES = ["config.json", "model.safetensors", "tokenizer.json"];
 
 const env = h.suite();
 
-test("hub model: downloaded with progress, kept in Cache Storage, reused offline", async (t) => {
-  const native = h.loadNative(h.NATIVE_TINY_JSON);
-  const { context, page, requests, consoleErrors } = await h.newPage(env.browser, t);
+// Answers https://huggingface.co/** like the hub for one repo whose files come from a local
+// directory (404 for anything else); returns the list of requested paths.
+async function mockHub(context, repo, files, dir) {
   const routed = [];
   await context.route("https://huggingface.co/**", async (route) => {
     const url = new URL(route.request().url());
     routed.push(url.pathname);
     const m = url.pathname.match(/^\/([^/]+\/[^/]+)\/resolve\/main\/(.+)$/);
-    if (!m || m[1] !== REPO || !FILES.includes(m[2])) {
+    if (!m || m[1] !== repo || !files.includes(m[2])) {
       await route.fulfill({ status: 404, body: "not found", headers: { "access-control-allow-origin": "*" } });
       return;
     }
-    const body = readFileSync(path.join(h.ROOT, "assets/tiny-clip", m[2]));
+    const body = readFileSync(path.join(h.ROOT, dir, m[2]));
     await route.fulfill({
       status: 200,
       body,
       headers: { "content-type": "application/octet-stream", "content-length": String(body.length), "access-control-allow-origin": "*" },
     });
   });
+  return routed;
+}
+
+test("hub model: downloaded with progress, kept in Cache Storage, reused offline", async (t) => {
+  const native = h.loadNative(h.NATIVE_TINY_JSON);
+  const { context, page, requests, consoleErrors } = await h.newPage(env.browser, t);
+  const routed = await mockHub(context, REPO, FILES, "assets/tiny-clip");
   try {
     const prompt = native.texts[0];
     await page.goto(`${env.server.origin}/?backend=cpu&prompt=${encodeURIComponent(prompt)}`);
@@ -89,22 +96,7 @@ test("hub bundle: bundle=hf:owner/name downloads a bundle, cached; one for anoth
   const BUNDLE_REPO = "someone/demo-bundle";
   const BUNDLE_FILES = ["manifest.json", "features.json", "dictionary.safetensors"];
   const { context, page, consoleErrors } = await h.newPage(env.browser, t);
-  const routed = [];
-  await context.route("https://huggingface.co/**", async (route) => {
-    const url = new URL(route.request().url());
-    routed.push(url.pathname);
-    const m = url.pathname.match(/^\/([^/]+\/[^/]+)\/resolve\/main\/(.+)$/);
-    if (!m || m[1] !== BUNDLE_REPO || !BUNDLE_FILES.includes(m[2])) {
-      await route.fulfill({ status: 404, body: "not found", headers: { "access-control-allow-origin": "*" } });
-      return;
-    }
-    const body = readFileSync(path.join(h.ROOT, "assets/demo/bundle", m[2]));
-    await route.fulfill({
-      status: 200,
-      body,
-      headers: { "content-type": "application/octet-stream", "content-length": String(body.length), "access-control-allow-origin": "*" },
-    });
-  });
+  const routed = await mockHub(context, BUNDLE_REPO, BUNDLE_FILES, "assets/demo/bundle");
   try {
     // The demo model with the demo bundle, but from the hub.
     await page.goto(`${env.server.origin}/?backend=cpu&bundle=hf:${BUNDLE_REPO}`);
