@@ -74,6 +74,19 @@ cargo run --quiet -- probe --model "$DEMO_MODEL" --bundle assets/demo/bundle \
   --json "$ROOT/$OUT_DIR/probe-native.json" > /dev/null
 done_step
 
+# 300 demo-world scenes in the folder layout (image + same-name .txt) for
+# tests/browser/build.test.mjs, which builds a bundle from them in the page.
+step "scenes for the on-device build"
+BUILD_SCENES="$OUT_DIR/build-scenes"
+rm -rf "$BUILD_SCENES"
+cargo run --quiet -- world-images --count 300 --seed 7 --out "$BUILD_SCENES"
+node -e '
+  const fs = require("fs"), dir = process.argv[1];
+  for (const e of JSON.parse(fs.readFileSync(dir + "/index.json", "utf8")))
+    fs.writeFileSync(dir + "/" + e.file.replace(/\.png$/, ".txt"), e.caption + "\n");
+' "$BUILD_SCENES"
+done_step
+
 step "browser tests (headless chromium)"
 export MONOSCOPE_NATIVE_JSON="$NATIVE_JSON" MONOSCOPE_NATIVE_TINY_JSON="$NATIVE_TINY_JSON"
 node --test tests/browser/

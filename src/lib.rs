@@ -26,11 +26,9 @@ pub mod dict;
 pub mod error;
 pub mod inspect;
 pub mod io;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod jobs;
 pub mod lab;
 pub mod pipeline;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod train;
 pub mod world;
 

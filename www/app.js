@@ -15,12 +15,13 @@ import { DictionaryView } from "./js/views/dictionary.js";
 import { FeatureView } from "./js/views/feature.js";
 import { HeatmapView } from "./js/views/heatmap.js";
 import { mountApplications } from "./js/apps/index.js";
-import { $, params, state, runtime, views } from "./js/app/state.js";
+import { mountBuild } from "./js/build/panel.js";
+import { $, params, state, runtime, views, syncUrl } from "./js/app/state.js";
 import { setStatus, showGlobalError, showNotes } from "./js/app/status.js";
 import { renderAll, selectFeature, selectPair } from "./js/app/render.js";
 import { addPrompt, editPrompt, removeInput, addImageFiles, addImageUrl } from "./js/app/inputs.js";
 import { modelFromSpec, bundleFromSpec } from "./js/app/models.js";
-import { loadModel, startEngine } from "./js/app/loading.js";
+import { loadModel, loadBundleOnly, startEngine } from "./js/app/loading.js";
 import { wireControls, applyPanels, reportHeight } from "./js/app/controls.js";
 import { installStateHook, installDebugHook } from "./js/app/testhooks.js";
 
@@ -72,6 +73,22 @@ function mountApps() {
       result: apps.result,
     },
   );
+  apps.api.build = mountBuild($("build-view"), {
+    call: async (cmd, args, opts) => {
+      await runtime.engine.ensureReady();
+      return runtime.engine.call(cmd, args, opts);
+    },
+    modelLabel: () => state.model.label,
+    modelKey: () => state.model.hash || state.model.label,
+    useBundle: (blobs, label) => loadBundleOnly({ label, param: "", files: Promise.resolve(blobs) }),
+    result: apps.result,
+  });
+  $("build-show").addEventListener("click", () => {
+    if (!state.panels.includes("build")) state.panels = [...state.panels, "build"];
+    applyPanels();
+    syncUrl();
+    $("build-panel").scrollIntoView();
+  });
 }
 
 // The demo images' list names each image's caption; the first one and its caption are the

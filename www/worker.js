@@ -10,6 +10,14 @@
 //                 {type: "progress", id, done, total} while it runs
 //   render_scene  {name, side}         -> {width, height, rgba: Uint8Array}
 //   embed_image / embed_text           -> Float32Array (L2-normalised)
+//   build_begin   {source}             -> null: starts building a bundle (issue 11)
+//   build_add     {meta: {ids, names, captions}, images: [ArrayBuffer]} -> {kept, skipped, rows}
+//   build_restore {ids, names, captions, image, text} (rows stored by an earlier build) -> pairs
+//   build_settings {}                  -> default {features, k, steps, batch, seed} for the pairs
+//   build_train_start {settings}       -> null
+//   build_train   {steps}              -> {step, steps, loss, fvu: [image, text], dead_fraction}
+//   build_finish  {model}              -> {manifest, features, dictionary} (Uint8Arrays)
+//   build_cancel  {}                   -> null
 //   crash         {}                   -> never answers; kills this worker (tests the restart path)
 // Replies: {id, ok: true, result} or {id, ok: false, error: {name, message, fatal}}.
 // Unsolicited: {type: "fatal", error: {...}} when the wasm instance is no longer usable
@@ -80,6 +88,17 @@ async function backendLabel(name) {
 }
 
 let attack = null; // the running AttackSession, if any
+let build = null; // the BuildSession being built, if any
+
+function dropBuild() {
+  if (build) build.free();
+  build = null;
+}
+
+function needBuild() {
+  if (!build) throw new Error("no bundle is being built");
+  return build;
+}
 
 function dropAttack() {
   if (attack) attack.free();
@@ -103,6 +122,7 @@ const handlers = {
     // keeps working with the model it had.
     const next = await Engine.create(backend, config, weights, tokenizer);
     dropAttack(); // it holds the old model
+    dropBuild();
     if (engine) engine.free();
     engine = next;
     return { backend: await backendLabel(engine.backend()), info: engine.info_json(), hash: engine.model_hash() };
@@ -181,6 +201,42 @@ const handlers = {
     const v = new Float32Array(embedding);
     if (format === "npy") return e.export_npy(v);
     return e.export_safetensors(v, String(metadata || "{}"));
+  },
+  async build_begin({ source }) {
+    dropBuild();
+    build = needEngine().build_begin(String(source || "picked files"));
+    return null;
+  },
+  async build_add({ meta, images }) {
+    const b = needBuild();
+    return await b.add(JSON.stringify(meta), (images || []).map((x) => new Uint8Array(x)));
+  },
+  async build_restore({ ids, names, captions, image, text }) {
+    const b = needBuild();
+    b.add_rows(JSON.stringify({ ids: Array.from(ids), names, captions }), new Float32Array(image), new Float32Array(text));
+    return b.pairs();
+  },
+  async build_settings() {
+    return JSON.parse(needBuild().default_settings());
+  },
+  async build_train_start({ settings }) {
+    needBuild().start_training(JSON.stringify(settings));
+    return null;
+  },
+  async build_train({ steps }) {
+    return JSON.parse(needBuild().train(Math.max(1, steps >>> 0)));
+  },
+  async build_finish({ model }) {
+    const b = needBuild();
+    try {
+      return await b.finish(String(model || "model"));
+    } finally {
+      dropBuild();
+    }
+  },
+  async build_cancel() {
+    dropBuild();
+    return null;
   },
   async crash() {
     setTimeout(() => {

@@ -245,6 +245,23 @@ pub fn from_bytes_parts(
     })
 }
 
+/// The bytes of a bundle's three files (`manifest.json`, `features.json`,
+/// `dictionary.safetensors`), as [`save`] writes them.
+pub fn to_bytes_parts(
+    manifest: &Manifest,
+    features: &FeaturesFile,
+    dictionary: &Dictionary,
+) -> Result<[Vec<u8>; 3]> {
+    fn pretty<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+        serde_json::to_vec_pretty(value).map_err(|e| Error::Invalid(e.to_string()))
+    }
+    Ok([
+        pretty(manifest)?,
+        pretty(features)?,
+        crate::io::dictionary::weights_to_bytes(dictionary)?,
+    ])
+}
+
 /// Loads a bundle directory.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load(dir: &std::path::Path, device: &Device) -> Result<Bundle> {
@@ -265,12 +282,10 @@ pub fn save(
     features: &FeaturesFile,
     dictionary: &Dictionary,
 ) -> Result<()> {
-    use crate::base::fs::{create_dir, write_atomic, write_json};
+    use crate::base::fs::{create_dir, write_atomic};
     create_dir(dir)?;
-    write_atomic(
-        &dir.join(crate::io::dictionary::WEIGHTS_FILE),
-        &crate::io::dictionary::weights_to_bytes(dictionary)?,
-    )?;
-    write_json(&dir.join(FEATURES), features)?;
-    write_json(&dir.join(MANIFEST), manifest)
+    let [m, f, w] = to_bytes_parts(manifest, features, dictionary)?;
+    write_atomic(&dir.join(crate::io::dictionary::WEIGHTS_FILE), &w)?;
+    write_atomic(&dir.join(FEATURES), &f)?;
+    write_atomic(&dir.join(MANIFEST), &m)
 }

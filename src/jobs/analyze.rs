@@ -5,11 +5,13 @@
 //! write the result bundle.
 
 use std::collections::BTreeMap;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 
+#[cfg(not(target_arch = "wasm32"))]
 use super::Progress;
 use super::topm::TopM;
 use crate::analysis::AnalyzeConfig;
@@ -17,14 +19,17 @@ use crate::analysis::mds::{
     FeatureClass, FeatureMds, MdsAccumulator, Thresholds, class_counts, classify,
 };
 use crate::analysis::metrics::{Evaluation, WinRates, emb_sim, win_rate};
-use crate::base::fs::{read_file, read_text};
 use crate::base::{Pairs, SplitMix};
 use crate::dict::Dictionary;
 use crate::error::{Error, Result};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::io::bundle::fnv1a64;
 use crate::io::bundle::{
-    BundleMetrics, DatasetInfo, Example, FeatureReport, FeaturesFile, Manifest, ModelRef, fnv1a64,
+    BundleMetrics, DatasetInfo, Example, FeatureReport, FeaturesFile, Manifest, ModelRef,
 };
+use crate::io::dictionary::DictFile;
 use crate::io::embeddings::EmbeddingsFile;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::pipeline::Embedder;
 use crate::train::dict::evaluate;
 
@@ -32,7 +37,7 @@ use crate::train::dict::evaluate;
 pub const DEFAULT_VOCAB: &str = include_str!("../../assets/vocab/english.txt");
 
 /// Vocabulary entries embedded per forward pass.
-const VOCAB_BATCH: usize = 256;
+pub const VOCAB_BATCH: usize = 256;
 /// Pairs the reconstruction quality is measured on.
 const QUALITY_ROWS: usize = 4096;
 
@@ -244,7 +249,80 @@ fn win_rates(
     })
 }
 
+/// What a bundle is made of, in memory (the native job reads it from files; the page
+/// builds it on-device).
+pub struct BundleInputs<'a> {
+    /// The model the embeddings came from (path or name, hash, config).
+    pub model: ModelRef,
+    /// The dictionary's `dict.json` contents.
+    pub dict_file: DictFile,
+    /// The dictionary.
+    pub dict: &'a Dictionary,
+    /// The paired embeddings and their provenance.
+    pub emb: &'a EmbeddingsFile,
+    /// Where the embeddings came from (recorded in the manifest).
+    pub embeddings_name: String,
+    /// Label vocabulary and its text embeddings ([entries, d]), if labels are wanted.
+    pub vocab: Option<(&'a [String], Tensor<2>)>,
+    /// Settings.
+    pub config: &'a AnalyzeConfig,
+}
+
+/// Runs the analysis and assembles the bundle's manifest and features file; `progress` is
+/// told the number of pairs done.
+pub fn make_bundle(
+    inputs: BundleInputs<'_>,
+    device: &Device,
+    progress: impl FnMut(usize),
+) -> Result<(Manifest, FeaturesFile)> {
+    let BundleInputs {
+        model,
+        dict_file,
+        dict,
+        emb,
+        embeddings_name,
+        vocab,
+        config,
+    } = inputs;
+    let result = analyze(dict, &emb.pairs, vocab, config, device, progress)?;
+    let examples = examples(&result.features, emb);
+    let manifest = Manifest::new(
+        model,
+        dict_file,
+        DatasetInfo {
+            embeddings: embeddings_name,
+            pairs_file: emb.meta.pairs.clone(),
+            pairs: emb.pairs.n,
+            skipped_lines: emb.meta.skipped.len(),
+            // With --center, inputs must be centred with these means before encoding.
+            modality_means: config.center.then(|| emb.pairs.modality_means()),
+        },
+        config.clone(),
+        result.thresholds,
+        result.class_counts,
+        BundleMetrics {
+            win_rates: result.win_rates,
+            quality: result.quality,
+        },
+    );
+    let features = FeaturesFile {
+        features: result.features,
+        examples,
+    };
+    Ok((manifest, features))
+}
+
+/// The vocabulary entries of a text (one per line), blank lines dropped.
+pub fn vocabulary_entries(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 /// The inputs of `monoscope analyze`.
+#[cfg(not(target_arch = "wasm32"))]
 pub struct AnalyzeJob<'a> {
     /// Hugging Face CLIP directory (embeds the label vocabulary; its hash goes into the
     /// manifest).
@@ -262,12 +340,13 @@ pub struct AnalyzeJob<'a> {
 }
 
 /// Runs `analyze` from files to a bundle directory; returns the class counts.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn run(
     job: &AnalyzeJob<'_>,
     device: &Device,
     progress: &mut dyn Progress,
 ) -> Result<[usize; 4]> {
-    let emb = EmbeddingsFile::from_bytes(&read_file(job.embeddings)?)?;
+        let emb = EmbeddingsFile::from_bytes(&read_file(job.embeddings)?)?;
     let (dict_file, dict) = crate::io::dictionary::load_dir(job.dict, device)?;
     if dict_file.config.d != emb.pairs.d {
         return Err(Error::Invalid(format!(
@@ -284,7 +363,10 @@ pub fn run(
             emb.pairs.d
         )));
     }
-    let words = vocabulary(job.vocab)?;
+    let words = match job.vocab {
+        Some(p) => vocabulary_entries(&read_text(p)?),
+        None => vocabulary_entries(DEFAULT_VOCAB),
+    };
     progress.start("analyze", (words.len() + emb.pairs.n) as u64);
     let mut word_embeds = Vec::new();
     for chunk in words.chunks(VOCAB_BATCH) {
@@ -293,59 +375,24 @@ pub fn run(
         progress.inc(chunk.len() as u64);
     }
     let vocab_tensor = (!word_embeds.is_empty()).then(|| Tensor::cat(word_embeds, 0));
-    let result = analyze(
-        &dict,
-        &emb.pairs,
-        vocab_tensor.map(|t| (words.as_slice(), t)),
-        &job.config,
-        device,
-        |n| progress.inc(n as u64),
-    )?;
-    progress.finish();
-    let examples = examples(&result.features, &emb);
-    let manifest = Manifest::new(
-        ModelRef {
-            path: job.model.display().to_string(),
-            hash_fnv1a64: Some(fnv1a64(&read_file(&job.model.join("model.safetensors"))?)),
-            config: Some(embedder.config.clone()),
-        },
+    let model = ModelRef {
+        path: job.model.display().to_string(),
+        hash_fnv1a64: Some(fnv1a64(&read_file(&job.model.join("model.safetensors"))?)),
+        config: Some(embedder.config.clone()),
+    };
+    let inputs = BundleInputs {
+        model,
         dict_file,
-        DatasetInfo {
-            embeddings: job.embeddings.display().to_string(),
-            pairs_file: emb.meta.pairs.clone(),
-            pairs: emb.pairs.n,
-            skipped_lines: emb.meta.skipped.len(),
-            // With --center, inputs must be centred with these means before encoding.
-            modality_means: job.config.center.then(|| emb.pairs.modality_means()),
-        },
-        job.config.clone(),
-        result.thresholds,
-        result.class_counts,
-        BundleMetrics {
-            win_rates: result.win_rates,
-            quality: result.quality,
-        },
-    );
-    let features = FeaturesFile {
-        features: result.features,
-        examples,
+        dict: &dict,
+        emb: &emb,
+        embeddings_name: job.embeddings.display().to_string(),
+        vocab: vocab_tensor.map(|t| (words.as_slice(), t)),
+        config: &job.config,
     };
+    let (manifest, features) = make_bundle(inputs, device, |n| progress.inc(n as u64))?;
+    progress.finish();
     crate::io::bundle::save(job.out, &manifest, &features, &dict)?;
-    Ok(result.class_counts)
-}
-
-/// The vocabulary entries of a file (or the default list), blank lines dropped.
-fn vocabulary(path: Option<&Path>) -> Result<Vec<String>> {
-    let text = match path {
-        Some(p) => read_text(p)?,
-        None => DEFAULT_VOCAB.to_string(),
-    };
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect())
+    Ok(manifest.class_counts)
 }
 
 /// The pairs the features' top lists refer to, by row.

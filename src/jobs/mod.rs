@@ -5,8 +5,11 @@
 //! caller how far they are through [`Progress`]; the binary draws bars from it.
 
 pub mod analyze;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod extract;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod init;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod report;
 pub mod topm;
 

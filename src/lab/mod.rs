@@ -10,6 +10,7 @@
 //! first, so a bundle can be swapped while an earlier call is still awaiting the device.
 
 pub mod attack;
+pub mod build;
 pub mod control;
 pub mod heatmap;
 pub mod probe;

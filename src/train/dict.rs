@@ -13,13 +13,10 @@
 //! optimiser is Adam (β = 0.9, 0.999, ε = 1e-8), written here so its state can be
 //! checkpointed with the weights and restored exactly.
 
-use std::path::Path;
-
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint;
 use super::optim::{Adam, checked_loss};
 use crate::analysis::metrics::{Evaluation, Quality, quality};
 use crate::base::host::{host_bools, host_vec, scalar};
@@ -340,17 +337,20 @@ pub fn evaluate(
 }
 
 /// Checkpoint file of the dictionary's weights (next to `adam.safetensors`, `state.json`).
+#[cfg(not(target_arch = "wasm32"))]
 const WEIGHTS_FILE: &str = "weights.safetensors";
 
+/// Checkpoints (native: the page keeps its state elsewhere).
+#[cfg(not(target_arch = "wasm32"))]
 impl Trainer {
     /// Writes a checkpoint directory at `dir`, atomically replacing an older one.
-    pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
+    pub fn save_checkpoint(&self, dir: &std::path::Path) -> Result<()> {
         let state = serde_json::json!({
             "state": self.state, "dict_config": self.dict_config, "train_config": self.config,
         });
-        checkpoint::save(
+        super::checkpoint::save(
             dir,
-            vec![(WEIGHTS_FILE, checkpoint::module_bytes(&self.dict)?)],
+            vec![(WEIGHTS_FILE, crate::io::weights::save_module(&self.dict)?)],
             &self.adam,
             &state,
         )
@@ -359,8 +359,8 @@ impl Trainer {
     /// Restores weights, moments and counters from [`Trainer::save_checkpoint`]'s
     /// directory (or the `.old` copy a crash mid-replacement may have left). The
     /// dictionary configuration must match.
-    pub fn load_checkpoint(&mut self, dir: &Path) -> Result<()> {
-        let saved = checkpoint::Saved::open(dir)?;
+    pub fn load_checkpoint(&mut self, dir: &std::path::Path) -> Result<()> {
+        let saved = super::checkpoint::Saved::open(dir)?;
         let config: DictConfig = saved.field("dict_config")?;
         if config != self.dict_config {
             return Err(Error::Invalid(format!(

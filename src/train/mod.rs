@@ -3,8 +3,10 @@
 //! training ([`dict`]). The demo world's CLIP trainer (`world::train`) uses the same
 //! optimiser and checkpoints.
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod checkpoint;
 pub mod dict;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod job;
 pub mod optim;
 

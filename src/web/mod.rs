@@ -9,6 +9,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 mod apps;
+mod build;
 
 use crate::inspect::Lens;
 use crate::io::bundle::fnv1a64;

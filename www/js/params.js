@@ -4,11 +4,14 @@
 //   prompt   repeatable, or several separated by "|"
 //   image    repeatable same-site image URLs
 //   feature  a feature id
-//   panels   comma list of inputs,features,similarity,dictionary,feature,heatmap,probe,attack,control
+//   panels   comma list of inputs,features,similarity,dictionary,feature,heatmap,probe,attack,control,build
+//   build    1 = also show "Build a bundle" (hidden by default)
 //   backend  auto | webgpu | cpu
 //   embed    1 = compact widget mode (only the requested panels)
 
-export const PANELS = ["inputs", "features", "similarity", "dictionary", "feature", "heatmap", "probe", "attack", "control"];
+export const PANELS = ["inputs", "features", "similarity", "dictionary", "feature", "heatmap", "probe", "attack", "control", "build"];
+// Shown without a `panels` parameter: all but "Build a bundle", which `build=1` adds.
+export const DEFAULT_PANELS = PANELS.filter((p) => p !== "build");
 export const EMBED_DEFAULT_PANELS = ["features"];
 export const BACKENDS = ["auto", "webgpu", "cpu"];
 
@@ -24,7 +27,8 @@ function splitList(values, sep) {
 export function readParams(search) {
   const q = new URLSearchParams(search);
   const problems = [];
-  const embed = ["1", "true", "yes"].includes((q.get("embed") || "").toLowerCase());
+  const yes = (name) => ["1", "true", "yes"].includes((q.get(name) || "").toLowerCase());
+  const embed = yes("embed");
   const backend = (q.get("backend") || "auto").trim().toLowerCase();
   let panels = null;
   if (q.has("panels")) {
@@ -43,6 +47,7 @@ export function readParams(search) {
   const hasInputs = q.has("prompt") || q.has("image");
   return {
     embed,
+    build: yes("build"),
     backend,
     model: q.get("model") || "",
     bundle: q.get("bundle") ?? "",
@@ -55,7 +60,7 @@ export function readParams(search) {
 }
 
 // The query string for a state (only what differs from the defaults).
-export function buildSearch({ model, bundle, prompts, images, feature, panels, backend, embed }) {
+export function buildSearch({ model, bundle, prompts, images, feature, panels, backend, embed, build }) {
   const q = new URLSearchParams();
   if (model && model !== "demo") q.set("model", model);
   if (bundle) q.set("bundle", bundle);
@@ -65,6 +70,7 @@ export function buildSearch({ model, bundle, prompts, images, feature, panels, b
   if (panels && panels.length) q.set("panels", panels.join(","));
   if (backend && backend !== "auto") q.set("backend", backend);
   if (embed) q.set("embed", "1");
+  if (build) q.set("build", "1");
   const s = q.toString();
   return s ? `?${s}` : "";
 }

@@ -2,15 +2,15 @@
 // the registry of views and the engine handle. Nothing here touches the DOM except the URL,
 // which is the state's shareable form and so is kept in step by syncUrl().
 
-import { readParams, buildSearch, PANELS, EMBED_DEFAULT_PANELS } from "../params.js";
+import { readParams, buildSearch, DEFAULT_PANELS, EMBED_DEFAULT_PANELS } from "../params.js";
 
 export const $ = (id) => document.getElementById(id);
 
 export const params = readParams(location.search);
 
 function initialPanels() {
-  if (params.panels && params.panels.length) return params.panels;
-  return params.embed ? EMBED_DEFAULT_PANELS : PANELS;
+  const base = params.panels && params.panels.length ? params.panels : params.embed ? EMBED_DEFAULT_PANELS : DEFAULT_PANELS;
+  return params.build && !base.includes("build") ? [...base, "build"] : base;
 }
 
 export const state = {
@@ -67,6 +67,7 @@ export function syncUrl() {
     panels: state.explicitPanels,
     backend: state.backend,
     embed: state.embed,
+    build: !state.explicitPanels && state.panels.includes("build"),
   });
   if (search !== location.search) history.replaceState(null, "", `${location.pathname}${search}${location.hash}`);
 }

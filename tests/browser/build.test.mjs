@@ -1,0 +1,150 @@
+// "Build a bundle" in the page (issue 11): 300 demo-world scenes (tests/out/build-scenes,
+// written by scripts/test.sh with `monoscope world-images --count 300 --seed 7` plus a .txt
+// caption per image) are picked as files; the page embeds them with the demo model on the CPU
+// backend, trains a TopK dictionary and analyses it, then shows features with class badges
+// from the new bundle. A reload in the middle of extraction resumes from the rows kept in
+// IndexedDB; the MDS classes agree with `monoscope extract / train / analyze` run with the
+// page's settings on the same folder for >= 90% of features (the figure is printed); the
+// downloaded .zip opens in `monoscope report` and in the page; Stop leaves the page working.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import * as h from "./helpers.mjs";
+
+const SCENES = path.join(h.OUT, "build-scenes");
+const TIMEOUT = 10 * 60 * 1000;
+const env = h.suite();
+
+function sceneFiles() {
+  assert.ok(existsSync(path.join(SCENES, "index.json")), `${SCENES} not found: scripts/test.sh writes it`);
+  return readdirSync(SCENES)
+    .filter((n) => /\.(png|txt)$/.test(n))
+    .map((n) => path.join(SCENES, n));
+}
+
+function cli(...args) {
+  return execFileSync("cargo", ["run", "--quiet", "--", ...args], { cwd: h.ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+}
+
+// The entries of a zip with stored (uncompressed) members: {name: Buffer}.
+function unzipStored(buf) {
+  const out = {};
+  let at = 0;
+  while (buf.readUInt32LE(at) === 0x04034b50) {
+    assert.equal(buf.readUInt16LE(at + 8), 0, "stored entries");
+    const size = buf.readUInt32LE(at + 18);
+    const nameLen = buf.readUInt16LE(at + 26);
+    const extra = buf.readUInt16LE(at + 28);
+    const name = buf.subarray(at + 30, at + 30 + nameLen).toString("utf8");
+    const start = at + 30 + nameLen + extra;
+    out[name] = buf.subarray(start, start + size);
+    at = start + size;
+  }
+  return out;
+}
+
+const buildState = (page) => page.evaluate(() => window.__monoscope.apps.build ?? null);
+
+async function pickAndStart(page, files) {
+  await page.setInputFiles("#build-files", files);
+  await page.waitForFunction(() => !document.getElementById("build-start").disabled, null, { timeout: 60_000 });
+  await page.click("#build-start");
+}
+
+test("a bundle built in the page: resume after reload, features with classes, CLI agreement, zip", async (t) => {
+  const files = sceneFiles();
+  const { context, page, requests, consoleErrors } = await h.newPage(env.browser, t);
+  try {
+    await page.goto(`${env.server.origin}/?backend=cpu&build=1`);
+    await h.waitIdle(page, 1);
+    assert.equal(await page.isVisible("#build-panel"), true, "build=1 shows the panel");
+    await pickAndStart(page, files);
+    assert.match(await page.textContent("#build-status"), /300 pairs/);
+    await page.waitForFunction(() => (window.__monoscope.apps.build?.embedded ?? 0) >= 96, null, { timeout: TIMEOUT });
+    await page.reload();
+    await h.waitIdle(page, 1);
+    await pickAndStart(page, files);
+    await page.waitForFunction(() => ["done", "error"].includes(window.__monoscope.apps.build?.phase), null, { timeout: TIMEOUT });
+    const b = await buildState(page);
+    assert.equal(b.phase, "done", `build failed: ${b.error}`);
+    assert.ok(b.restored >= 96, `rows kept before the reload were restored (${b.restored})`);
+    assert.equal(b.restored + b.embedded, 300, "no finished row was embedded again");
+    assert.equal(b.pairs, 300);
+    const line =
+      `on-device build, 300 demo pairs, CPU backend: extraction ${(b.embedded / b.seconds.extract).toFixed(1)} pairs/s, ` +
+      `training ${(b.status.step / b.seconds.train).toFixed(0)} steps/s (${b.status.step} steps), analysis ${b.seconds.analyse.toFixed(1)} s; ` +
+      `FVU ${b.status.fvu.map((x) => x.toFixed(3)).join("/")}; settings ${JSON.stringify(b.settings)}`;
+    t.diagnostic(line);
+    console.log(`# ${line}`);
+
+    // The new bundle is the page's: features with class badges for the inputs.
+    await page.waitForFunction(() => /built here/.test(document.getElementById("bundle").textContent) && window.__monoscope.state === "ready", null, {
+      timeout: TIMEOUT,
+    });
+    const shown = await h.shownFeatures(page);
+    assert.ok(shown.length > 0);
+    for (const f of shown) assert.match(f.cls, /^(ImgD|TextD|CrossD)$/);
+
+    // The same method natively: extract / train / analyze with the page's settings.
+    const work = path.join(h.OUT, "build-cli");
+    mkdirSync(work, { recursive: true });
+    const s = b.settings;
+    const [emb, dict, bundle] = ["emb.safetensors", "dict", "bundle"].map((f) => path.join(work, f));
+    cli("extract", "--model", "assets/demo/clip", "--data", SCENES, "--out", emb);
+    cli("train", "--embeddings", emb, "--kind", "topk", "--center", "--features", `${s.features}`, "--k", `${s.k}`, "--steps", `${s.steps}`, "--batch", `${s.batch}`, "--seed", `${s.seed}`, "--out", dict);
+    cli("analyze", "--model", "assets/demo/clip", "--dict", dict, "--embeddings", emb, "--center", "--out", bundle);
+    const native = JSON.parse(readFileSync(path.join(bundle, "features.json"), "utf8")).features.map((f) => f.class);
+    assert.equal(native.length, b.classes.length);
+    const same = native.filter((c, i) => c === b.classes[i]).length;
+    const agree = `page vs CLI feature classes: ${same}/${native.length} agree (${((100 * same) / native.length).toFixed(1)}%)`;
+    t.diagnostic(agree);
+    console.log(`# ${agree}`);
+    assert.ok(same / native.length >= 0.9, agree);
+
+    // The zip: three files, readable by `monoscope report` and by the page's bundle picker.
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#build-download")]);
+    const zipPath = path.join(h.OUT, "built-bundle.zip");
+    await download.saveAs(zipPath);
+    const entries = unzipStored(readFileSync(zipPath));
+    assert.deepEqual(Object.keys(entries).sort(), ["bundle/dictionary.safetensors", "bundle/features.json", "bundle/manifest.json"]);
+    const unpacked = path.join(h.OUT, "built-bundle");
+    mkdirSync(path.join(unpacked, "bundle"), { recursive: true });
+    for (const [name, bytes] of Object.entries(entries)) writeFileSync(path.join(unpacked, name), bytes);
+    assert.match(cli("report", path.join(unpacked, "bundle")), /CrossD/);
+    await page.click("#bundle-none");
+    await page.waitForFunction(() => window.__monoscope.bundle === null);
+    await page.setInputFiles(
+      "#bundle-files",
+      ["manifest.json", "features.json", "dictionary.safetensors"].map((f) => path.join(unpacked, "bundle", f)),
+    );
+    await page.waitForFunction(() => window.__monoscope.bundle && window.__monoscope.state === "ready", null, { timeout: TIMEOUT });
+    h.assertSameOrigin(requests, env.server.origin);
+    await h.assertNoCspViolations(page, consoleErrors);
+  } finally {
+    await context.close();
+  }
+});
+
+test("Stop during training keeps the page working", async (t) => {
+  const { context, page } = await h.newPage(env.browser, t);
+  try {
+    await page.goto(`${env.server.origin}/?backend=cpu&build=1`);
+    await h.waitIdle(page, 1);
+    await pickAndStart(page, sceneFiles());
+    await page.waitForFunction(() => window.__monoscope.apps.build?.phase === "train", null, { timeout: TIMEOUT });
+    await page.click("#build-stop");
+    await page.waitForFunction(() => window.__monoscope.apps.build?.phase === "stopped", null, { timeout: TIMEOUT });
+    assert.match(await page.textContent("#build-status"), /stopped/);
+    const runs = (await h.snapshot(page)).runs;
+    await page.fill("#new-prompt", "a small blue square");
+    await page.press("#new-prompt", "Enter");
+    const r = await h.waitIdle(page, runs + 1);
+    assert.equal(r.state, "ready");
+    assert.equal(r.bundle.features, 256, "the demo bundle is still loaded");
+  } finally {
+    await context.close();
+  }
+});
