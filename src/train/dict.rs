@@ -27,6 +27,7 @@ pub use crate::base::{Pairs, SplitMix};
 use crate::dict::sae::{keep_top_k, unit_rows};
 use crate::dict::{DictConfig, DictKind, Dictionary, ncl};
 use crate::error::{Error, Result};
+use crate::io::weights::save_module;
 
 /// AuxK latents (Gao et al. 2024).
 pub const DEFAULT_AUX_K: usize = 512;
@@ -350,7 +351,7 @@ impl Trainer {
         });
         checkpoint::save(
             dir,
-            vec![(WEIGHTS_FILE, checkpoint::module_bytes(&self.dict)?)],
+            vec![(WEIGHTS_FILE, save_module(&self.dict)?)],
             &self.adam,
             &state,
         )
