@@ -74,6 +74,15 @@ cargo run --quiet -- probe --model "$DEMO_MODEL" --bundle assets/demo/bundle \
   --json "$ROOT/$OUT_DIR/probe-native.json" > /dev/null
 done_step
 
+# A real-size model for tests/browser/realsize.test.mjs (the f16 one and its bundle come from
+# tests/recipe.rs, run by cargo test above, in tests/out/recipe/). Generated, never committed.
+step "real-size model (random-init ViT-B/32, f32)"
+BIG_MODEL="$OUT_DIR/vit-b-32-f32"
+cargo run --quiet -- init --preset vit-b-32 --dtype f32 --out "$BIG_MODEL"
+cargo run --quiet -- embed --model "$BIG_MODEL" --image "$DEMO_IMAGE" \
+  --text "$DEMO_CAPTION" --text "$SECOND_PROMPT" --out "$ROOT/$OUT_DIR/native-vit-b-32-f32.json"
+done_step
+
 # 300 demo-world scenes in the folder layout (image + same-name .txt) for
 # tests/browser/build.test.mjs, which builds a bundle from them in the page.
 step "scenes for the on-device build"

@@ -9,7 +9,7 @@ use crate::clip::preprocess::ImageProcessor;
 use crate::clip::tokenizer::ClipTokenizer;
 use crate::clip::{ClipConfig, ClipModel, TextBatch};
 use crate::error::{Error, Result};
-use crate::io::weights::{Checkpoint, load_module};
+use crate::io::weights::{Checkpoint, load_module_with_progress};
 
 /// The files of a Hugging Face CLIP directory, as bytes.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +54,16 @@ pub struct ModelInfo {
 impl Embedder {
     /// Loads a model from the bytes of its files onto `device`.
     pub fn from_bytes(files: ModelFiles<'_>, device: &Device) -> Result<Self> {
+        Self::from_bytes_with_progress(files, device, &mut |_, _| {})
+    }
+
+    /// [`Embedder::from_bytes`], calling `on_tensor(placed, total)` as parameter tensors
+    /// are placed on the device.
+    pub fn from_bytes_with_progress(
+        files: ModelFiles<'_>,
+        device: &Device,
+        on_tensor: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self> {
         let config = ClipConfig::from_json(files.config)?;
         let processor = match files.preprocessor {
             Some(p) => ImageProcessor::from_hf_json(p, config.vision.image_size)?,
@@ -62,7 +72,7 @@ impl Embedder {
         let tokenizer =
             ClipTokenizer::from_bytes(files.tokenizer, config.text.max_position_embeddings)?;
         let ckpt = Checkpoint::parse(files.weights)?;
-        let model = load_module(config.init(device), &ckpt, device)?;
+        let model = load_module_with_progress(config.init(device), &ckpt, device, on_tensor)?;
         Ok(Self {
             config,
             model,
@@ -169,6 +179,18 @@ impl Embedder {
             return Err(Error::Invalid(format!("empty prompt {t:?}")));
         }
         self.text_batch(texts)
+    }
+
+    /// Which prompts are longer than the model's context (tokenisation only, no forward
+    /// pass); blank ones are refused as in [`Embedder::prompt_batch`].
+    pub fn truncated_prompts(&self, texts: &[&str]) -> Result<Vec<bool>> {
+        if let Some(t) = texts.iter().find(|t| t.trim().is_empty()) {
+            return Err(Error::Invalid(format!("empty prompt {t:?}")));
+        }
+        texts
+            .iter()
+            .map(|t| self.tokenizer.encode(t).map(|e| e.truncated))
+            .collect()
     }
 
     /// L2-normalised embeddings of prompts: [batch, projection_dim].

@@ -145,6 +145,27 @@ fn bad_entries_are_skipped_with_the_reason() {
         set.skipped
     );
 
+    // A caption member declaring 8 GB: refused from its header (no allocation), the
+    // members before it are kept.
+    let mut huge = tar_bytes(&[("a.png", &p[0].1), ("a.txt", b"kept"), ("z.txt", b"x")]);
+    let z_at = huge.windows(5).position(|w| w == b"z.txt").unwrap();
+    let h = &mut huge[z_at..z_at + 512];
+    h[124..136].copy_from_slice(b"77777777777\0");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| *b as u32).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    let huge_path = dir.join("huge.tar");
+    std::fs::write(&huge_path, &huge).unwrap();
+    let set = captions::read(&huge_path, &ReadOptions::default()).unwrap();
+    assert_eq!(set.entries.len(), 1);
+    assert!(
+        set.skipped
+            .iter()
+            .any(|s| s.1.contains("z.txt: declares 8589934591 bytes")),
+        "{:?}",
+        set.skipped
+    );
+
     // CSV: wrong column names are refused for the whole file, options choose others.
     let csv = dir.join("cols.csv");
     std::fs::write(&csv, "file,text\nimg/0000.png,a big red circle\n").unwrap();

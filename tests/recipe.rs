@@ -13,7 +13,9 @@ use monoscope::io::bundle::fnv1a64;
 
 #[test]
 fn init_extract_train_analyze_on_vit_b_32() {
-    let dir = temp_dir("recipe");
+    let dir = root().join("tests/out/recipe");
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).unwrap();
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
     let model = dir.join("vit-b-32");
     cli_ok(
@@ -126,5 +128,40 @@ fn init_extract_train_analyze_on_vit_b_32() {
     let hash = fnv1a64(&read(model.join("model.safetensors")));
     assert_eq!(lens.summary(Some(&hash)).model_matches, Some(true));
     assert_eq!(lens.class_counts.iter().sum::<usize>(), 256);
-    std::fs::remove_dir_all(&dir).ok();
+
+    // The page's default inputs (www/app.js): the first demo image, its caption, and a second
+    // prompt; the browser test compares the page's embeddings with these.
+    let demo: Vec<serde_json::Value> =
+        serde_json::from_slice(&read(root().join("assets/demo/images/index.json"))).unwrap();
+    let image = root()
+        .join("assets/demo/images")
+        .join(demo[0]["file"].as_str().unwrap());
+    cli_ok(
+        &[
+            "embed",
+            "--model",
+            &s(&model),
+            "--image",
+            &s(&image),
+            "--text",
+            demo[0]["caption"].as_str().unwrap(),
+            "--text",
+            "a big red circle",
+            "--out",
+            &s(&dir.join("native.json")),
+        ],
+        None,
+    );
+    for scratch in [
+        "scenes",
+        "scenes-000.tar",
+        "emb.safetensors",
+        "coco.safetensors",
+        "dict",
+    ] {
+        let p = dir.join(scratch);
+        std::fs::remove_dir_all(&p)
+            .or_else(|_| std::fs::remove_file(&p))
+            .ok();
+    }
 }

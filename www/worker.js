@@ -1,7 +1,11 @@
 // monoscope engine worker: the only place the wasm module is instantiated.
 //
 // Protocol (main thread -> worker): {id, cmd, args}
-//   init          {backend, model: {config, weights, tokenizer}} (Blobs) -> {backend, info, hash}
+//   init          {backend, model: {config, weights, tokenizer}} (Blobs) -> {backend, info, hash};
+//                 sends {type: "progress", id, done, total} as tensors are placed
+//   plan          {config: Blob, weightsBytes}  -> {parameters, tensors, needed_bytes, ...}, or an
+//                 error saying why the model cannot fit this page's memory (before downloading it)
+//   memory        {}                            -> {bytes}: this wasm instance's memory (= its peak)
 //   load_bundle   {manifest, features, dictionary} (Blobs)               -> summary JSON string
 //   clear_bundle  {}                                                     -> null
 //   analyze_image {bytes: ArrayBuffer} -> {embedding: Float32Array, activations?: Float32Array}
@@ -26,7 +30,7 @@
 // Files arrive as Blobs (structured clone shares them, it does not copy the bytes), so the page
 // can hand the same model to a restarted worker without holding a second copy in its own heap.
 
-import init, { Engine } from "./monoscope.js";
+import init, { Engine, plan_model, wasm_memory_bytes } from "./monoscope.js";
 
 // Compile the wasm as soon as the worker starts, while the page is still fetching the model.
 const wasmReady = init({ module_or_path: new URL("./monoscope_bg.wasm", import.meta.url) });
@@ -111,7 +115,7 @@ function needEngine() {
 }
 
 const handlers = {
-  async init({ backend, model }) {
+  async init({ backend, model }, id) {
     await wasmReady;
     const [config, weights, tokenizer] = await Promise.all([
       bytesOf(model?.config, "config.json"),
@@ -120,12 +124,21 @@ const handlers = {
     ]);
     // Build the new engine before dropping the old one: if these files are bad, the page
     // keeps working with the model it had.
-    const next = await Engine.create(backend, config, weights, tokenizer);
+    const progress = (done, total) => self.postMessage({ type: "progress", id, done, total });
+    const next = await Engine.create(backend, config, weights, tokenizer, progress);
     dropAttack(); // it holds the old model
     dropBuild();
     if (engine) engine.free();
     engine = next;
     return { backend: await backendLabel(engine.backend()), info: engine.info_json(), hash: engine.model_hash() };
+  },
+  async plan({ config, weightsBytes }) {
+    await wasmReady;
+    return JSON.parse(plan_model(await bytesOf(config, "config.json"), Number(weightsBytes) || 0));
+  },
+  async memory() {
+    await wasmReady;
+    return { bytes: wasm_memory_bytes() };
   },
   async load_bundle({ manifest, features, dictionary }) {
     const e = needEngine();

@@ -5,6 +5,7 @@
 
 pub mod blocks;
 pub mod config;
+pub mod footprint;
 pub mod preprocess;
 pub mod text;
 pub mod tokenizer;
@@ -17,6 +18,7 @@ use burn::tensor::{Device, Tensor};
 use crate::base::host::l2_normalize;
 
 pub use config::{Activation, ClipConfig, TextConfig, TextPooling, VisionConfig};
+pub use footprint::Footprint;
 pub use text::{TextBatch, TextTransformer};
 pub use vision::{TowerOutput, VisionTransformer};
 

@@ -22,6 +22,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 
+use crate::clip::Footprint;
 use crate::error::{Error, Result};
 
 /// Checkpoint entries that are buffers, not parameters (transformers' `position_ids`).
@@ -157,15 +158,19 @@ impl<'a> Checkpoint<'a> {
 }
 
 /// Walks a module and replaces every float parameter with the checkpoint's tensor.
-struct Loader<'c, 'a> {
+struct Loader<'c, 'a, 'p> {
     ckpt: &'c Checkpoint<'a>,
     device: Device,
     at: ModulePath,
     used: BTreeSet<String>,
     problems: Vec<String>,
+    /// Tensors placed so far, and the callback told about each.
+    placed: usize,
+    total: usize,
+    on_tensor: &'p mut dyn FnMut(usize, usize),
 }
 
-impl Loader<'_, '_> {
+impl Loader<'_, '_, '_> {
     fn fetch(&mut self, expected: &[usize]) -> Option<TensorData> {
         let (name, layout) = hf_name(&self.at.path(), self.at.owner());
         let Some(mut shape) = self.ckpt.shape(&name) else {
@@ -219,7 +224,7 @@ fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-impl ModuleMapper for Loader<'_, '_> {
+impl ModuleMapper for Loader<'_, '_, '_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
         self.at.enter(name, container_type);
     }
@@ -230,7 +235,10 @@ impl ModuleMapper for Loader<'_, '_> {
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let expected = param.lazy_shape().to_vec();
-        match self.fetch(&expected) {
+        let fetched = self.fetch(&expected);
+        self.placed += 1;
+        (self.on_tensor)(self.placed, self.total);
+        match fetched {
             Some(data) => {
                 let id = param.id;
                 param.transform_for_load(Tensor::from_data(data, &self.device), id)
@@ -243,12 +251,27 @@ impl ModuleMapper for Loader<'_, '_> {
 /// Loads every float parameter of `module` from a checkpoint; fails listing every
 /// missing, unexpected, mis-shaped or non-float tensor.
 pub fn load_module<M: Module>(module: M, ckpt: &Checkpoint<'_>, device: &Device) -> Result<M> {
+    load_module_with_progress(module, ckpt, device, &mut |_, _| {})
+}
+
+/// [`load_module`], calling `on_tensor(placed, total)` after each parameter tensor (a
+/// page shows it while a large model loads).
+pub fn load_module_with_progress<M: Module>(
+    module: M,
+    ckpt: &Checkpoint<'_>,
+    device: &Device,
+    on_tensor: &mut dyn FnMut(usize, usize),
+) -> Result<M> {
+    let total = Footprint::of(&module).tensors;
     let mut loader = Loader {
         ckpt,
         device: device.clone(),
         at: ModulePath::default(),
         used: BTreeSet::new(),
         problems: Vec::new(),
+        placed: 0,
+        total,
+        on_tensor,
     };
     let module = module.map(&mut loader);
     let mut problems = loader.problems;

@@ -4,7 +4,7 @@
 use burn::tensor::{Tensor, TensorData};
 use serde::Serialize;
 
-use super::{Lab, with_host_decoder};
+use super::Lab;
 use crate::apps::control::{Scales, edit};
 use crate::base::Modality;
 use crate::base::host::host_vec;
@@ -76,7 +76,7 @@ impl Lab {
         let z = lens
             .activations(std::slice::from_ref(&x), modality)?
             .remove(0);
-        let e = with_host_decoder(&lens, |d| edit(d, &x, &z, modality, scales))?;
+        let e = edit(lens.decoder()?, &x, &z, modality, scales)?;
         let decoded = match self.decoder() {
             Some(dec) => Some(DecodedPair {
                 side: dec.side(),

@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::base::Modality;
 use crate::base::host::rows_async;
 use crate::error::{Error, Result};
-use crate::inspect::{HostDecoder, Lens, LensSummary};
+use crate::inspect::{Lens, LensSummary};
 use crate::pipeline::Embedder;
 use crate::world::decoder::ImageDecoder;
 
@@ -140,6 +140,13 @@ impl Lab {
         Ok(self.embed_pixels(&[pixels]).await?.remove(0))
     }
 
+    /// Which prompts are longer than the model's context (blank ones refused); tokenises
+    /// only, so callers can warn before the work that embeds them.
+    pub fn truncated_prompts(&self, texts: &[String]) -> Result<Vec<bool>> {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        self.embedder.truncated_prompts(&refs)
+    }
+
     /// Embeddings of prompts to analyse (blank ones refused) and which were truncated.
     pub async fn embed_prompts(&self, texts: &[String]) -> Result<(Vec<Vec<f32>>, Vec<bool>)> {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -194,9 +201,4 @@ impl Lab {
             truncated,
         })
     }
-}
-
-/// Runs `f` with the loaded bundle's host decoder.
-fn with_host_decoder<T>(lens: &Lens, f: impl FnOnce(&HostDecoder) -> Result<T>) -> Result<T> {
-    f(lens.decoder()?)
 }

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Lab, with_host_decoder};
+use super::Lab;
 use crate::apps::probe::{Group, ProbeConfig, ProbeReport, probe};
 use crate::base::Modality;
 use crate::error::{Error, Result};
@@ -104,7 +104,7 @@ impl Lab {
                 activations,
             });
         }
-        let report = with_host_decoder(&lens, |d| probe(d, prompts, &t, &gs, config))?;
+        let report = probe(lens.decoder()?, prompts, &t, &gs, config)?;
         Ok(ProbeOutcome {
             report,
             skipped: groups.skipped,

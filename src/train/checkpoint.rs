@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use super::optim::Adam;
 use crate::base::fs::{checkpoint_dir, read_file, to_json_pretty, write_dir_atomic};
 use crate::error::{Error, Result};
-use crate::io::weights::{Checkpoint, load_module, save_module};
+use crate::io::weights::{Checkpoint, load_module};
 
 /// File of the optimiser moments.
 pub const ADAM_FILE: &str = "adam.safetensors";
@@ -33,11 +33,6 @@ pub fn save(
     files.push((ADAM_FILE, adam.to_bytes()?));
     files.push((STATE_FILE, to_json_pretty(state)?));
     write_dir_atomic(dir, &files)
-}
-
-/// A module's weights for [`save`].
-pub fn module_bytes<M: Module>(module: &M) -> Result<Vec<u8>> {
-    save_module(module)
 }
 
 /// Whether a checkpoint (or the `.old` copy a crash mid-replacement leaves) exists.

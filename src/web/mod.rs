@@ -11,6 +11,7 @@ use wasm_bindgen_futures::future_to_promise;
 mod apps;
 mod build;
 
+use crate::clip::footprint::WASM32_MEMORY_BYTES;
 use crate::inspect::Lens;
 use crate::io::bundle::fnv1a64;
 use crate::lab::{InputReport, Lab};
@@ -44,6 +45,39 @@ async fn choose_device(backend: &str) -> Result<(Device, &'static str), JsValue>
             "unknown backend {other:?} (auto, webgpu or cpu)"
         ))),
     }
+}
+
+/// Bytes of this instance's linear memory. It only grows, so this is also its peak.
+fn memory_bytes() -> u64 {
+    core::arch::wasm32::memory_size(0) as u64 * 65536
+}
+
+/// Whether a model fits before its weights are downloaded: `config_json` and the size of
+/// `model.safetensors` (0 when not known yet). Returns `{parameters, tensors, needed_bytes,
+/// in_use_bytes, limit_bytes}` as JSON, or fails with a message saying why it cannot fit.
+#[wasm_bindgen]
+pub fn plan_model(config_json: Vec<u8>, weights_bytes: f64) -> Result<String, JsValue> {
+    let config = crate::clip::ClipConfig::from_json(&config_json).map_err(js_err)?;
+    let footprint = config.footprint(&Device::flex());
+    let weights = weights_bytes.max(0.0) as u64;
+    let (in_use, limit) = (memory_bytes(), WASM32_MEMORY_BYTES);
+    footprint
+        .check_fits(weights, in_use, limit)
+        .map_err(js_err)?;
+    Ok(serde_json::json!({
+        "parameters": footprint.parameters,
+        "tensors": footprint.tensors,
+        "needed_bytes": footprint.load_peak_bytes(weights),
+        "in_use_bytes": in_use,
+        "limit_bytes": limit,
+    })
+    .to_string())
+}
+
+/// Bytes of WebAssembly memory this instance holds (its peak: wasm memory never shrinks).
+#[wasm_bindgen]
+pub fn wasm_memory_bytes() -> f64 {
+    memory_bytes() as f64
 }
 
 /// A loaded model (and optionally a result bundle) in the browser.
@@ -87,12 +121,14 @@ fn report_progress(progress: &Function) -> impl FnMut(usize, usize) + '_ {
 #[wasm_bindgen]
 impl Engine {
     /// Loads a model from the bytes of `config.json`, `model.safetensors` and
-    /// `tokenizer.json`. `backend`: "auto", "webgpu" or "cpu".
+    /// `tokenizer.json`. `backend`: "auto", "webgpu" or "cpu". `progress(placed, total)`
+    /// is called as parameter tensors are placed on the device.
     pub async fn create(
         backend: String,
         config_json: Vec<u8>,
         weights: Vec<u8>,
         tokenizer_json: Vec<u8>,
+        progress: Option<Function>,
     ) -> Result<Engine, JsValue> {
         let (device, name) = choose_device(&backend).await?;
         let files = ModelFiles {
@@ -101,7 +137,13 @@ impl Engine {
             tokenizer: &tokenizer_json,
             preprocessor: None,
         };
-        let embedder = Embedder::from_bytes(files, &device).map_err(js_err)?;
+        let mut on_tensor = |placed: usize, total: usize| {
+            if let Some(f) = &progress {
+                report_progress(f)(placed, total);
+            }
+        };
+        let embedder =
+            Embedder::from_bytes_with_progress(files, &device, &mut on_tensor).map_err(js_err)?;
         Ok(Engine {
             lab: Rc::new(Lab::new(embedder, Some(fnv1a64(&weights)))),
             backend: name.to_string(),

@@ -480,8 +480,8 @@ mod files {
             checkpoint::save(
                 dir,
                 vec![
-                    (WEIGHTS_FILE, checkpoint::module_bytes(&self.model)?),
-                    (AUX_FILE, checkpoint::module_bytes(&self.aux)?),
+                    (WEIGHTS_FILE, save_module(&self.model)?),
+                    (AUX_FILE, save_module(&self.aux)?),
                 ],
                 &self.adam,
                 &state,

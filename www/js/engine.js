@@ -88,12 +88,13 @@ export class EngineClient {
   // JSON | null, bundleError: message | null}: a bad bundle does not make the model unusable,
   // so it is reported apart. If the model fails to load, the worker keeps the model it had
   // (it builds the new engine before dropping the old one) and requests keep going to it.
-  load(model, bundle) {
+  // onProgress(placed, total): parameter tensors placed while the model loads.
+  load(model, bundle, onProgress = null) {
     const previous = this.ready;
     const hadModel = this.model !== null;
     const attempt = (async () => {
       if (previous) await previous.catch(() => {});
-      const loaded = await this.call("init", { backend: this.backend, model });
+      const loaded = await this.call("init", { backend: this.backend, model }, { onProgress });
       this.model = model;
       this.bundle = null;
       let summary = null;
@@ -157,6 +158,17 @@ export class EngineClient {
       },
     );
     return ready;
+  }
+
+  // Whether a model with this config.json (a Blob) and weights size fits this page's memory;
+  // resolves to the plan, or rejects with the reason it cannot fit. Runs before a download.
+  plan(config, weightsBytes) {
+    return this.call("plan", { config, weightsBytes });
+  }
+
+  // Bytes of wasm memory the engine holds (its peak so far).
+  async memoryBytes() {
+    return (await this.call("memory")).bytes;
   }
 
   // Loads another bundle into the running engine; resolves to its summary JSON. On failure

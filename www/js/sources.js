@@ -74,7 +74,7 @@ export function parseBundleSpec(value, modelSpec) {
   return { kind: "url", id: v, base: dirUrl(v, "bundle") };
 }
 
-async function fetchBlob(url) {
+async function fetchResponse(url) {
   let res;
   try {
     res = await fetch(url, { credentials: "same-origin" });
@@ -82,12 +82,92 @@ async function fetchBlob(url) {
     throw new Error(`could not load ${url.pathname ?? url}: ${err.message}`);
   }
   if (!res.ok) throw new Error(`could not load ${url.pathname ?? url}: HTTP ${res.status}`);
-  return res.blob();
+  return res;
 }
 
-export async function fetchModelFiles(base) {
-  const [config, weights, tokenizer] = await Promise.all(MODEL_FILES.map((f) => fetchBlob(new URL(f, base))));
+async function fetchBlob(url) {
+  return (await fetchResponse(url)).blob();
+}
+
+// Byte counts of several files downloading at once, summed for one progress bar:
+// onProgress({file, loaded, total, cached}), total 0 until every file's size is known.
+class Tracker {
+  constructor(names, onProgress) {
+    this.count = names.length;
+    this.onProgress = onProgress;
+    this.loaded = new Map();
+    this.sizes = new Map();
+  }
+  report(file, cached = false) {
+    let loaded = 0;
+    for (const v of this.loaded.values()) loaded += v;
+    let total = 0;
+    for (const v of this.sizes.values()) total += v;
+    this.onProgress({ file, loaded, total: this.sizes.size === this.count ? total : 0, cached });
+  }
+  // Reads a response's body into a Blob, counting bytes as they arrive.
+  async body(file, res) {
+    this.sizes.set(file, Number(res.headers.get("content-length")) || 0);
+    this.loaded.set(file, 0);
+    this.report(file);
+    let body = res.body;
+    if (body) {
+      let n = 0;
+      const tracker = this;
+      body = body.pipeThrough(
+        new TransformStream({
+          transform(chunk, ctl) {
+            n += chunk.byteLength;
+            tracker.loaded.set(file, n);
+            tracker.report(file);
+            ctl.enqueue(chunk);
+          },
+        }),
+      );
+    }
+    return new Response(body, { headers: { "content-type": "application/octet-stream" } });
+  }
+  done(file, blob, cached = false) {
+    this.sizes.set(file, blob.size);
+    this.loaded.set(file, blob.size);
+    this.report(file, cached);
+    return blob;
+  }
+}
+
+// A response's declared size, checked before its body is read (a refused body is cancelled).
+async function checkSize(res, check) {
+  if (!check) return;
+  try {
+    await check(Number(res.headers.get("content-length")) || 0);
+  } catch (err) {
+    res.body?.cancel().catch(() => {});
+    throw err;
+  }
+}
+
+// A model's three files, config.json first: `check(configBlob, weightsBytes)` (optional) can
+// refuse a model that cannot fit before its weights are downloaded (weightsBytes 0 while the
+// size is not known yet). fetchOne(name, beforeBody) -> Blob.
+async function modelFiles(fetchOne, check) {
+  const config = await fetchOne("config.json");
+  if (check) await check(config, 0);
+  const [weights, tokenizer] = await Promise.all([
+    fetchOne("model.safetensors", check && ((size) => check(config, size))),
+    fetchOne("tokenizer.json"),
+  ]);
   return { config, weights, tokenizer };
+}
+
+// A model from this site, with byte progress ({file, loaded, total}) and the fit check above.
+export function fetchModelFiles(base, { onProgress = () => {}, check = null } = {}) {
+  const tracker = new Tracker(MODEL_FILES, onProgress);
+  const one = async (file, beforeBody) => {
+    const res = await fetchResponse(new URL(file, base));
+    await checkSize(res, beforeBody);
+    return tracker.done(file, await (await tracker.body(file, res)).blob());
+  };
+  return modelFiles(one, check);
 }
 
 export async function fetchBundleFiles(base) {
@@ -109,43 +189,36 @@ async function openHubCache() {
   }
 }
 
-// Downloads a CLIP repo's three files from the hub (or takes them from Cache Storage).
-export async function hubModelFiles(repo, onProgress = () => {}) {
-  const [config, weights, tokenizer] = await hubFiles(repo, MODEL_FILES, "a CLIP repo", onProgress);
-  return { config, weights, tokenizer };
+// Downloads a CLIP repo's three files from the hub (or takes them from Cache Storage), with
+// the fit check of modelFiles.
+export async function hubModelFiles(repo, onProgress = () => {}, check = null) {
+  const one = hubFetcher(repo, MODEL_FILES, "a CLIP repo", onProgress);
+  return modelFiles(one, check);
 }
 
 // Downloads a result bundle's three files from a hub repo (e.g. one uploaded with
 // `huggingface-cli upload owner/name bundle/`), or takes them from Cache Storage.
 export async function hubBundleFiles(repo, onProgress = () => {}) {
-  const [manifest, features, dictionary] = await hubFiles(repo, BUNDLE_FILES, "a monoscope bundle", onProgress);
+  const one = hubFetcher(repo, BUNDLE_FILES, "a monoscope bundle", onProgress);
+  const [manifest, features, dictionary] = await Promise.all(BUNDLE_FILES.map((f) => one(f)));
   return { manifest, features, dictionary };
 }
 
-// Downloads `names` from a hub repo, or takes them from Cache Storage when an earlier download
-// stored them. onProgress({file, loaded, total, cached}) with byte counts summed over the
-// files (total is 0 until every size is known). `what` names the kind of repo in errors.
-async function hubFiles(repo, names, what, onProgress) {
+// fetchOne(file, beforeBody) for a hub repo: from Cache Storage when an earlier download stored
+// it, else downloaded with byte progress (onProgress as Tracker's) and stored. `what` names the
+// kind of repo in errors.
+function hubFetcher(repo, names, what, onProgress) {
   if (!validRepo(repo)) throw new Error(`"${repo}" is not a Hugging Face repo id (owner/name)`);
-  const cache = await openHubCache();
-  const loaded = new Map();
-  const sizes = new Map();
-  const report = (file, cached) => {
-    let sum = 0;
-    for (const v of loaded.values()) sum += v;
-    let total = 0;
-    for (const v of sizes.values()) total += v;
-    onProgress({ file, loaded: sum, total: sizes.size === names.length ? total : 0, cached });
-  };
-  const one = async (file) => {
+  const cacheReady = openHubCache();
+  const tracker = new Tracker(names, onProgress);
+  return async (file, beforeBody = null) => {
+    const cache = await cacheReady;
     const url = hubUrl(repo, file);
     const hit = cache && (await cache.match(url));
     if (hit) {
-      const blob = await hit.blob();
-      sizes.set(file, blob.size);
-      loaded.set(file, blob.size);
-      report(file, true);
-      return blob;
+      const blob = await hit.blob(); // disk-backed: nothing is read until the engine asks
+      if (beforeBody) await beforeBody(blob.size);
+      return tracker.done(file, blob, true);
     }
     let res;
     try {
@@ -157,36 +230,15 @@ async function hubFiles(repo, names, what, onProgress) {
       throw new Error(`${repo}: ${file} not found on the hub (HTTP ${res.status}; private or not ${what}?)`);
     }
     if (!res.ok) throw new Error(`${repo}: downloading ${file} failed: HTTP ${res.status}`);
-    sizes.set(file, Number(res.headers.get("content-length")) || 0);
-    loaded.set(file, 0);
-    report(file, false);
-    let body = res.body;
-    if (body) {
-      let n = 0;
-      body = body.pipeThrough(
-        new TransformStream({
-          transform(chunk, ctl) {
-            n += chunk.byteLength;
-            loaded.set(file, n);
-            report(file, false);
-            ctl.enqueue(chunk);
-          },
-        }),
-      );
-    }
-    const fresh = new Response(body, { headers: { "content-type": "application/octet-stream" } });
-    if (!cache) return fresh.blob();
+    await checkSize(res, beforeBody);
+    const fresh = await tracker.body(file, res);
+    if (!cache) return tracker.done(file, await fresh.blob());
     // Stream straight into the cache (no second copy in memory), then read it back as a Blob.
     await cache.put(url, fresh);
     const stored = await cache.match(url);
     if (!stored) throw new Error(`${file}: the browser did not keep the download`);
-    const blob = await stored.blob();
-    sizes.set(file, blob.size);
-    loaded.set(file, blob.size);
-    report(file, false);
-    return blob;
+    return tracker.done(file, await stored.blob());
   };
-  return Promise.all(names.map(one));
 }
 
 export async function forgetHubDownloads() {

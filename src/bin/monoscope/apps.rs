@@ -114,7 +114,7 @@ pub fn probe(a: ProbeArgs) -> Result<()> {
     for line in groups.skipped() {
         eprintln!("{line}");
     }
-    warn_truncated(&prompts, &read_sync(lab.embed_prompts(&prompts))?.1);
+    warn_truncated(&prompts, &lab.truncated_prompts(&prompts)?);
     let config = ProbeConfig {
         bootstrap: a.bootstrap,
         top_features: a.top,
@@ -208,7 +208,7 @@ pub fn attack(a: AttackArgs) -> Result<()> {
         ))
     })?;
     let lab = open_lab(&a.model, &a.backend.device()?)?;
-    warn_truncated(&a.labels, &read_sync(lab.embed_prompts(&a.labels))?.1);
+    warn_truncated(&a.labels, &lab.truncated_prompts(&a.labels)?);
     let mut files = Vec::new();
     for i in &a.images {
         files.extend(image_files(i)?);
@@ -352,10 +352,8 @@ pub fn control(a: ControlArgs) -> Result<()> {
     }
     let (input, kind, source) = match (&a.prompt, &a.image) {
         (Some(p), _) => {
-            warn_truncated(
-                std::slice::from_ref(p),
-                &read_sync(lab.embed_prompts(std::slice::from_ref(p)))?.1,
-            );
+            let one = std::slice::from_ref(p);
+            warn_truncated(one, &lab.truncated_prompts(one)?);
             (ControlInput::Prompt(p.clone()), "prompt", p.clone())
         }
         (None, Some(path)) => {

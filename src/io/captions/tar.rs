@@ -20,6 +20,10 @@ pub struct Member {
 /// Tar block size.
 const BLOCK: u64 = 512;
 
+/// The largest member `walk` reads into memory (captions): a caption is a few hundred bytes;
+/// a header declaring more is treated as damage, not allocated.
+pub const MAX_READ_MEMBER_BYTES: u64 = 1 << 20;
+
 fn octal(field: &[u8]) -> Option<u64> {
     let s = std::str::from_utf8(field).ok()?;
     let s = s.trim_matches(|c: char| c == '\0' || c == ' ');
@@ -68,8 +72,9 @@ fn header(h: &[u8; BLOCK as usize]) -> Result<Option<(String, u64, bool)>> {
 }
 
 /// Walks a tar stream's headers: every regular member, its data handed to `keep` when
-/// `want(name)` (the rest is skipped). Stops at the end marker or the end of the data;
-/// a member cut short ends the walk with the reason.
+/// `want(name)` (the rest is skipped without being read into memory). Stops at the end
+/// marker or the end of the data; a member cut short, or a wanted one larger than
+/// [`MAX_READ_MEMBER_BYTES`], ends the walk with the reason.
 pub fn walk<R: std::io::Read>(
     mut r: R,
     want: impl Fn(&str) -> bool,
@@ -89,17 +94,35 @@ pub fn walk<R: std::io::Read>(
             Err(e) => return Some(format!("at byte {}: {e}", pos - BLOCK)),
         };
         let padded = size.div_ceil(BLOCK) * BLOCK;
-        let mut data = vec![0u8; padded as usize];
-        if r.read_exact(&mut data).is_err() {
-            return Some(format!("{name}: the shard is truncated"));
+        let wanted = regular && want(&name);
+        if wanted && size > MAX_READ_MEMBER_BYTES {
+            return Some(format!(
+                "{name}: declares {size} bytes, more than the {MAX_READ_MEMBER_BYTES} a caption may have"
+            ));
         }
+        let bytes = if wanted {
+            let mut data = vec![0u8; padded as usize];
+            if r.read_exact(&mut data).is_err() {
+                return Some(format!("{name}: the shard is truncated"));
+            }
+            data.truncate(size as usize);
+            Some(data)
+        } else {
+            let skipped = std::io::copy(
+                &mut std::io::Read::take(&mut r, padded),
+                &mut std::io::sink(),
+            );
+            if skipped.map_or(true, |n| n < padded) {
+                return Some(format!("{name}: the shard is truncated"));
+            }
+            None
+        };
         if regular {
             let m = Member {
-                name: name.clone(),
+                name,
                 offset: pos,
                 len: size,
             };
-            let bytes = want(&name).then(|| data[..size as usize].to_vec());
             keep(m, bytes);
         }
         pos += padded;

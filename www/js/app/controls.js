@@ -6,7 +6,7 @@ import { fieldError } from "./status.js";
 import { addImageFiles, addPrompt } from "./inputs.js";
 import { pump, markAllPending } from "./queue.js";
 import { loadModel, loadBundleOnly } from "./loading.js";
-import { modelFromSpec, bundleFromSpec, hubModel, hubBundle } from "./models.js";
+import { modelFromSpec, bundleFromSpec, hubModel, hubBundle, localModel } from "./models.js";
 import * as sources from "../sources.js";
 
 function wireImagePicker() {
@@ -99,7 +99,7 @@ function onFilesPicked(id, errorId, classify, use) {
 
 function wireLocalFiles() {
   onFilesPicked("model-files", "model-error", sources.classifyModelFiles, (files) =>
-    loadModel({ label: `local files (${files.weights.name})`, param: "", files: Promise.resolve(files) }, null, "model-error"),
+    loadModel(localModel(files), null, "model-error"),
   );
   onFilesPicked("bundle-files", "bundle-error", sources.classifyBundleFiles, (files) =>
     loadBundleOnly({ label: `local files (${files.features.name})`, param: "", files: Promise.resolve(files) }),

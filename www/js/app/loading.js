@@ -3,7 +3,17 @@
 // the control that asked, or as the page's error when there is no working model.
 
 import { state, runtime, views, syncUrl } from "./state.js";
-import { setStatus, showGlobalError, clearGlobalError, showNotes, fieldError, updateBodyState, renderSourceStatus } from "./status.js";
+import {
+  setStatus,
+  showGlobalError,
+  clearGlobalError,
+  showNotes,
+  fieldError,
+  updateBodyState,
+  renderSourceStatus,
+  showLoadProgress,
+  hideLoadProgress,
+} from "./status.js";
 import { renderResults, selectFeature } from "./render.js";
 import { pump, markAllPending } from "./queue.js";
 import { EngineClient } from "../engine.js";
@@ -138,6 +148,7 @@ function loadFailed(model, errorId, err) {
 // shape, or null). errorId: the error slot of the control that asked.
 export async function loadModel(model, bundle, errorId) {
   const gen = ++loadGen;
+  state.loadProgress = {};
   beginLoad(model, errorId);
   try {
     const [modelBlobs, bundleBlobs] = await fetchSources(model, bundle);
@@ -145,11 +156,14 @@ export async function loadModel(model, bundle, errorId) {
     setStatus(`starting ${model.label}…`);
     // Parse the bundle's JSON for the views while the engine loads the same files.
     const meta = bundleBlobs ? readBundleMeta(bundleBlobs, bundle.label).catch((err) => err) : null;
-    const ready = await runtime.engine.load(modelBlobs, bundleBlobs);
+    const placed = (done, total) => gen === loadGen && showLoadProgress("tensors", done, total);
+    const ready = await runtime.engine.load(modelBlobs, bundleBlobs, placed);
     if (gen !== loadGen) return;
+    hideLoadProgress();
     await adoptModel(model, bundle, ready, meta);
   } catch (err) {
     if (gen !== loadGen) return;
+    hideLoadProgress();
     loadFailed(model, errorId, err);
   }
 }

@@ -2,13 +2,33 @@
 // Built-in and same-site models are fetched from the site; hub models are downloaded (with
 // the progress bar under the hub form) into Cache Storage by js/sources.js.
 
-import { $, state } from "./state.js";
-import { fieldError } from "./status.js";
+import { $, state, runtime } from "./state.js";
+import { fieldError, showLoadProgress } from "./status.js";
 import * as sources from "../sources.js";
+
+// Refuses a model that cannot fit the page's memory, from its config.json and weights size,
+// before the weights are downloaded or read (the engine's `plan`).
+function fitCheck(config, weightsBytes) {
+  return runtime.engine.plan(config, weightsBytes).then((plan) => {
+    if (weightsBytes > 0) state.loadProgress.plan = plan; // the tests compare it with the peak
+    return plan;
+  });
+}
+
+function byteProgress({ file, loaded, total }) {
+  showLoadProgress("bytes", loaded, total, file);
+}
 
 export function modelFromSpec(spec) {
   if (spec.kind === "hub") return hubModel(spec.repo);
-  return { label: spec.id, param: spec.id, files: sources.fetchModelFiles(spec.base) };
+  const files = sources.fetchModelFiles(spec.base, { onProgress: byteProgress, check: fitCheck });
+  return { label: spec.id, param: spec.id, files };
+}
+
+// Files picked on this computer ({config, weights, tokenizer} Files), checked before reading.
+export function localModel(files) {
+  const checked = fitCheck(files.config, files.weights.size).then(() => files);
+  return { label: `local files (${files.weights.name})`, param: "", files: checked };
 }
 
 // The demo model's own bundle is its default, so the link does not need to name it.
@@ -29,7 +49,8 @@ function progressText(repo, { file, loaded, total, cached }) {
   return `${repo}: ${what} · ${fmtMB(loaded)}${total ? ` of ${fmtMB(total)}` : ""}${pct}`;
 }
 
-function showProgress(repo, report) {
+function showProgress(repo, report, isModel) {
+  if (isModel) byteProgress(report);
   const progress = $("hub-progress");
   if (report.total > 0) {
     progress.max = report.total;
@@ -39,7 +60,7 @@ function showProgress(repo, report) {
 }
 
 export function hubModel(repo) {
-  return hubDownload(repo, sources.hubModelFiles);
+  return hubDownload(repo, (r, onProgress) => sources.hubModelFiles(r, onProgress, fitCheck), true);
 }
 
 export function hubBundle(repo) {
@@ -47,14 +68,14 @@ export function hubBundle(repo) {
 }
 
 // Downloads a hub repo's files with `fetcher`, showing progress under the hub form.
-function hubDownload(repo, fetcher) {
+function hubDownload(repo, fetcher, isModel = false) {
   const progress = $("hub-progress");
   const status = $("hub-status");
   fieldError("hub-error", null);
   progress.hidden = false;
   progress.removeAttribute("value"); // indeterminate until the sizes are known
   status.textContent = `${repo}: contacting the hub…`;
-  const files = fetcher(repo, (report) => showProgress(repo, report)).then(
+  const files = fetcher(repo, (report) => showProgress(repo, report, isModel)).then(
     (blobs) => {
       progress.hidden = true;
       status.textContent = `${repo}: files ready (kept in this browser's cache)`;

@@ -30,6 +30,7 @@ export const state = {
   restarts: 0,
   error: null,
   firstResultMs: null,
+  loadProgress: {}, // {bytes: {done, total}, tensors: {done, total}} of the last model load
   sceneSide: 64,
 };
 

@@ -57,3 +57,32 @@ export function renderSourceStatus() {
   $("backend").textContent = m.backend || (m.status === "loading" ? "starting…" : "–");
   $("bundle").textContent = state.bundle ? state.bundle.label : "none";
 }
+
+function fmtMB(n) {
+  return `${(n / 1e6).toFixed(1)} MB`;
+}
+
+// A model's load progress under the header: phase "bytes" (files fetched; `what` names the
+// file) then "tensors" (parameters placed on the device). state.loadProgress keeps the last
+// report of each phase for the tests.
+export function showLoadProgress(phase, done, total, what = "") {
+  state.loadProgress[phase] = { done, total };
+  const bar = $("load-progress");
+  bar.hidden = false;
+  if (total > 0) {
+    bar.max = total;
+    bar.value = done;
+  } else {
+    bar.removeAttribute("value");
+  }
+  const pct = total > 0 ? ` (${((100 * done) / total).toFixed(0)}%)` : "";
+  setStatus(
+    phase === "bytes"
+      ? `fetching ${what}: ${fmtMB(done)}${total ? ` of ${fmtMB(total)}` : ""}${pct}`
+      : `placing tensors: ${done} of ${total}${pct}`,
+  );
+}
+
+export function hideLoadProgress() {
+  $("load-progress").hidden = true;
+}

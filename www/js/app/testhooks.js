@@ -61,6 +61,9 @@ export function installStateHook(apps) {
     get firstResultMs() {
       return state.firstResultMs;
     },
+    get loadProgress() {
+      return JSON.parse(JSON.stringify(state.loadProgress));
+    },
     get apps() {
       return apps.result;
     },
@@ -75,5 +78,20 @@ export function installStateHook(apps) {
 
 // apps.api: the mounted panels' functions (null until they are mounted).
 export function installDebugHook(apps) {
-  window.__monoscopeDebug = { crashWorker: () => runtime.engine.crashForTest(), apps: () => apps.api };
+  window.__monoscopeDebug = {
+    crashWorker: () => runtime.engine.crashForTest(),
+    apps: () => apps.api,
+    // Engine round trips, timed by the real-size test: ms per call, median of `n`.
+    async timeCalls(kind, input, n = 3) {
+      const ms = [];
+      for (let i = 0; i < n; i++) {
+        const t0 = performance.now();
+        if (kind === "image") await runtime.engine.analyzeImage(input);
+        else await runtime.engine.analyzeText(input);
+        ms.push(performance.now() - t0);
+      }
+      return ms.sort((a, b) => a - b)[Math.floor(n / 2)];
+    },
+    memoryBytes: () => runtime.engine.memoryBytes(),
+  };
 }
