@@ -18,7 +18,15 @@ fn on_device_build_agrees_with_the_cli() {
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
     let scenes = dir.join("scenes");
     cli_ok(
-        &["world-images", "--count", "300", "--seed", "7", "--out", &s(&scenes)],
+        &[
+            "world-images",
+            "--count",
+            "300",
+            "--seed",
+            "7",
+            "--out",
+            &s(&scenes),
+        ],
         None,
     );
     // The folder layout (image + same-name .txt), read in file-name order as both sides do.
@@ -60,9 +68,24 @@ fn on_device_build_agrees_with_the_cli() {
     let [m, f, w] = read_sync(build.finish(&lab, "demo")).unwrap();
     let page = Lens::from_bytes(&m, &f, &w, &device).unwrap();
 
-    let (emb, dict, bundle) = (dir.join("emb.safetensors"), dir.join("dict"), dir.join("bundle"));
+    let (emb, dict, bundle) = (
+        dir.join("emb.safetensors"),
+        dir.join("dict"),
+        dir.join("bundle"),
+    );
     let model = s(&demo_dir().join("clip"));
-    cli_ok(&["extract", "--model", &model, "--data", &s(&scenes), "--out", &s(&emb)], None);
+    cli_ok(
+        &[
+            "extract",
+            "--model",
+            &model,
+            "--data",
+            &s(&scenes),
+            "--out",
+            &s(&emb),
+        ],
+        None,
+    );
     let (features, k, steps, batch) = (
         settings.features.to_string(),
         settings.k.to_string(),
@@ -71,15 +94,37 @@ fn on_device_build_agrees_with_the_cli() {
     );
     cli_ok(
         &[
-            "train", "--embeddings", &s(&emb), "--kind", "topk", "--center", "--features",
-            &features, "--k", &k, "--steps", &steps, "--batch", &batch, "--out", &s(&dict),
+            "train",
+            "--embeddings",
+            &s(&emb),
+            "--kind",
+            "topk",
+            "--center",
+            "--features",
+            &features,
+            "--k",
+            &k,
+            "--steps",
+            &steps,
+            "--batch",
+            &batch,
+            "--out",
+            &s(&dict),
         ],
         None,
     );
     cli_ok(
         &[
-            "analyze", "--model", &model, "--dict", &s(&dict), "--embeddings", &s(&emb),
-            "--center", "--out", &s(&bundle),
+            "analyze",
+            "--model",
+            &model,
+            "--dict",
+            &s(&dict),
+            "--embeddings",
+            &s(&emb),
+            "--center",
+            "--out",
+            &s(&bundle),
         ],
         None,
     );

@@ -21,7 +21,7 @@ use crate::analysis::mds::{
 use crate::analysis::metrics::{Evaluation, WinRates, emb_sim, win_rate};
 use crate::base::{Pairs, SplitMix};
 use crate::dict::Dictionary;
-use crate::error::{Error, Result};
+use crate::error::Result;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::io::bundle::fnv1a64;
 use crate::io::bundle::{
@@ -346,7 +346,9 @@ pub fn run(
     device: &Device,
     progress: &mut dyn Progress,
 ) -> Result<[usize; 4]> {
-        let emb = EmbeddingsFile::from_bytes(&read_file(job.embeddings)?)?;
+    use crate::base::fs::{read_file, read_text};
+    use crate::error::Error;
+    let emb = EmbeddingsFile::from_bytes(&read_file(job.embeddings)?)?;
     let (dict_file, dict) = crate::io::dictionary::load_dir(job.dict, device)?;
     if dict_file.config.d != emb.pairs.d {
         return Err(Error::Invalid(format!(

@@ -5,6 +5,7 @@
 //! work comes in steps (a batch of pairs, a few hundred training steps) so that the page
 //! can show progress, store what is done, and cancel between steps.
 
+use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -151,8 +152,7 @@ impl BundleBuild {
         text: &[f32],
     ) -> Result<()> {
         let (n, d) = (ids.len(), self.emb.pairs.d);
-        if names.len() != n || captions.len() != n || image.len() != n * d || text.len() != n * d
-        {
+        if names.len() != n || captions.len() != n || image.len() != n * d || text.len() != n * d {
             return Err(Error::Invalid(format!(
                 "stored rows do not fit: {n} ids, {} names, {} captions, {} and {} values for width {d}",
                 names.len(),

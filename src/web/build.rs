@@ -100,7 +100,7 @@ impl BuildSession {
             let out = Object::new();
             set(&out, "kept", &JsValue::from(kept as u32))?;
             set(&out, "skipped", &skipped)?;
-            set(&out, "rows", &rows_object(&rows)?)?;
+            set(&out, "rows", &rows_object(&rows)?.into())?;
             Ok(out.into())
         })
     }
@@ -110,7 +110,9 @@ impl BuildSession {
     pub fn add_rows(&self, meta: String, image: Vec<f32>, text: Vec<f32>) -> Result<(), JsValue> {
         let meta: BatchMeta = serde_json::from_str(&meta).map_err(js_err)?;
         let mut cell = self.build.borrow_mut();
-        let build = cell.as_mut().ok_or_else(|| js_err("the build is finished"))?;
+        let build = cell
+            .as_mut()
+            .ok_or_else(|| js_err("the build is finished"))?;
         build
             .add_rows(&meta.ids, &meta.names, &meta.captions, &image, &text)
             .map_err(js_err)
@@ -133,7 +135,9 @@ impl BuildSession {
     pub fn start_training(&self, settings: String) -> Result<(), JsValue> {
         let settings: BuildSettings = serde_json::from_str(&settings).map_err(js_err)?;
         let mut cell = self.build.borrow_mut();
-        let build = cell.as_mut().ok_or_else(|| js_err("the build is finished"))?;
+        let build = cell
+            .as_mut()
+            .ok_or_else(|| js_err("the build is finished"))?;
         build.start_training(&settings).map_err(js_err)
     }
 
@@ -141,7 +145,9 @@ impl BuildSession {
     /// fvu: [image, text], dead_fraction}`).
     pub fn train(&self, steps: usize) -> Result<String, JsValue> {
         let mut cell = self.build.borrow_mut();
-        let build = cell.as_mut().ok_or_else(|| js_err("the build is finished"))?;
+        let build = cell
+            .as_mut()
+            .ok_or_else(|| js_err("the build is finished"))?;
         let status = build.train(steps).map_err(js_err)?;
         serde_json::to_string(&status).map_err(js_err)
     }
