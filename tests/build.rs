@@ -10,7 +10,21 @@ use burn::tensor::{Device, read_sync};
 use common::*;
 use monoscope::Lab;
 use monoscope::inspect::Lens;
-use monoscope::lab::build::{BuildSettings, BundleBuild, MIN_PAIRS};
+use monoscope::lab::build::{BuildSettings, BundleBuild, MIN_PAIRS, StoredRows};
+
+/// The pairs embedded the page's way: batches of 32 through `Lab::build_add`.
+fn build_rows(lab: &Lab, scenes: &std::path::Path, entries: &[(String, String)]) -> StoredRows {
+    let device = Device::flex();
+    let mut build = BundleBuild::new("scenes", lab.embedder().config.projection_dim, &device);
+    for (c, chunk) in entries.chunks(32).enumerate() {
+        let ids: Vec<usize> = (0..chunk.len()).map(|i| c * 32 + i + 1).collect();
+        let names: Vec<String> = chunk.iter().map(|e| e.0.clone()).collect();
+        let captions: Vec<String> = chunk.iter().map(|e| e.1.clone()).collect();
+        let images: Vec<Vec<u8>> = names.iter().map(|n| read(scenes.join(n))).collect();
+        read_sync(lab.build_add(&mut build, &ids, &names, &images, &captions)).unwrap();
+    }
+    build.rows_from(0)
+}
 
 #[test]
 fn on_device_build_agrees_with_the_cli() {
@@ -48,13 +62,16 @@ fn on_device_build_agrees_with_the_cli() {
     let lab = Lab::new(demo_embedder(&device), None);
     let d = lab.embedder().config.projection_dim;
     let mut build = BundleBuild::new("scenes", d, &device);
-    for (c, chunk) in entries.chunks(32).enumerate() {
-        let ids: Vec<usize> = (0..chunk.len()).map(|i| c * 32 + i + 1).collect();
-        let names: Vec<String> = chunk.iter().map(|e| e.0.clone()).collect();
-        let captions: Vec<String> = chunk.iter().map(|e| e.1.clone()).collect();
-        let images: Vec<Vec<u8>> = names.iter().map(|n| read(scenes.join(n))).collect();
-        read_sync(lab.build_add(&mut build, &ids, &names, &images, &captions)).unwrap();
-    }
+    let rows = build_rows(&lab, &scenes, &entries);
+    build
+        .add_rows(
+            &rows.ids,
+            &rows.names,
+            &rows.captions,
+            &rows.image,
+            &rows.text,
+        )
+        .unwrap();
     assert_eq!(build.pairs(), 300);
     let settings = BuildSettings::for_data(300, d);
     build.start_training(&settings).unwrap();
@@ -145,6 +162,35 @@ fn on_device_build_agrees_with_the_cli() {
         cli.class_counts
     );
     assert!(agree >= 0.9);
+
+    // Bringing the CLI's dictionary instead of training: the same bundle classes.
+    let mut again = BundleBuild::new("scenes", d, &device);
+    let all = build_rows(&lab, &scenes, &entries);
+    again
+        .add_rows(&all.ids, &all.names, &all.captions, &all.image, &all.text)
+        .unwrap();
+    again
+        .use_dictionary(
+            &read(dict.join("dict.json")),
+            &read(dict.join("dictionary.safetensors")),
+            false,
+            true,
+        )
+        .unwrap();
+    let [m, f, w] = read_sync(again.finish(&lab, "demo")).unwrap();
+    let brought = Lens::from_bytes(&m, &f, &w, &device).unwrap();
+    assert_eq!(brought.classes, cli.classes);
+    let mut wrong = BundleBuild::new("scenes", d + 1, &device);
+    let err = wrong
+        .use_dictionary(
+            &read(dict.join("dict.json")),
+            &read(dict.join("dictionary.safetensors")),
+            false,
+            true,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expects width"), "{err}");
 
     // Too few pairs are refused with the reason.
     let mut small = BundleBuild::new("few", d, &device);

@@ -18,6 +18,7 @@
 //   build_add     {meta: {ids, names, captions}, images: [ArrayBuffer]} -> {kept, skipped, rows}
 //   build_restore {ids, names, captions, image, text} (rows stored by an earlier build) -> pairs
 //   build_settings {}                  -> default {features, k, steps, batch, seed} for the pairs
+//   build_use_dictionary {config, weights (Blobs), saelens, center} -> null: skip training
 //   build_train_start {settings}       -> null
 //   build_train   {steps}              -> {step, steps, loss, fvu: [image, text], dead_fraction}
 //   build_finish  {model}              -> {manifest, features, dictionary} (Uint8Arrays)
@@ -231,6 +232,12 @@ const handlers = {
   },
   async build_settings() {
     return JSON.parse(needBuild().default_settings());
+  },
+  async build_use_dictionary({ config, weights, saelens, center }) {
+    const b = needBuild();
+    const [c, w] = await Promise.all([bytesOf(config, "dictionary config"), bytesOf(weights, "dictionary weights")]);
+    b.use_dictionary(c, w, Boolean(saelens), Boolean(center));
+    return null;
   },
   async build_train_start({ settings }) {
     needBuild().start_training(JSON.stringify(settings));

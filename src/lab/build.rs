@@ -13,10 +13,10 @@ use super::Lab;
 use crate::analysis::AnalyzeConfig;
 use crate::base::Pairs;
 use crate::base::host::rows_async;
-use crate::dict::{DEFAULT_TOPK, DictConfig, DictKind};
+use crate::dict::{DEFAULT_TOPK, DictConfig, DictKind, Dictionary};
 use crate::error::{Error, Result};
 use crate::io::bundle::{ModelRef, to_bytes_parts};
-use crate::io::dictionary::{DictFile, FORMAT};
+use crate::io::dictionary::{DictFile, FORMAT, from_bytes, parse_config, parse_saelens_config};
 use crate::io::embeddings::{EmbeddingsFile, EmbeddingsMeta};
 use crate::jobs::analyze::{BundleInputs, DEFAULT_VOCAB, VOCAB_BATCH, make_bundle};
 use crate::train::dict::{TrainConfig, Trainer, evaluate};
@@ -103,6 +103,8 @@ pub struct BundleBuild {
     source: String,
     emb: EmbeddingsFile,
     trainer: Option<(Trainer, Pairs)>,
+    /// A dictionary the user brought (skips training), and whether to centre inputs.
+    given: Option<(DictFile, Dictionary, bool)>,
     last: Option<TrainStatus>,
     device: Device,
 }
@@ -126,6 +128,7 @@ impl BundleBuild {
                 },
             },
             trainer: None,
+            given: None,
             last: None,
             device: device.clone(),
         }
@@ -256,6 +259,33 @@ impl BundleBuild {
         Ok(status)
     }
 
+    /// Uses an existing dictionary instead of training one: monoscope's `dict.json` or
+    /// SAELens' `cfg.json` (`saelens`) with its weights. `center`: analyse centred
+    /// embeddings (as `analyze --center`; right for dictionaries trained with `train
+    /// --center`, wrong for SAEs trained on raw embeddings).
+    pub fn use_dictionary(
+        &mut self,
+        config: &[u8],
+        weights: &[u8],
+        saelens: bool,
+        center: bool,
+    ) -> Result<()> {
+        let file = if saelens {
+            parse_saelens_config(config)?
+        } else {
+            parse_config(config)?
+        };
+        if file.config.d != self.emb.pairs.d {
+            return Err(Error::Invalid(format!(
+                "the dictionary expects width {}, this model embeds into {}",
+                file.config.d, self.emb.pairs.d
+            )));
+        }
+        let dict = from_bytes(&file, weights, &self.device)?;
+        self.given = Some((file, dict, center));
+        Ok(())
+    }
+
     /// Whether every planned training step is done.
     pub fn trained(&self) -> bool {
         self.trainer
@@ -266,29 +296,15 @@ impl BundleBuild {
     /// Analyses the trained dictionary with `lab`'s model (labels from the default
     /// vocabulary) and returns the bundle's three files (`manifest.json`, `features.json`,
     /// `dictionary.safetensors`).
-    pub async fn finish(self, lab: &Lab, model_name: &str) -> Result<[Vec<u8>; 3]> {
-        if !self.trained() {
-            return Err(Error::Invalid("training is not finished".into()));
-        }
-        let Some((trainer, _)) = self.trainer else {
-            unreachable!("trained() checked the trainer")
-        };
-        let train_config = trainer.config.clone();
-        let dict_config = trainer.dict_config.clone();
-        let dict = trainer.finish();
-        let dict_file = DictFile {
-            format: FORMAT.into(),
-            config: dict_config,
-            center_input: true,
-            provenance: serde_json::json!({
-                "embeddings": self.source, "model": model_name, "train": train_config,
-                "final": self.last, "built": "on-device (monoscope page)",
-            }),
+    pub async fn finish(mut self, lab: &Lab, model_name: &str) -> Result<[Vec<u8>; 3]> {
+        let (dict_file, dict, center) = match self.given.take() {
+            Some(given) => given,
+            None => self.trained_dictionary(model_name)?,
         };
         let words = crate::jobs::analyze::vocabulary_entries(DEFAULT_VOCAB);
         let vocab = vocab_embeddings(lab, &words, &self.device).await?;
         let config = AnalyzeConfig {
-            center: true,
+            center,
             ..AnalyzeConfig::default()
         };
         let embedder = lab.embedder();
@@ -307,6 +323,30 @@ impl BundleBuild {
         };
         let (manifest, features) = make_bundle(inputs, &self.device, |_| {})?;
         to_bytes_parts(&manifest, &features, &dict)
+    }
+}
+
+impl BundleBuild {
+    /// The trained dictionary as `monoscope train --center` writes it.
+    fn trained_dictionary(&mut self, model_name: &str) -> Result<(DictFile, Dictionary, bool)> {
+        if !self.trained() {
+            return Err(Error::Invalid("training is not finished".into()));
+        }
+        let Some((trainer, _)) = self.trainer.take() else {
+            unreachable!("trained() checked the trainer")
+        };
+        let train_config = trainer.config.clone();
+        let dict_config = trainer.dict_config.clone();
+        let file = DictFile {
+            format: FORMAT.into(),
+            config: dict_config,
+            center_input: true,
+            provenance: serde_json::json!({
+                "embeddings": self.source, "model": model_name, "train": train_config,
+                "final": self.last, "built": "on-device (monoscope page)",
+            }),
+        };
+        Ok((file, trainer.finish(), true))
     }
 }
 

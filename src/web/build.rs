@@ -118,6 +118,25 @@ impl BuildSession {
             .map_err(js_err)
     }
 
+    /// Uses an existing dictionary instead of training: `config` is monoscope's
+    /// `dict.json` or SAELens' `cfg.json` (`saelens`), `weights` its safetensors file;
+    /// `center` analyses centred embeddings (`analyze --center`).
+    pub fn use_dictionary(
+        &self,
+        config: Vec<u8>,
+        weights: Vec<u8>,
+        saelens: bool,
+        center: bool,
+    ) -> Result<(), JsValue> {
+        let mut cell = self.build.borrow_mut();
+        let build = cell
+            .as_mut()
+            .ok_or_else(|| js_err("the build is finished"))?;
+        build
+            .use_dictionary(&config, &weights, saelens, center)
+            .map_err(js_err)
+    }
+
     /// Pairs embedded so far.
     pub fn pairs(&self) -> usize {
         self.build.borrow().as_ref().map_or(0, BundleBuild::pairs)

@@ -25,6 +25,9 @@ class BuildPanel {
     this.files = null;
     this.folderInput = el("input", { type: "file", id: "build-folder", webkitdirectory: true, multiple: true, onchange: (e) => this.pick(e.target.files) });
     this.filesInput = el("input", { type: "file", id: "build-files", multiple: true, onchange: (e) => this.pick(e.target.files) });
+    this.dictInput = el("input", { type: "file", id: "build-dict", multiple: true, accept: ".json,.safetensors", onchange: (e) => this.pickDictionary(e.target.files) });
+    this.centerBox = el("input", { type: "checkbox", id: "build-center", checked: true });
+    this.dict = null;
     this.startButton = el("button", { type: "button", id: "build-start", text: "Build bundle", disabled: true, onclick: () => this.run() });
     this.stopButton = el("button", { type: "button", id: "build-stop", text: "Stop", disabled: true, onclick: () => (this.stop = true) });
     this.forgetButton = el("button", { type: "button", id: "build-forget", class: "secondary", text: "Start over (forget stored rows)", disabled: true, onclick: () => this.forget() });
@@ -39,6 +42,14 @@ class BuildPanel {
       this.folderInput,
       el("label", { for: "build-files", text: "or files (images + .txt captions, or one .tar shard)" }),
       this.filesInput,
+      el(
+        "details",
+        { class: "build-dict" },
+        el("summary", { text: "Use an existing dictionary instead of training" }),
+        el("label", { for: "build-dict", text: "dict.json + dictionary.safetensors (monoscope), or cfg.json + sae_weights.safetensors (SAELens)" }),
+        this.dictInput,
+        el("label", {}, this.centerBox, " analyse centred embeddings (dictionaries from `monoscope train --center`)"),
+      ),
       el("div", { class: "app-actions" }, this.startButton, this.stopButton, this.forgetButton),
       this.progress.row,
       this.status,
@@ -68,6 +79,25 @@ class BuildPanel {
     } catch (err) {
       this.fail(err.message);
     }
+  }
+
+  // A dictionary to analyse instead of training one: {config, weights, saelens}.
+  pickDictionary(fileList) {
+    this.fail(null);
+    this.dict = null;
+    const files = Array.from(fileList || []);
+    if (!files.length) return;
+    const find = (name) => files.find((f) => f.name === name);
+    const own = find("dict.json");
+    const sae = find("cfg.json");
+    const config = own || sae;
+    const weights = own ? find("dictionary.safetensors") : find("sae_weights.safetensors");
+    if (!config || !weights) {
+      this.fail(`dictionary: pick dict.json + dictionary.safetensors, or cfg.json + sae_weights.safetensors (picked: ${files.map((f) => f.name).join(", ")})`);
+      return;
+    }
+    this.dict = { config, weights, saelens: !own };
+    this.centerBox.checked = Boolean(own);
   }
 
   key() {
@@ -157,7 +187,12 @@ class BuildPanel {
     try {
       await call("build_begin", { source });
       const ex = await this.extract(key, pairs);
-      const tr = await this.train();
+      let tr = { settings: null, status: null, seconds: 0 };
+      if (this.dict) {
+        await call("build_use_dictionary", { ...this.dict, center: this.centerBox.checked });
+      } else {
+        tr = await this.train();
+      }
       this.checkStop();
       this.progress.set(0, 1, "analysing: MDS, classes, labels…");
       const t0 = performance.now();
