@@ -11,6 +11,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import * as h from "./helpers.mjs";
 
@@ -25,8 +26,10 @@ function sceneFiles() {
     .map((n) => path.join(SCENES, n));
 }
 
+// The CLI through cargo, with scripts/test.sh's target directory (already built there).
 function cli(...args) {
-  return execFileSync("cargo", ["run", "--quiet", "--", ...args], { cwd: h.ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  const env = { ...process.env, CARGO_TARGET_DIR: process.env.CARGO_TARGET_DIR || path.join(os.homedir(), ".cache/monoscope/target") };
+  return execFileSync("cargo", ["run", "--quiet", "--", ...args], { cwd: h.ROOT, env, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
 }
 
 // The entries of a zip with stored (uncompressed) members: {name: Buffer}.
@@ -78,7 +81,6 @@ test("a bundle built in the page: resume after reload, features with classes, CL
       `training ${(b.status.step / b.seconds.train).toFixed(0)} steps/s (${b.status.step} steps), analysis ${b.seconds.analyse.toFixed(1)} s; ` +
       `FVU ${b.status.fvu.map((x) => x.toFixed(3)).join("/")}; settings ${JSON.stringify(b.settings)}`;
     t.diagnostic(line);
-    console.log(`# ${line}`);
 
     // The new bundle is the page's: features with class badges for the inputs.
     await page.waitForFunction(() => /built here/.test(document.getElementById("bundle").textContent) && window.__monoscope.state === "ready", null, {
@@ -101,7 +103,6 @@ test("a bundle built in the page: resume after reload, features with classes, CL
     const same = native.filter((c, i) => c === b.classes[i]).length;
     const agree = `page vs CLI feature classes: ${same}/${native.length} agree (${((100 * same) / native.length).toFixed(1)}%)`;
     t.diagnostic(agree);
-    console.log(`# ${agree}`);
     assert.ok(same / native.length >= 0.9, agree);
 
     // The zip: three files, readable by `monoscope report` and by the page's bundle picker.

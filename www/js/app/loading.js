@@ -148,6 +148,7 @@ function loadFailed(model, errorId, err) {
 // shape, or null). errorId: the error slot of the control that asked.
 export async function loadModel(model, bundle, errorId) {
   const gen = ++loadGen;
+  const t0 = performance.now();
   state.loadProgress = {};
   beginLoad(model, errorId);
   try {
@@ -160,6 +161,7 @@ export async function loadModel(model, bundle, errorId) {
     const ready = await runtime.engine.load(modelBlobs, bundleBlobs, placed);
     if (gen !== loadGen) return;
     hideLoadProgress();
+    state.loadProgress.ms = performance.now() - t0; // files fetched or read, tensors placed
     await adoptModel(model, bundle, ready, meta);
   } catch (err) {
     if (gen !== loadGen) return;
