@@ -14,6 +14,8 @@
 //                 {type: "progress", id, done, total} while it runs
 //   render_scene  {name, side}         -> {width, height, rgba: Uint8Array}
 //   embed_image / embed_text           -> Float32Array (L2-normalised)
+//   parse_captions {name, bytes: Blob} -> {pairs: [[id, image, caption]], skipped: [[id, reason]]}
+//                 (a TSV / CSV / COCO caption list, read by the CLI's reader)
 //   build_begin   {source}             -> null: starts building a bundle (issue 11)
 //   build_add     {meta: {ids, names, captions}, images: [ArrayBuffer]} -> {kept, skipped, rows}
 //   build_restore {ids, names, captions, image, text} (rows stored by an earlier build) -> pairs
@@ -31,7 +33,7 @@
 // Files arrive as Blobs (structured clone shares them, it does not copy the bytes), so the page
 // can hand the same model to a restarted worker without holding a second copy in its own heap.
 
-import init, { Engine, plan_model, wasm_memory_bytes } from "./monoscope.js";
+import init, { Engine, plan_model, wasm_memory_bytes, parse_caption_list } from "./monoscope.js";
 
 // Compile the wasm as soon as the worker starts, while the page is still fetching the model.
 const wasmReady = init({ module_or_path: new URL("./monoscope_bg.wasm", import.meta.url) });
@@ -215,6 +217,10 @@ const handlers = {
     const v = new Float32Array(embedding);
     if (format === "npy") return e.export_npy(v);
     return e.export_safetensors(v, String(metadata || "{}"));
+  },
+  async parse_captions({ name, bytes }) {
+    await wasmReady;
+    return JSON.parse(parse_caption_list(String(name), await bytesOf(bytes, String(name))));
   },
   async build_begin({ source }) {
     dropBuild();

@@ -14,6 +14,19 @@ use super::{Engine, js_err, set};
 use crate::lab::Lab;
 use crate::lab::build::{BuildSettings, BundleBuild};
 
+/// Parses a caption list the user picked (TSV, CSV with `image,caption` columns, or COCO
+/// captions JSON, by the extension of `name`) with the CLI's reader; returns JSON `{pairs:
+/// [[id, image, caption], ...], skipped: [[id, reason], ...]}`. The page resolves the image
+/// paths among the picked files.
+#[wasm_bindgen]
+pub fn parse_caption_list(name: String, bytes: Vec<u8>) -> Result<String, JsValue> {
+    use crate::io::captions::{ReadOptions, list_format, parse_list};
+    let (pairs, skipped) =
+        parse_list(list_format(&name), &bytes, &ReadOptions::default()).map_err(js_err)?;
+    serde_json::to_string(&serde_json::json!({ "pairs": pairs, "skipped": skipped }))
+        .map_err(js_err)
+}
+
 /// Names and captions of a batch (the images come as a separate array of bytes).
 #[derive(Deserialize)]
 struct BatchMeta {

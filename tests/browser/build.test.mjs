@@ -149,3 +149,65 @@ test("Stop during training keeps the page working", async (t) => {
     await context.close();
   }
 });
+
+test("an existing dictionary (the CLI's) skips training; its classes match the CLI's bundle", async (t) => {
+  const dictDir = path.join(h.OUT, "build-cli", "dict");
+  assert.ok(existsSync(path.join(dictDir, "dict.json")), "the first test writes the CLI's dictionary");
+  const { context, page } = await h.newPage(env.browser, t);
+  try {
+    await page.goto(`${env.server.origin}/?backend=cpu&build=1`);
+    await h.waitIdle(page, 1);
+    await page.click("#build-panel details summary");
+    await page.setInputFiles("#build-dict", ["dict.json", "dictionary.safetensors"].map((f) => path.join(dictDir, f)));
+    assert.equal(await page.isChecked("#build-center"), true, "a monoscope dictionary is analysed centred");
+    await pickAndStart(page, sceneFiles());
+    await page.waitForFunction(() => ["done", "error"].includes(window.__monoscope.apps.build?.phase), null, { timeout: TIMEOUT });
+    const b = await buildState(page);
+    assert.equal(b.phase, "done", `build failed: ${b.error}`);
+    assert.equal(b.status, null, "no training ran");
+    const native = JSON.parse(readFileSync(path.join(h.OUT, "build-cli", "bundle", "features.json"), "utf8")).features.map((f) => f.class);
+    const same = native.filter((c, i) => c === b.classes[i]).length;
+    t.diagnostic(`brought dictionary: ${same}/${native.length} classes as the CLI's analyze`);
+    assert.ok(same / native.length >= 0.9);
+  } finally {
+    await context.close();
+  }
+});
+
+test("caption lists in the page: TSV, CSV and COCO read by the CLI's reader, images matched", async (t) => {
+  const index = JSON.parse(readFileSync(path.join(SCENES, "index.json"), "utf8")).slice(0, 60);
+  const dir = path.join(h.OUT, "build-lists");
+  mkdirSync(dir, { recursive: true });
+  const tsv = index.map((e) => `${e.file}\t${e.caption}`).join("\n") + "\nmissing.png\ta caption without its image\n";
+  const csv = "image,caption\n" + index.map((e) => `${e.file},"${e.caption}"`).join("\n") + "\n";
+  const coco = {
+    images: index.map((e, i) => ({ id: i, file_name: e.file })),
+    annotations: index.flatMap((e, i) => [
+      { image_id: i, caption: e.caption },
+      { image_id: i, caption: `another caption of ${e.file}` },
+    ]),
+  };
+  writeFileSync(path.join(dir, "pairs.tsv"), tsv);
+  writeFileSync(path.join(dir, "pairs.csv"), csv);
+  writeFileSync(path.join(dir, "captions_train.json"), JSON.stringify(coco));
+  const images = index.map((e) => path.join(SCENES, e.file));
+  const { context, page } = await h.newPage(env.browser, t);
+  try {
+    await page.goto(`${env.server.origin}/?backend=cpu&build=1`);
+    await h.waitIdle(page, 1);
+    for (const [list, pairs, skipped] of [
+      ["pairs.tsv", 60, 1],
+      ["pairs.csv", 60, 0],
+      ["captions_train.json", 120, 0],
+    ]) {
+      await page.setInputFiles("#build-files", [path.join(dir, list), ...images]);
+      await page.waitForFunction((l) => document.getElementById("build-status").textContent.startsWith(l), list, { timeout: 60_000 });
+      const status = await page.textContent("#build-status");
+      assert.match(status, new RegExp(`^${list.replace(".", "\\.")}: ${pairs} pairs`), status);
+      if (skipped) assert.match(status, /missing\.png is not among the picked files/);
+      else assert.doesNotMatch(status, /skipped/);
+    }
+  } finally {
+    await context.close();
+  }
+});

@@ -153,21 +153,55 @@ fn in_dir((pairs, skipped): Parsed, dir: &Path) -> CaptionSet {
     CaptionSet { entries, skipped }
 }
 
+/// The format of a caption list by its file name (`.csv`, `.json` for COCO, else TSV).
+pub fn list_format(name: &str) -> Format {
+    match name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("csv") => Format::Csv,
+        Some("json") => Format::Coco,
+        _ => Format::Tsv,
+    }
+}
+
+/// Parses a caption list (TSV, CSV with `image,caption` columns, or COCO captions JSON) from
+/// its bytes: `(entry id, image path as written, caption)` and the skipped entries. What the
+/// native reader does before it resolves image paths; the page resolves them among the
+/// files the user picked.
+pub fn parse_list(format: Format, bytes: &[u8], options: &ReadOptions) -> Result<Parsed> {
+    let text = || {
+        std::str::from_utf8(bytes)
+            .map_err(|_| Error::Invalid("the caption list is not UTF-8 text".into()))
+    };
+    match format {
+        Format::Tsv => {
+            let (ok, skipped) = tsv::parse(text()?);
+            Ok((
+                ok.into_iter()
+                    .map(|l| (l.line, l.image, l.caption))
+                    .collect(),
+                skipped,
+            ))
+        }
+        Format::Csv => csv::parse(text()?, &options.image_column, &options.caption_column),
+        Format::Coco => coco::parse(bytes),
+        Format::Folder | Format::Tar => Err(Error::Invalid(
+            "folders and shards are not caption lists".into(),
+        )),
+    }
+}
+
 /// Reads a set in any supported format (native).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn read(path: &Path, options: &ReadOptions) -> Result<CaptionSet> {
     use crate::base::fs::{read_file, read_text};
     let base = path.parent().unwrap_or(Path::new("."));
     match options.format.unwrap_or_else(|| detect(path)) {
-        Format::Tsv => {
-            let (ok, skipped) = tsv::parse(&read_text(path)?);
-            let pairs = ok.into_iter().map(|l| (l.line, l.image, l.caption));
-            Ok(in_dir((pairs.collect(), skipped), base))
-        }
-        Format::Csv => {
+        format @ (Format::Tsv | Format::Csv) => {
             let text = read_text(path)?;
-            let parsed = csv::parse(&text, &options.image_column, &options.caption_column)?;
-            Ok(in_dir(parsed, base))
+            Ok(in_dir(parse_list(format, text.as_bytes(), options)?, base))
         }
         Format::Coco => {
             let dir = match &options.images {

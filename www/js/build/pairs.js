@@ -130,11 +130,39 @@ export async function tarPairs(blob) {
   return { pairs, skipped };
 }
 
-// Pairs from any pick: a .tar among the files wins (one shard), else the folder layout.
-export async function pairsFromFiles(fileList) {
+export const LIST_EXTENSIONS = ["tsv", "csv", "json"];
+
+// A caption list (TSV, CSV or COCO JSON) and the images it names among the picked files:
+// parse(name, blob) -> {pairs: [[id, image, caption]], skipped} (the engine's reader); an
+// image path matches a picked file with the same relative path, or else the same name.
+export async function listPairs(list, files, parse) {
+  const parsed = await parse(list.name, list);
+  const byPath = new Map();
+  const byName = new Map();
+  for (const f of files) {
+    // A folder pick names files "folder/sub/x.png"; the list's paths are relative to it.
+    if (f.webkitRelativePath) byPath.set(f.webkitRelativePath.split("/").slice(1).join("/"), f);
+    if (!byName.has(f.name)) byName.set(f.name, f);
+  }
+  const pairs = [];
+  const skipped = parsed.skipped.map(([id, why]) => `${list.name}:${id}: ${why}`);
+  for (const [id, image, caption] of parsed.pairs) {
+    const clean = image.replace(/^\.\//, "");
+    const blob = byPath.get(clean) || byName.get(clean.split("/").pop());
+    if (blob) pairs.push({ id, name: clean, caption, blob });
+    else skipped.push(`${list.name}:${id}: ${image} is not among the picked files`);
+  }
+  return { pairs, skipped };
+}
+
+// Pairs from any pick: a .tar among the files wins (one shard), then a caption list (.tsv,
+// .csv, COCO .json) with its images, else the folder layout. parse: see listPairs.
+export async function pairsFromFiles(fileList, parse) {
   const files = Array.from(fileList || []);
   const tar = files.find((f) => f.name.toLowerCase().endsWith(".tar"));
   if (tar) return { source: tar.name, ...(await tarPairs(tar)) };
+  const list = files.find((f) => LIST_EXTENSIONS.includes(f.name.split(".").pop().toLowerCase()));
+  if (list) return { source: list.name, ...(await listPairs(list, files, parse)) };
   const dir = files[0]?.webkitRelativePath?.split("/")[0];
   return { source: dir || `${files.length} files`, ...(await folderPairs(files)) };
 }

@@ -13,7 +13,7 @@ import { zipStored } from "./zip.js";
 const BATCH = 16; // pairs per worker round trip: progress stays live, memory bounded
 const TRAIN_CHUNK = 50; // training steps per round trip (Stop is honoured between chunks)
 const INTRO =
-  "Pick a folder of images with same-name .txt captions (img2dataset / webdataset layout), or a webdataset .tar shard. The loaded model embeds every pair here, a TopK dictionary is trained on them and analysed (MDS, classes, labels) as `monoscope extract / train / analyze --center` would; the result becomes the page's bundle. Nothing is uploaded.";
+  "Pick a folder of images with same-name .txt captions (img2dataset / webdataset layout), a webdataset .tar shard, or a caption list (.tsv image<TAB>caption, .csv with image,caption columns, or COCO captions .json) together with its images. The loaded model embeds every pair here, a TopK dictionary is trained on them and analysed (MDS, classes, labels) as `monoscope extract / train / analyze --center` would; the result becomes the page's bundle. Nothing is uploaded.";
 
 class Stopped extends Error {}
 
@@ -40,7 +40,7 @@ class BuildPanel {
       el("p", { class: "muted" }, INTRO),
       el("label", { for: "build-folder", text: "Folder" }),
       this.folderInput,
-      el("label", { for: "build-files", text: "or files (images + .txt captions, or one .tar shard)" }),
+      el("label", { for: "build-files", text: "or files (images + .txt captions, one .tar shard, or a .tsv / .csv / COCO .json list with its images)" }),
       this.filesInput,
       el(
         "details",
@@ -69,7 +69,7 @@ class BuildPanel {
     this.set = null;
     this.startButton.disabled = true;
     try {
-      const set = await pairsFromFiles(files);
+      const set = await pairsFromFiles(files, (name, bytes) => this.ctx.call("parse_captions", { name, bytes }));
       if (!set.pairs.length) throw new Error(`no image-caption pairs found (${set.skipped.slice(0, 3).join("; ") || "no images"})`);
       this.set = set;
       const note = set.skipped.length ? `, ${set.skipped.length} skipped (${set.skipped.slice(0, 2).join("; ")}${set.skipped.length > 2 ? "; …" : ""})` : "";
