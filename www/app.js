@@ -16,6 +16,7 @@ import { FeatureView } from "./js/views/feature.js";
 import { HeatmapView } from "./js/views/heatmap.js";
 import { mountApplications } from "./js/apps/index.js";
 import { mountBuild } from "./js/build/panel.js";
+import { mountLibrary } from "./js/build/library.js";
 import { $, params, state, runtime, views, syncUrl } from "./js/app/state.js";
 import { setStatus, showGlobalError, showNotes } from "./js/app/status.js";
 import { renderAll, selectFeature, selectPair } from "./js/app/render.js";
@@ -73,6 +74,8 @@ function mountApps() {
       result: apps.result,
     },
   );
+  const useBundle = (blobs, label, thumbs = null) => loadBundleOnly({ label, param: "", files: Promise.resolve(blobs), thumbs });
+  const library = mountLibrary($("saved-bundles-view"), { useBundle });
   apps.api.build = mountBuild($("build-view"), {
     call: async (cmd, args, opts) => {
       await runtime.engine.ensureReady();
@@ -80,7 +83,8 @@ function mountApps() {
     },
     modelLabel: () => state.model.label,
     modelKey: () => state.model.hash || state.model.label,
-    useBundle: (blobs, label) => loadBundleOnly({ label, param: "", files: Promise.resolve(blobs) }),
+    useBundle,
+    onSaved: () => library.refresh(),
     result: apps.result,
   });
   $("build-show").addEventListener("click", () => {

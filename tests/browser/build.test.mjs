@@ -17,7 +17,7 @@ import * as h from "./helpers.mjs";
 
 const SCENES = path.join(h.OUT, "build-scenes");
 const TIMEOUT = 10 * 60 * 1000;
-const env = h.suite();
+const env = h.suite({ "/out/": h.OUT });
 
 function sceneFiles() {
   assert.ok(existsSync(path.join(SCENES, "index.json")), `${SCENES} not found: scripts/test.sh writes it`);
@@ -89,6 +89,15 @@ test("a bundle built in the page: resume after reload, features with classes, CL
     const shown = await h.shownFeatures(page);
     assert.ok(shown.length > 0);
     for (const f of shown) assert.match(f.cls, /^(ImgD|TextD|CrossD)$/);
+    // A feature's page shows thumbnails of the user's own example images, from the page.
+    assert.ok(b.thumbs > 0, "thumbnails were made");
+    await page.click(`#features-view button.feature-link[data-feature="${shown[0].id}"] >> nth=0`);
+    await page.waitForFunction(() => {
+      const imgs = document.querySelectorAll("#feature-view img.example-thumb");
+      return imgs.length > 0 && Array.from(imgs).every((i) => i.complete && i.naturalWidth > 0);
+    }, null, { timeout: 60_000 });
+    // Kept in this browser and listed for reuse.
+    assert.match(await page.textContent("#saved-bundles"), /built here/);
 
     // The same method natively: extract / train / analyze with the page's settings.
     const work = path.join(h.OUT, "build-cli");
@@ -115,6 +124,10 @@ test("a bundle built in the page: resume after reload, features with classes, CL
     mkdirSync(path.join(unpacked, "bundle"), { recursive: true });
     for (const [name, bytes] of Object.entries(entries)) writeFileSync(path.join(unpacked, name), bytes);
     assert.match(cli("report", path.join(unpacked, "bundle")), /CrossD/);
+    await page.click("#bundle-none");
+    await page.waitForFunction(() => window.__monoscope.bundle === null);
+    await page.click("#saved-use");
+    await page.waitForFunction(() => /built here/.test(document.getElementById("bundle").textContent), null, { timeout: 60_000 });
     await page.click("#bundle-none");
     await page.waitForFunction(() => window.__monoscope.bundle === null);
     await page.setInputFiles(
@@ -174,7 +187,7 @@ test("an existing dictionary (the CLI's) skips training; its classes match the C
   }
 });
 
-test("caption lists in the page: TSV, CSV and COCO read by the CLI's reader, images matched", async (t) => {
+test("caption lists in the page (TSV, CSV, COCO by the CLI's reader), and dropped files", async (t) => {
   const index = JSON.parse(readFileSync(path.join(SCENES, "index.json"), "utf8")).slice(0, 60);
   const dir = path.join(h.OUT, "build-lists");
   mkdirSync(dir, { recursive: true });
@@ -207,6 +220,53 @@ test("caption lists in the page: TSV, CSV and COCO read by the CLI's reader, ima
       if (skipped) assert.match(status, /missing\.png is not among the picked files/);
       else assert.doesNotMatch(status, /skipped/);
     }
+    // Dropped files (headless Chromium cannot drop a real folder; a folder's files are the
+    // same list, with their paths): 20 scenes and their captions.
+    await page.evaluate(async (names) => {
+      const dt = new DataTransfer();
+      for (const n of names) {
+        const blob = await (await fetch(`/out/build-scenes/${n}`)).blob();
+        dt.items.add(new File([blob], n));
+      }
+      document.getElementById("build-drop").dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }, index.slice(0, 20).flatMap((e) => [e.file, e.file.replace(/\.png$/, ".txt")]));
+    await page.waitForFunction(() => /: 20 pairs/.test(document.getElementById("build-status").textContent), null, { timeout: 60_000 });
+  } finally {
+    await context.close();
+  }
+});
+
+test("a dictionary from the hub (offline, mocked): found in a folder of the repo, SAELens tried first", async (t) => {
+  const dictDir = path.join(h.OUT, "build-cli", "dict");
+  const { context, page } = await h.newPage(env.browser, t);
+  const routed = [];
+  await context.route("https://huggingface.co/**", async (route) => {
+    const url = new URL(route.request().url());
+    routed.push(url.pathname);
+    const m = url.pathname.match(/^\/someone\/clip-sae\/resolve\/main\/layer\/(dict\.json|dictionary\.safetensors)$/);
+    if (!m) {
+      await route.fulfill({ status: 404, body: "not found", headers: { "access-control-allow-origin": "*" } });
+      return;
+    }
+    const body = readFileSync(path.join(dictDir, m[1]));
+    await route.fulfill({ status: 200, body, headers: { "content-length": String(body.length), "access-control-allow-origin": "*" } });
+  });
+  try {
+    await page.goto(`${env.server.origin}/?backend=cpu&build=1`);
+    await h.waitIdle(page, 1);
+    assert.deepEqual(routed, [], "nothing goes to the hub until the user asks");
+    await page.click("#build-panel details summary");
+    await page.fill("#build-dict-repo", "someone/clip-sae/../x");
+    await page.click("#build-dict-hub");
+    await page.waitForSelector("#build-error:not([hidden])");
+    assert.deepEqual(routed, [], "a bad path is refused without a request");
+    await page.fill("#build-dict-repo", "someone/clip-sae/layer");
+    await page.click("#build-dict-hub");
+    await page.waitForFunction(() => /monoscope dictionary from hf:someone\/clip-sae\/layer/.test(document.getElementById("build-dict-status").textContent), null, {
+      timeout: 60_000,
+    });
+    assert.ok(routed.some((p) => p.endsWith("/layer/cfg.json")), "SAELens' cfg.json was tried first");
+    assert.equal(await page.isChecked("#build-center"), true);
   } finally {
     await context.close();
   }

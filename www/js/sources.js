@@ -241,6 +241,32 @@ function hubFetcher(repo, names, what, onProgress) {
   };
 }
 
+// A path inside a hub repo ("" or "a/b"): segments of letters, digits, ".", "_" and "-".
+const SUBPATH_RE = /^([A-Za-z0-9_][A-Za-z0-9._-]*\/)*[A-Za-z0-9_][A-Za-z0-9._-]*$/;
+
+// Downloads a dictionary from a hub repo, optionally from a folder in it ("owner/name" or
+// "owner/name/folder/..."): SAELens' cfg.json + sae_weights.safetensors, else monoscope's
+// dict.json + dictionary.safetensors. Resolves to {config, weights, saelens} Blobs.
+export async function hubDictionaryFiles(spec, onProgress = () => {}) {
+  const parts = String(spec).trim().split("/");
+  const repo = parts.slice(0, 2).join("/");
+  const sub = parts.slice(2).join("/");
+  if (!validRepo(repo)) throw new Error(`"${repo}" is not a Hugging Face repo id (owner/name)`);
+  if (sub && (!SUBPATH_RE.test(sub) || sub.split("/").includes(".."))) throw new Error(`"${sub}" is not a folder in a repo`);
+  const at = (f) => (sub ? `${sub}/${f}` : f);
+  const attempt = async (names, saelens) => {
+    const one = hubFetcher(repo, names.map(at), "a dictionary", onProgress);
+    const [config, weights] = await Promise.all(names.map((n) => one(at(n))));
+    return { config, weights, saelens };
+  };
+  try {
+    return await attempt(["cfg.json", "sae_weights.safetensors"], true);
+  } catch (err) {
+    if (!/not found on the hub/.test(err.message)) throw err;
+    return attempt(["dict.json", "dictionary.safetensors"], false);
+  }
+}
+
 export async function forgetHubDownloads() {
   if (!("caches" in self)) return false;
   return caches.delete(HUB_CACHE);

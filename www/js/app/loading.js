@@ -182,6 +182,7 @@ async function swapBundle(bundle) {
   const blobs = await bundle.files;
   const [summary, meta] = await Promise.all([runtime.engine.loadBundle(blobs), readBundleMeta(blobs, bundle.label)]);
   meta.summary = JSON.parse(summary);
+  meta.thumbs = bundle.thumbs || null; // Map(pair id -> image URL) for bundles built here
   runtime.engineGen += 1;
   state.bundleParam = bundle.param;
   setBundle(meta);

@@ -140,8 +140,10 @@ export async function listPairs(list, files, parse) {
   const byPath = new Map();
   const byName = new Map();
   for (const f of files) {
-    // A folder pick names files "folder/sub/x.png"; the list's paths are relative to it.
-    if (f.webkitRelativePath) byPath.set(f.webkitRelativePath.split("/").slice(1).join("/"), f);
+    // A folder pick (or drop) names files "folder/sub/x.png"; the list's paths are relative
+    // to the folder.
+    const rel = f.relPath || f.webkitRelativePath;
+    if (rel) byPath.set(rel.split("/").slice(1).join("/"), f);
     if (!byName.has(f.name)) byName.set(f.name, f);
   }
   const pairs = [];
@@ -163,6 +165,52 @@ export async function pairsFromFiles(fileList, parse) {
   if (tar) return { source: tar.name, ...(await tarPairs(tar)) };
   const list = files.find((f) => LIST_EXTENSIONS.includes(f.name.split(".").pop().toLowerCase()));
   if (list) return { source: list.name, ...(await listPairs(list, files, parse)) };
-  const dir = files[0]?.webkitRelativePath?.split("/")[0];
+  const dir = (files[0]?.relPath || files[0]?.webkitRelativePath)?.split("/")[0];
   return { source: dir || `${files.length} files`, ...(await folderPairs(files)) };
+}
+
+function entryFiles(entry, out) {
+  if (entry.isFile) {
+    return new Promise((resolve) =>
+      entry.file(
+        (f) => {
+          // The path inside the dropped folder, as a folder pick's webkitRelativePath.
+          Object.defineProperty(f, "relPath", { value: entry.fullPath.replace(/^\//, "") });
+          out.push(f);
+          resolve();
+        },
+        () => resolve(), // unreadable: left out, like a file the picker cannot open
+      ),
+    );
+  }
+  if (!entry.isDirectory) return Promise.resolve();
+  const reader = entry.createReader();
+  const all = [];
+  return new Promise((resolve) => {
+    const more = () =>
+      reader.readEntries(
+        (batch) => {
+          if (!batch.length) {
+            Promise.all(all.map((e) => entryFiles(e, out))).then(resolve);
+            return;
+          }
+          all.push(...batch);
+          more(); // readEntries returns at most ~100 entries per call
+        },
+        () => resolve(),
+      );
+    more();
+  });
+}
+
+// The files of a drop: folders are walked (files keep their path inside the folder); a drop
+// without entries (plain files) gives its file list.
+export async function droppedFiles(dataTransfer) {
+  const entries = Array.from(dataTransfer.items || [])
+    .map((i) => (i.kind === "file" && i.webkitGetAsEntry ? i.webkitGetAsEntry() : null))
+    .filter(Boolean);
+  if (!entries.length) return Array.from(dataTransfer.files || []);
+  const out = [];
+  for (const e of entries) await entryFiles(e, out);
+  return out;
 }

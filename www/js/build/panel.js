@@ -5,10 +5,15 @@
 // leaves the page.
 
 import { el, fmt } from "../dom.js";
+import { hubDictionaryFiles } from "../sources.js";
 import { progressRow, download } from "../apps/common.js";
-import { pairsFromFiles } from "./pairs.js";
+import { pairsFromFiles, droppedFiles } from "./pairs.js";
 import { setKey, loadRows, appendRows, forgetRows } from "./store.js";
 import { zipStored } from "./zip.js";
+import { TrainChart } from "./chart.js";
+import { saveBundle, exampleThumbs, thumbUrls } from "./saved.js";
+
+const THUMBS_PER_FEATURE = 8; // as many example images as the feature page shows
 
 const BATCH = 16; // pairs per worker round trip: progress stays live, memory bounded
 const TRAIN_CHUNK = 50; // training steps per round trip (Stop is honoured between chunks)
@@ -27,6 +32,9 @@ class BuildPanel {
     this.filesInput = el("input", { type: "file", id: "build-files", multiple: true, onchange: (e) => this.pick(e.target.files) });
     this.dictInput = el("input", { type: "file", id: "build-dict", multiple: true, accept: ".json,.safetensors", onchange: (e) => this.pickDictionary(e.target.files) });
     this.centerBox = el("input", { type: "checkbox", id: "build-center", checked: true });
+    this.dictRepo = el("input", { type: "text", id: "build-dict-repo", placeholder: "owner/name or owner/name/folder", spellcheck: false });
+    this.dictStatus = el("p", { class: "hint", id: "build-dict-status", role: "status" });
+    const dictHub = el("button", { type: "button", id: "build-dict-hub", text: "Download dictionary", onclick: () => this.hubDictionary() });
     this.dict = null;
     this.startButton = el("button", { type: "button", id: "build-start", text: "Build bundle", disabled: true, onclick: () => this.run() });
     this.stopButton = el("button", { type: "button", id: "build-stop", text: "Stop", disabled: true, onclick: () => (this.stop = true) });
@@ -34,10 +42,23 @@ class BuildPanel {
     this.progress = progressRow();
     this.status = el("p", { class: "app-status", id: "build-status", role: "status" });
     this.chart = el("p", { class: "build-train", id: "build-train", role: "status" });
+    this.plot = new TrainChart();
     this.errors = el("p", { class: "error", id: "build-error", role: "alert", hidden: true });
     this.out = el("div", { class: "build-out" });
+    const drop = el("div", { class: "build-drop", id: "build-drop", text: "Drop a folder, a .tar shard or files here" });
+    drop.addEventListener("dragover", (e) => {
+      e.preventDefault();
+      drop.classList.add("over");
+    });
+    drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+    drop.addEventListener("drop", async (e) => {
+      e.preventDefault();
+      drop.classList.remove("over");
+      if (!this.running) this.pick(await droppedFiles(e.dataTransfer));
+    });
     root.replaceChildren(
       el("p", { class: "muted" }, INTRO),
+      drop,
       el("label", { for: "build-folder", text: "Folder" }),
       this.folderInput,
       el("label", { for: "build-files", text: "or files (images + .txt captions, one .tar shard, or a .tsv / .csv / COCO .json list with its images)" }),
@@ -48,12 +69,17 @@ class BuildPanel {
         el("summary", { text: "Use an existing dictionary instead of training" }),
         el("label", { for: "build-dict", text: "dict.json + dictionary.safetensors (monoscope), or cfg.json + sae_weights.safetensors (SAELens)" }),
         this.dictInput,
+        el("label", { for: "build-dict-repo", text: "or from the Hugging Face hub (downloaded only when you press the button)" }),
+        this.dictRepo,
+        dictHub,
+        this.dictStatus,
         el("label", {}, this.centerBox, " analyse centred embeddings (dictionaries from `monoscope train --center`)"),
       ),
       el("div", { class: "app-actions" }, this.startButton, this.stopButton, this.forgetButton),
       this.progress.row,
       this.status,
       this.chart,
+      this.plot.canvas,
       this.errors,
       this.out,
     );
@@ -96,8 +122,28 @@ class BuildPanel {
       this.fail(`dictionary: pick dict.json + dictionary.safetensors, or cfg.json + sae_weights.safetensors (picked: ${files.map((f) => f.name).join(", ")})`);
       return;
     }
-    this.dict = { config, weights, saelens: !own };
-    this.centerBox.checked = Boolean(own);
+    this.useDictionary({ config, weights, saelens: !own }, "picked files");
+  }
+
+  useDictionary(dict, from) {
+    this.dict = dict;
+    this.centerBox.checked = !dict.saelens;
+    this.dictStatus.textContent = `${dict.saelens ? "SAELens" : "monoscope"} dictionary from ${from}: training will be skipped`;
+  }
+
+  async hubDictionary() {
+    this.fail(null);
+    const spec = this.dictRepo.value.trim();
+    this.dictStatus.textContent = `${spec}: downloading…`;
+    try {
+      const dict = await hubDictionaryFiles(spec, ({ loaded, total }) => {
+        this.dictStatus.textContent = `${spec}: ${fmt(loaded / 1e6, 1)}${total ? ` of ${fmt(total / 1e6, 1)}` : ""} MB`;
+      });
+      this.useDictionary(dict, `hf:${spec}`);
+    } catch (err) {
+      this.dictStatus.textContent = "";
+      this.fail(err.message);
+    }
   }
 
   key() {
@@ -162,11 +208,13 @@ class BuildPanel {
     await call("build_train_start", { settings });
     const t0 = performance.now();
     const history = [];
+    this.plot.reset();
     let st = null;
     do {
       this.checkStop();
       st = await call("build_train", { steps: TRAIN_CHUNK });
       history.push(st);
+      this.plot.add(st);
       const rate = st.step / ((performance.now() - t0) / 1000);
       this.progress.set(st.step, st.steps, `training: step ${st.step} / ${st.steps} · ${fmt(rate, 0)} steps/s`);
       this.chart.textContent = `FVU image ${fmt(st.fvu[0], 3)} · text ${fmt(st.fvu[1], 3)} · dead latents ${fmt(100 * st.dead_fraction, 1)}% (${history.length} measurements)`;
@@ -206,10 +254,20 @@ class BuildPanel {
         features: new Blob([files.features], { type: "application/json" }),
         dictionary: new Blob([files.dictionary], { type: "application/octet-stream" }),
       };
-      await this.ctx.useBundle(blobs, label);
+      const featuresDoc = JSON.parse(new TextDecoder().decode(files.features));
+      const thumbs = await exampleThumbs(featuresDoc, pairs, THUMBS_PER_FEATURE);
+      const kept = ex.restored + ex.embedded - ex.skipped.length;
+      try {
+        await saveBundle({ label, created: Date.now(), pairs: kept, files: blobs, thumbs });
+      } catch (err) {
+        this.fail(`the bundle could not be kept in this browser (${err.message}); download it below`);
+      }
+      this.ctx.onSaved?.();
+      await this.ctx.useBundle(blobs, label, thumbUrls(thumbs));
       const summary = {
         phase: "done",
-        pairs: ex.restored + ex.embedded - ex.skipped.length,
+        pairs: kept,
+        thumbs: Object.keys(thumbs).length,
         restored: ex.restored,
         embedded: ex.embedded,
         skipped: ex.skipped,
@@ -217,7 +275,7 @@ class BuildPanel {
         status: tr.status,
         seconds: { extract: ex.seconds, train: tr.seconds, analyse: analyseSeconds },
         manifest: JSON.parse(new TextDecoder().decode(files.manifest)),
-        classes: JSON.parse(new TextDecoder().decode(files.features)).features.map((f) => f.class),
+        classes: featuresDoc.features.map((f) => f.class),
       };
       this.ctx.result.build = summary;
       this.status.textContent = `bundle built from ${summary.pairs} pairs (${ex.skipped.length} skipped) and loaded: extraction ${fmt(ex.seconds, 1)} s, training ${fmt(tr.seconds, 1)} s, analysis ${fmt(analyseSeconds, 1)} s`;
@@ -248,7 +306,8 @@ class BuildPanel {
   }
 }
 
-// ctx: {call(cmd, args, opts), modelLabel(), modelKey(), useBundle(blobs, label), result: {}}
+// ctx: {call(cmd, args, opts), modelLabel(), modelKey(), useBundle(blobs, label, thumbs),
+//       onSaved(), result: {}}
 export function mountBuild(root, ctx) {
   const panel = new BuildPanel(root, ctx);
   return { pick: (files) => panel.pick(files), run: () => panel.run(), stop: () => (panel.stop = true) };

@@ -93,7 +93,11 @@ export class FeatureView {
         const ex = this.example(row);
         const name = ex?.image ?? `row ${row}`;
         let picture;
-        if (SCENE_RE.test(name)) {
+        const thumb = ex && this.app.state.bundle.thumbs?.get(Number(ex.line));
+        if (thumb) {
+          // A bundle built in this page: thumbnails of the user's own images, kept locally.
+          picture = el("img", { class: "example-thumb", src: thumb, alt: `example image ${name}` });
+        } else if (SCENE_RE.test(name)) {
           // Demo-world examples are redrawn by the engine from their seed; no file is fetched.
           picture = el("canvas", { class: "scene", width: "64", height: "64", role: "img", aria: { label: `example image ${name}` } });
           this.drawScene(picture, name);
