@@ -271,3 +271,27 @@ test("a dictionary from the hub (offline, mocked): found in a folder of the repo
     await context.close();
   }
 });
+
+test("on WebGPU (SwiftShader here): 60 pairs extracted on the GPU path, trained and analysed", async (t) => {
+  const index = JSON.parse(readFileSync(path.join(SCENES, "index.json"), "utf8")).slice(0, 60);
+  const files = index.flatMap((e) => [path.join(SCENES, e.file), path.join(SCENES, e.file.replace(/\.png$/, ".txt"))]);
+  const { context, page } = await h.newPage(env.browser, t);
+  try {
+    await page.goto(`${env.server.origin}/?backend=webgpu&build=1`);
+    const r = await h.waitIdle(page, 1);
+    assert.equal(r.state, "ready", `page error: ${r.error}`);
+    assert.match(r.backend, /^webgpu/);
+    await pickAndStart(page, files);
+    await page.waitForFunction(() => ["done", "error"].includes(window.__monoscope.apps.build?.phase), null, { timeout: TIMEOUT });
+    const b = await buildState(page);
+    assert.equal(b.phase, "done", `build failed: ${b.error}`);
+    assert.equal(b.pairs, 60);
+    t.diagnostic(`webgpu (${r.backend}): extraction ${(b.embedded / b.seconds.extract).toFixed(1)} pairs/s, training ${b.seconds.train.toFixed(1)} s`);
+    await page.waitForFunction(() => /built here/.test(document.getElementById("bundle").textContent) && window.__monoscope.state === "ready", null, {
+      timeout: TIMEOUT,
+    });
+    assert.ok((await h.shownFeatures(page)).length > 0);
+  } finally {
+    await context.close();
+  }
+});
