@@ -143,13 +143,24 @@ impl ImageProcessor {
             }
             Some(_) => {}
         }
-        let (w, h) = probe
-            .into_dimensions()
-            .map_err(|e| Error::Image(format!("cannot read the header: {e}")))?;
+        // Reading the header allocates nothing, so the decoder's allocation limit (which the
+        // PNG decoder applies to the declared size) must not stop it: our own pixel limit
+        // below says what is wrong.
+        let mut probe = probe;
+        probe.no_limits();
+        let (w, h) = probe.into_dimensions().map_err(|e| match e {
+            // On wasm32 the PNG decoder still applies a size limit of its own to the declared
+            // size; that can only mean an image far over ours.
+            image::ImageError::Limits(_) => Error::Image(format!(
+                "its header declares a size beyond the decoder's memory limit, more than the {} pixels accepted (nothing was decoded)",
+                self.max_pixels
+            )),
+            other => Error::Image(format!("cannot read the header: {other}")),
+        })?;
         let pixels = w as u64 * h as u64;
         if pixels > self.max_pixels {
             return Err(Error::Image(format!(
-                "{w}x{h} is {pixels} pixels; the limit is {}",
+                "{w}x{h} is {pixels} pixels, more than the {} accepted (read from the header; nothing was decoded)",
                 self.max_pixels
             )));
         }
