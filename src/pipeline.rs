@@ -175,18 +175,14 @@ impl Embedder {
     /// [`Embedder::text_batch`] for prompts to analyse: blank ones are refused (they embed
     /// as the bare start and end tokens, which says nothing about the prompt's features).
     pub fn prompt_batch(&self, texts: &[&str]) -> Result<(TextBatch, Vec<bool>)> {
-        if let Some(t) = texts.iter().find(|t| t.trim().is_empty()) {
-            return Err(Error::Invalid(format!("empty prompt {t:?}")));
-        }
+        refuse_blank(texts)?;
         self.text_batch(texts)
     }
 
     /// Which prompts are longer than the model's context (tokenisation only, no forward
     /// pass); blank ones are refused as in [`Embedder::prompt_batch`].
     pub fn truncated_prompts(&self, texts: &[&str]) -> Result<Vec<bool>> {
-        if let Some(t) = texts.iter().find(|t| t.trim().is_empty()) {
-            return Err(Error::Invalid(format!("empty prompt {t:?}")));
-        }
+        refuse_blank(texts)?;
         texts
             .iter()
             .map(|t| self.tokenizer.encode(t).map(|e| e.truncated))
@@ -197,5 +193,14 @@ impl Embedder {
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Tensor<2>> {
         let (batch, _) = self.text_batch(texts)?;
         Ok(self.model.embed_texts(&batch))
+    }
+}
+
+/// Blank prompts are refused: they embed as the bare start and end tokens, which says
+/// nothing about a prompt's features.
+fn refuse_blank(texts: &[&str]) -> Result<()> {
+    match texts.iter().find(|t| t.trim().is_empty()) {
+        Some(t) => Err(Error::Invalid(format!("empty prompt {t:?}"))),
+        None => Ok(()),
     }
 }

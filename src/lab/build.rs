@@ -99,8 +99,7 @@ pub struct StoredRows {
 
 /// A build in progress: the embedded pairs, then the trainer.
 pub struct BundleBuild {
-    /// Where the pairs came from (recorded in the manifest).
-    source: String,
+    /// The pairs; `emb.meta.pairs` names where they came from (recorded in the manifest).
     emb: EmbeddingsFile,
     trainer: Option<(Trainer, Pairs)>,
     /// A dictionary the user brought (skips training), and whether to centre inputs.
@@ -114,7 +113,6 @@ impl BundleBuild {
     /// backend, whose reads are synchronous).
     pub fn new(source: &str, d: usize, device: &Device) -> Self {
         Self {
-            source: source.to_string(),
             emb: EmbeddingsFile {
                 pairs: Pairs {
                     images: Vec::new(),
@@ -317,16 +315,14 @@ impl BundleBuild {
             dict_file,
             dict: &dict,
             emb: &self.emb,
-            embeddings_name: self.source.clone(),
+            embeddings_name: self.emb.meta.pairs.clone(),
             vocab: Some((words.as_slice(), vocab)),
             config: &config,
         };
         let (manifest, features) = make_bundle(inputs, &self.device, |_| {})?;
         to_bytes_parts(&manifest, &features, &dict)
     }
-}
 
-impl BundleBuild {
     /// The trained dictionary as `monoscope train --center` writes it.
     fn trained_dictionary(&mut self, model_name: &str) -> Result<(DictFile, Dictionary, bool)> {
         if !self.trained() {
@@ -342,7 +338,7 @@ impl BundleBuild {
             config: dict_config,
             center_input: true,
             provenance: serde_json::json!({
-                "embeddings": self.source, "model": model_name, "train": train_config,
+                "embeddings": self.emb.meta.pairs, "model": model_name, "train": train_config,
                 "final": self.last, "built": "on-device (monoscope page)",
             }),
         };

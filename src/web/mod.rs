@@ -137,9 +137,10 @@ impl Engine {
             tokenizer: &tokenizer_json,
             preprocessor: None,
         };
-        let mut on_tensor = |placed: usize, total: usize| {
-            if let Some(f) = &progress {
-                report_progress(f)(placed, total);
+        let mut report = progress.as_ref().map(report_progress);
+        let mut on_tensor = |placed, total| {
+            if let Some(r) = report.as_mut() {
+                r(placed, total);
             }
         };
         let embedder =

@@ -5,6 +5,7 @@
 import { $, state, runtime } from "./state.js";
 import { fieldError, showLoadProgress } from "./status.js";
 import * as sources from "../sources.js";
+import { fmtBytes } from "../dom.js";
 
 // Refuses a model that cannot fit the page's memory, from its config.json and weights size,
 // before the weights are downloaded or read (the engine's `plan`).
@@ -39,14 +40,11 @@ export function bundleFromSpec(spec) {
   return { label: spec.id, param, files: sources.fetchBundleFiles(spec.base) };
 }
 
-function fmtMB(n) {
-  return `${(n / 1e6).toFixed(1)} MB`;
-}
 
 function progressText(repo, { file, loaded, total, cached }) {
   const pct = total > 0 ? ` (${((100 * loaded) / total).toFixed(0)}%)` : "";
   const what = cached ? `${file} from the browser cache` : `downloading ${file}`;
-  return `${repo}: ${what} · ${fmtMB(loaded)}${total ? ` of ${fmtMB(total)}` : ""}${pct}`;
+  return `${repo}: ${what} · ${fmtBytes(loaded)}${total ? ` of ${fmtBytes(total)}` : ""}${pct}`;
 }
 
 function showProgress(repo, report, isModel) {

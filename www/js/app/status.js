@@ -3,6 +3,7 @@
 // model / backend / bundle.
 
 import { $, state, allInputs } from "./state.js";
+import { fmtBytes } from "../dom.js";
 
 export function setStatus(text) {
   $("status").textContent = text;
@@ -58,9 +59,6 @@ export function renderSourceStatus() {
   $("bundle").textContent = state.bundle ? state.bundle.label : "none";
 }
 
-function fmtMB(n) {
-  return `${(n / 1e6).toFixed(1)} MB`;
-}
 
 // A model's load progress under the header: phase "bytes" (files fetched; `what` names the
 // file) then "tensors" (parameters placed on the device). state.loadProgress keeps the last
@@ -78,7 +76,7 @@ export function showLoadProgress(phase, done, total, what = "") {
   const pct = total > 0 ? ` (${((100 * done) / total).toFixed(0)}%)` : "";
   setStatus(
     phase === "bytes"
-      ? `fetching ${what}: ${fmtMB(done)}${total ? ` of ${fmtMB(total)}` : ""}${pct}`
+      ? `fetching ${what}: ${fmtBytes(done)}${total ? ` of ${fmtBytes(total)}` : ""}${pct}`
       : `placing tensors: ${done} of ${total}${pct}`,
   );
 }

@@ -27,7 +27,7 @@ class BuildPanel {
     this.ctx = ctx;
     this.running = false;
     this.stop = false;
-    this.files = null;
+    this.set = null; // {source, pairs, skipped} of the last pick
     this.folderInput = el("input", { type: "file", id: "build-folder", webkitdirectory: true, multiple: true, onchange: (e) => this.pick(e.target.files) });
     this.filesInput = el("input", { type: "file", id: "build-files", multiple: true, onchange: (e) => this.pick(e.target.files) });
     this.dictInput = el("input", { type: "file", id: "build-dict", multiple: true, accept: ".json,.safetensors", onchange: (e) => this.pickDictionary(e.target.files) });
@@ -174,7 +174,8 @@ class BuildPanel {
     const call = this.ctx.call;
     let restored = 0;
     const done = new Set();
-    for (const b of await loadRows(key)) {
+    const stored = await loadRows(key);
+    for (const b of stored) {
       await call("build_restore", b);
       restored += b.ids.length;
       for (const id of b.ids) done.add(id);
@@ -184,6 +185,7 @@ class BuildPanel {
     const t0 = performance.now();
     let embedded = 0;
     const total = pairs.length;
+    let index = stored.length; // batches stored so far
     for (let i = 0; i < todo.length; i += BATCH) {
       this.checkStop();
       const batch = todo.slice(i, i + BATCH);
@@ -191,7 +193,7 @@ class BuildPanel {
       const meta = { ids: batch.map((p) => p.id), names: batch.map((p) => p.name), captions: batch.map((p) => p.caption) };
       const r = await call("build_add", { meta, images }, { transfer: images });
       skipped.push(...r.skipped);
-      await appendRows(key, { ids: Array.from(r.rows.ids), names: r.rows.names, captions: r.rows.captions, image: r.rows.image, text: r.rows.text });
+      await appendRows(key, index++, { ids: Array.from(r.rows.ids), names: r.rows.names, captions: r.rows.captions, image: r.rows.image, text: r.rows.text });
       embedded += batch.length;
       const secs = (performance.now() - t0) / 1000;
       const rate = embedded / secs;
@@ -207,20 +209,18 @@ class BuildPanel {
     const settings = await call("build_settings");
     await call("build_train_start", { settings });
     const t0 = performance.now();
-    const history = [];
     this.plot.reset();
     let st = null;
     do {
       this.checkStop();
       st = await call("build_train", { steps: TRAIN_CHUNK });
-      history.push(st);
       this.plot.add(st);
       const rate = st.step / ((performance.now() - t0) / 1000);
       this.progress.set(st.step, st.steps, `training: step ${st.step} / ${st.steps} · ${fmt(rate, 0)} steps/s`);
-      this.chart.textContent = `FVU image ${fmt(st.fvu[0], 3)} · text ${fmt(st.fvu[1], 3)} · dead latents ${fmt(100 * st.dead_fraction, 1)}% (${history.length} measurements)`;
+      this.chart.textContent = `FVU image ${fmt(st.fvu[0], 3)} · text ${fmt(st.fvu[1], 3)} · dead latents ${fmt(100 * st.dead_fraction, 1)}%`;
       this.ctx.result.build = { ...this.ctx.result.build, phase: "train", status: st };
     } while (st.step < st.steps);
-    return { settings, status: st, history, seconds: (performance.now() - t0) / 1000 };
+    return { settings, status: st, seconds: (performance.now() - t0) / 1000 };
   }
 
   async run() {

@@ -2,34 +2,10 @@
 // example images (the user's own pictures, never uploaded), and listed under "Model and
 // bundle" for reuse.
 
-const DB = "monoscope-bundles";
-const STORE = "bundles";
+import { idbStore } from "./idb.js";
+
+const run = idbStore("monoscope-bundles", "bundles", { keyPath: "id", autoIncrement: true });
 export const THUMB_SIDE = 96;
-
-function open() {
-  return new Promise((resolve, reject) => {
-    const req = indexedDB.open(DB, 1);
-    req.onupgradeneeded = () => req.result.createObjectStore(STORE, { keyPath: "id", autoIncrement: true });
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error || new Error("IndexedDB is not available"));
-  });
-}
-
-function run(mode, fn) {
-  return open().then(
-    (db) =>
-      new Promise((resolve, reject) => {
-        const t = db.transaction(STORE, mode);
-        const req = fn(t.objectStore(STORE));
-        t.oncomplete = () => {
-          db.close();
-          resolve(req.result);
-        };
-        t.onerror = () => reject(t.error);
-        t.onabort = () => reject(t.error || new Error("IndexedDB transaction aborted"));
-      }),
-  );
-}
 
 // record: {label, created, pairs, files: {manifest, features, dictionary} Blobs, thumbs: {id: Blob}}
 export function saveBundle(record) {

@@ -1,28 +1,14 @@
 // Embedded rows of an unfinished build, kept in IndexedDB so a reload resumes where it
-// stopped (issue 11). One record per data set, keyed by a fingerprint of the set (source
-// name, pair count, image sizes); batches are appended as they finish.
+// stopped (issue 11), keyed by a fingerprint of the set (model, source name, pair count,
+// image sizes); batches are stored as they finish.
 
-const DB = "monoscope-build";
-const STORE = "rows";
+import { idbStore } from "./idb.js";
 
-function open() {
-  return new Promise((resolve, reject) => {
-    const req = indexedDB.open(DB, 1);
-    req.onupgradeneeded = () => req.result.createObjectStore(STORE);
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error || new Error("IndexedDB is not available"));
-  });
-}
-
-function tx(db, mode, fn) {
-  return new Promise((resolve, reject) => {
-    const t = db.transaction(STORE, mode);
-    const out = fn(t.objectStore(STORE));
-    t.oncomplete = () => resolve(out.result);
-    t.onerror = () => reject(t.error);
-    t.onabort = () => reject(t.error || new Error("IndexedDB transaction aborted"));
-  });
-}
+// Records keyed "SETKEY#NNNNNN", one per batch, so a batch is one small write (not a rewrite
+// of everything stored so far) and a set's batches come back in order.
+const run = idbStore("monoscope-build", "rows");
+const batchKey = (key, index) => `${key}#${String(index).padStart(6, "0")}`;
+const setRange = (key) => IDBKeyRange.bound(`${key}#`, `${key}#\uffff`);
 
 // A fingerprint of a set of pairs and the model that embeds them.
 export function setKey(model, source, pairs) {
@@ -36,35 +22,28 @@ export function setKey(model, source, pairs) {
   return `${model}|${source}|${pairs.length}|${h.toString(16)}`;
 }
 
-// The stored batches of a set: [{ids, names, captions, image: Float32Array, text}].
+// The stored batches of a set, in the order they were made: [{ids, names, captions, image:
+// Float32Array, text}].
 export async function loadRows(key) {
   try {
-    const db = await open();
-    const record = await tx(db, "readonly", (s) => s.get(key));
-    db.close();
-    return record?.batches || [];
+    return (await run("readonly", (s) => s.getAll(setRange(key)))) || [];
   } catch {
     return []; // private mode or no IndexedDB: no resume, the build still works
   }
 }
 
-export async function appendRows(key, batch) {
+// Stores batch number `index` of a set.
+export async function appendRows(key, index, batch) {
   try {
-    const db = await open();
-    const record = (await tx(db, "readonly", (s) => s.get(key))) || { batches: [] };
-    record.batches.push(batch);
-    await tx(db, "readwrite", (s) => s.put(record, key));
-    db.close();
+    await run("readwrite", (s) => s.put(batch, batchKey(key, index)));
   } catch {
-    // Not stored: a reload starts this set over.
+    // Not stored: a reload embeds this batch again.
   }
 }
 
 export async function forgetRows(key) {
   try {
-    const db = await open();
-    await tx(db, "readwrite", (s) => s.delete(key));
-    db.close();
+    await run("readwrite", (s) => s.delete(setRange(key)));
   } catch {
     // nothing stored
   }
