@@ -72,6 +72,16 @@ impl Embedder {
         let tokenizer =
             ClipTokenizer::from_bytes(files.tokenizer, config.text.max_position_embeddings)?;
         let ckpt = Checkpoint::parse(files.weights)?;
+        // Nothing is allocated for a model the weights file cannot hold (every parameter
+        // takes at least 2 bytes, as f16 or bf16): a hostile config.json must not make the
+        // loader reserve memory for it.
+        let declared = config.footprint(device).parameters;
+        if declared.saturating_mul(2) > files.weights.len() as u64 {
+            return Err(Error::Weights(format!(
+                "config.json declares {declared} parameters, more than the {} bytes of model.safetensors can hold",
+                files.weights.len()
+            )));
+        }
         let model = load_module_with_progress(config.init(device), &ckpt, device, on_tensor)?;
         Ok(Self {
             config,

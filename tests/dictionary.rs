@@ -356,6 +356,7 @@ fn trained_dictionaries_round_trip_through_files() {
             config: dict,
             center_input: true,
             provenance: serde_json::Value::Null,
+            weights: None,
         };
         monoscope::io::dictionary::save_dir(&dir, &file, &trained).unwrap();
         let (_, loaded) = monoscope::io::dictionary::load_dir(&dir, &Device::flex()).unwrap();

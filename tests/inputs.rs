@@ -143,6 +143,64 @@ fn bad_images_give_errors() {
     }
 }
 
+/// Photos come in layouts the fixtures above do not cover (`scripts/make_image_fixtures.py`):
+/// each decodes to the RGB pixels PIL gives transformers' CLIPProcessor (first frame,
+/// alpha over white), within what two JPEG decoders' rounding allows; the size is the
+/// stored one (EXIF orientation is ignored, as PIL's `Image.open` and so transformers do).
+/// One deliberate difference: for 16-bit images PIL clamps each value to 255 (a mostly
+/// white picture) while monoscope scales by 257 (the picture as it looks).
+#[test]
+fn photo_layouts_decode_like_pil() {
+    let dir = root().join("tests/fixtures/images/layouts");
+    let expected: serde_json::Value =
+        serde_json::from_slice(&read(dir.join("expected.json"))).unwrap();
+    let processor = ImageProcessor::for_size(32);
+    for (name, e) in expected.as_object().unwrap() {
+        let rgb = processor
+            .decode(&read(dir.join(name)))
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
+        let size = [rgb.width() as u64, rgb.height() as u64];
+        assert_eq!(
+            size.to_vec(),
+            e["size"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect::<Vec<_>>(),
+            "{name}"
+        );
+        let hex = e["rgb"].as_str().unwrap();
+        let pil: Vec<u8> = (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        let ours = rgb.into_raw();
+        if name == "gray16.png" {
+            // Ours: the 16-bit values / 257; PIL's: min(value, 255).
+            assert!(
+                pil.iter().filter(|&&v| v == 255).count() > pil.len() * 9 / 10,
+                "{name}"
+            );
+            let mean = ours.iter().map(|&v| v as f64).sum::<f64>() / ours.len() as f64;
+            assert!((mean - 127.5).abs() < 5.0, "{name}: mean {mean}");
+            continue;
+        }
+        let mean_abs = ours
+            .iter()
+            .zip(&pil)
+            .map(|(&a, &b)| (a as f64 - b as f64).abs())
+            .sum::<f64>()
+            / ours.len() as f64;
+        // Lossless layouts are exact; JPEG decoders (zune-jpeg here, libjpeg in PIL) differ
+        // in IDCT and chroma upsampling rounding by a level or two per pixel.
+        let tolerance = if name.ends_with(".jpg") { 3.0 } else { 0.0 };
+        assert!(
+            mean_abs <= tolerance,
+            "{name}: mean abs difference {mean_abs} from PIL"
+        );
+    }
+}
+
 fn fixture_files(dir: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let d = root().join(dir);
     (

@@ -160,8 +160,19 @@ fn extract_train_analyze_report() {
     let svg = std::fs::read_to_string(dir.join("bundle/mds_histogram.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("<rect"));
 
-    // A malformed bundle is refused with a clear error.
+    // A features.json the manifest does not record is refused with a clear error; one that
+    // matches the record but is malformed too.
     std::fs::write(dir.join("bundle/features.json"), "{\"features\": 3}").unwrap();
+    let (ok, _, err) = run(&["report", "bundle"]);
+    assert!(
+        !ok && err.starts_with("error: features.json has 15 bytes where manifest.json records"),
+        "{err}"
+    );
+    let manifest = dir.join("bundle/manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    m.as_object_mut().unwrap().remove("features_file");
+    std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
     let (ok, _, err) = run(&["report", "bundle"]);
     assert!(
         !ok && err.starts_with("error: features.json is malformed"),

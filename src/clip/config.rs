@@ -24,6 +24,17 @@ pub const LEGACY_EOS_TOKEN_ID: u32 = 2;
 /// Default `logit_scale_init_value` of transformers' `CLIPConfig` (= ln(1 / 0.07)).
 pub const DEFAULT_LOGIT_SCALE_INIT: f64 = 2.6592;
 
+/// The largest size, width, count or length a `config.json` may declare (2^24). The
+/// largest CLIPs use widths of a few thousand and vocabularies of about 250k; anything far
+/// beyond is a corrupt or hostile file, and bounding every size keeps products of two of
+/// them (a weight matrix, a patch grid) far from overflowing.
+pub const MAX_CONFIG_SIZE: usize = 1 << 24;
+
+/// The most layers a tower may declare. The deepest CLIPs have 48 (ViT-bigG); every
+/// declared layer is a module built before any weight is read, so the count is bounded
+/// far below [`MAX_CONFIG_SIZE`].
+pub const MAX_LAYERS: usize = 1024;
+
 /// The feed-forward activation (`hidden_act` in `config.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -227,6 +238,43 @@ impl ClipConfig {
     /// Checks that the numbers describe a model that can exist.
     pub fn validate(&self) -> Result<()> {
         let check = |ok: bool, msg: String| if ok { Ok(()) } else { Err(Error::Config(msg)) };
+        let t = &self.text;
+        let v = &self.vision;
+        for (name, layers) in [
+            ("text_config", t.num_hidden_layers),
+            ("vision_config", v.num_hidden_layers),
+        ] {
+            check(
+                layers <= MAX_LAYERS,
+                format!(
+                    "{name}.num_hidden_layers is {layers}, more than the {MAX_LAYERS} accepted"
+                ),
+            )?;
+        }
+        for (name, value) in [
+            ("text_config.vocab_size", t.vocab_size),
+            ("text_config.hidden_size", t.hidden_size),
+            ("text_config.intermediate_size", t.intermediate_size),
+            ("text_config.num_hidden_layers", t.num_hidden_layers),
+            ("text_config.num_attention_heads", t.num_attention_heads),
+            (
+                "text_config.max_position_embeddings",
+                t.max_position_embeddings,
+            ),
+            ("vision_config.hidden_size", v.hidden_size),
+            ("vision_config.intermediate_size", v.intermediate_size),
+            ("vision_config.num_hidden_layers", v.num_hidden_layers),
+            ("vision_config.num_attention_heads", v.num_attention_heads),
+            ("vision_config.image_size", v.image_size),
+            ("vision_config.patch_size", v.patch_size),
+            ("vision_config.num_channels", v.num_channels),
+            ("projection_dim", self.projection_dim),
+        ] {
+            check(
+                value <= MAX_CONFIG_SIZE,
+                format!("{name} is {value}, more than the {MAX_CONFIG_SIZE} any CLIP could use"),
+            )?;
+        }
         for (name, width, heads) in [
             (
                 "text_config",
@@ -246,7 +294,6 @@ impl ClipConfig {
                 ),
             )?;
         }
-        let v = &self.vision;
         check(
             v.patch_size > 0
                 && v.image_size >= v.patch_size
@@ -397,12 +444,22 @@ impl Fields<'_> {
     fn usize(&self, key: &str) -> Result<usize> {
         match self.get(key) {
             None => Err(Error::Config(format!("{}.{key} is missing", self.section))),
-            Some(v) => v.as_u64().map(|x| x as usize).ok_or_else(|| {
-                Error::Config(format!(
-                    "{}.{key} must be a non-negative integer, found {v}",
-                    self.section
-                ))
-            }),
+            Some(v) => {
+                let x = v.as_u64().ok_or_else(|| {
+                    Error::Config(format!(
+                        "{}.{key} must be a non-negative integer, found {v}",
+                        self.section
+                    ))
+                })?;
+                // Checked, not `as`: on wasm32 a usize is 32 bits and 2^32 + 16 would wrap to 16.
+                match usize::try_from(x) {
+                    Ok(x) if x <= MAX_CONFIG_SIZE => Ok(x),
+                    _ => Err(Error::Config(format!(
+                        "{}.{key} is {x}, more than the {MAX_CONFIG_SIZE} any CLIP could use",
+                        self.section
+                    ))),
+                }
+            }
         }
     }
 

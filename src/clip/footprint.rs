@@ -39,8 +39,12 @@ struct Shapes(Footprint);
 
 impl ModuleVisitor for Shapes {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let n = param.lazy_shape().iter().product::<usize>() as u64;
-        self.0.parameters += n;
+        // Saturating: a hostile config.json can declare shapes whose product overflows.
+        let n = param
+            .lazy_shape()
+            .iter()
+            .fold(1u64, |acc, &d| acc.saturating_mul(d as u64));
+        self.0.parameters = self.0.parameters.saturating_add(n);
         self.0.tensors += 1;
         self.0.largest_tensor = self.0.largest_tensor.max(n);
     }
@@ -63,16 +67,16 @@ impl Footprint {
     /// fixed workspace.
     pub fn load_peak_bytes(&self, weights_bytes: u64) -> u64 {
         weights_bytes
-            + 4 * self.parameters
-            + COPIES_PER_TENSOR * 4 * self.largest_tensor
-            + LOAD_WORKSPACE_BYTES
+            .saturating_add(self.parameters.saturating_mul(4))
+            .saturating_add(self.largest_tensor.saturating_mul(COPIES_PER_TENSOR * 4))
+            .saturating_add(LOAD_WORKSPACE_BYTES)
     }
 
     /// Fails with a message a user can act on when loading a `weights_bytes` checkpoint
     /// next to `in_use` bytes already taken would pass `limit` bytes.
     pub fn check_fits(&self, weights_bytes: u64, in_use: u64, limit: u64) -> Result<()> {
         let need = self.load_peak_bytes(weights_bytes);
-        if in_use + need <= limit {
+        if in_use.saturating_add(need) <= limit {
             return Ok(());
         }
         let gb = |b: u64| format!("{:.2} GB", b as f64 / 1e9);
@@ -87,7 +91,7 @@ impl Footprint {
             String::new()
         };
         Err(Error::Invalid(format!(
-            "this model cannot fit in the page's memory: loading it needs about {} \
+            "the model config.json describes cannot fit in the page's memory: loading it needs about {} \
              ({:.0} M parameters as f32{file}), a WebAssembly page can address at most {}{held}. \
              Use a smaller checkpoint (f16 weights only shrink the download), or the native CLI",
             gb(need),

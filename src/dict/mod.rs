@@ -84,6 +84,25 @@ impl DictConfig {
         }
     }
 
+    /// Scalars in the dictionary's parameters (saturating: configs come from files).
+    pub fn parameters(&self) -> u64 {
+        let (d, f, h) = (self.d as u64, self.features as u64, self.hidden as u64);
+        match self.kind {
+            // W_enc, W_dec [d x features], b_enc [features], b_dec [d].
+            DictKind::Topk | DictKind::Relu => d
+                .saturating_mul(f)
+                .saturating_mul(2)
+                .saturating_add(f)
+                .saturating_add(d),
+            // fc1 [d x hidden] + bias, fc2 [hidden x features] + bias.
+            DictKind::Ncl => d
+                .saturating_mul(h)
+                .saturating_add(h)
+                .saturating_add(h.saturating_mul(f))
+                .saturating_add(f),
+        }
+    }
+
     /// Checks the numbers.
     pub fn validate(&self) -> Result<()> {
         if self.d == 0 || self.features == 0 {

@@ -17,6 +17,7 @@ use crate::base::ModalityMeans;
 use crate::clip::ClipConfig;
 use crate::dict::Dictionary;
 use crate::error::{Error, Result};
+use crate::io::FileRecord;
 use crate::io::dictionary::{DictFile, from_bytes};
 
 /// Manifest file name.
@@ -47,6 +48,10 @@ pub struct Manifest {
     pub class_counts: [usize; 4],
     /// WinRates and reconstruction quality.
     pub metrics: BundleMetrics,
+    /// Length and hash of `features.json` (the dictionary's weights are recorded in
+    /// `dictionary`); absent in bundles from before records were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features_file: Option<FileRecord>,
 }
 
 /// The CLIP model a bundle belongs to.
@@ -173,6 +178,7 @@ impl Manifest {
             thresholds,
             class_counts,
             metrics,
+            features_file: None,
         }
     }
 
@@ -228,6 +234,9 @@ pub fn from_bytes_parts(
             manifest.format
         )));
     }
+    if let Some(record) = &manifest.features_file {
+        record.check(FEATURES, MANIFEST, features)?;
+    }
     let features: FeaturesFile = serde_json::from_slice(features)
         .map_err(|e| Error::Invalid(format!("{FEATURES} is malformed: {e}")))?;
     let k = manifest.dictionary.config.features;
@@ -255,11 +264,13 @@ pub fn to_bytes_parts(
     fn pretty<T: Serialize>(value: &T) -> Result<Vec<u8>> {
         serde_json::to_vec_pretty(value).map_err(|e| Error::Invalid(e.to_string()))
     }
-    Ok([
-        pretty(manifest)?,
-        pretty(features)?,
-        crate::io::dictionary::weights_to_bytes(dictionary)?,
-    ])
+    let features = pretty(features)?;
+    let weights = crate::io::dictionary::weights_to_bytes(dictionary)?;
+    // The manifest records the other two (and is written last by `save`).
+    let mut manifest = manifest.clone();
+    manifest.features_file = Some(FileRecord::of(&features));
+    manifest.dictionary.weights = Some(FileRecord::of(&weights));
+    Ok([pretty(&manifest)?, features, weights])
 }
 
 /// Loads a bundle directory.

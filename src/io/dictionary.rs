@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::dict::{DictConfig, DictKind, Dictionary};
 use crate::error::{Error, Result};
+use crate::io::FileRecord;
 use crate::io::weights::{Checkpoint, load_module, save_module};
 
 /// File name of the dictionary's configuration.
@@ -37,6 +38,10 @@ pub struct DictFile {
     /// Free-form provenance (training settings, data, final metrics).
     #[serde(default)]
     pub provenance: Value,
+    /// Length and hash of the weights file written with this config (absent in files
+    /// from before records were kept, and in SAELens directories).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<FileRecord>,
 }
 
 fn yes() -> bool {
@@ -51,7 +56,21 @@ pub fn weights_to_bytes(dict: &Dictionary) -> Result<Vec<u8>> {
 /// Loads weights for a dictionary of the given configuration; every tensor must be
 /// present with the right shape and nothing else may be in the file.
 pub fn from_bytes(file: &DictFile, weights: &[u8], device: &Device) -> Result<Dictionary> {
-    file.config.validate()?;
+    file.config
+        .validate()
+        .map_err(|e| Error::Config(format!("dictionary config: {e}")))?;
+    if let Some(record) = &file.weights {
+        record.check(WEIGHTS_FILE, "its config", weights)?;
+    }
+    // A dictionary is initialised before its weights are loaded, so its declared size is
+    // checked against the bytes present first (at least 2 bytes per parameter, f16/bf16).
+    let declared = file.config.parameters();
+    if declared.saturating_mul(2) > weights.len() as u64 {
+        return Err(Error::Weights(format!(
+            "the dictionary config declares {declared} parameters, more than the {} bytes of {WEIGHTS_FILE} can hold",
+            weights.len()
+        )));
+    }
     let ckpt = Checkpoint::parse(weights)?;
     let dict = load_module(file.config.init(device), &ckpt, device)?;
     Ok(match dict {
@@ -70,7 +89,9 @@ pub fn parse_config(bytes: &[u8]) -> Result<DictFile> {
             file.format
         )));
     }
-    file.config.validate()?;
+    file.config
+        .validate()
+        .map_err(|e| Error::Config(format!("dict.json: {e}")))?;
     Ok(file)
 }
 
@@ -130,7 +151,9 @@ pub fn parse_saelens_config(bytes: &[u8]) -> Result<DictFile> {
     if kind == DictKind::Topk {
         config.k = k.ok_or_else(|| Error::Config("cfg.json: a TopK SAE needs k".into()))?;
     }
-    config.validate()?;
+    config
+        .validate()
+        .map_err(|e| Error::Config(format!("cfg.json: {e}")))?;
     Ok(DictFile {
         format: FORMAT.into(),
         config,
@@ -139,6 +162,7 @@ pub fn parse_saelens_config(bytes: &[u8]) -> Result<DictFile> {
             .and_then(Value::as_bool)
             .unwrap_or(true),
         provenance: serde_json::json!({ "source": "SAELens", "cfg": v }),
+        weights: None,
     })
 }
 
@@ -175,7 +199,14 @@ pub fn save_dir(dir: &std::path::Path, file: &DictFile, dict: &Dictionary) -> Re
         source,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
-    crate::base::fs::write_atomic(&dir.join(WEIGHTS_FILE), &weights_to_bytes(dict)?)?;
-    let json = serde_json::to_vec_pretty(file).map_err(|e| Error::Invalid(e.to_string()))?;
+    let weights = weights_to_bytes(dict)?;
+    crate::base::fs::write_atomic(&dir.join(WEIGHTS_FILE), &weights)?;
+    // dict.json is written last and records the weights, so a crash between the two
+    // writes leaves a pair that is refused, not silently mismatched.
+    let file = DictFile {
+        weights: Some(FileRecord::of(&weights)),
+        ..file.clone()
+    };
+    let json = serde_json::to_vec_pretty(&file).map_err(|e| Error::Invalid(e.to_string()))?;
     crate::base::fs::write_atomic(&dir.join(CONFIG_FILE), &json)
 }

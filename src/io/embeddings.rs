@@ -66,6 +66,10 @@ impl EmbeddingsFile {
 
     /// Parses safetensors bytes written by [`EmbeddingsFile::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Self::parse(bytes).map_err(|e| Error::Invalid(format!("embeddings file: {e}")))
+    }
+
+    fn parse(bytes: &[u8]) -> Result<Self> {
         let ckpt = Checkpoint::parse(bytes)?;
         let (img, si) = ckpt.f32("image_embeds")?;
         let (txt, st) = ckpt.f32("text_embeds")?;
@@ -77,8 +81,9 @@ impl EmbeddingsFile {
         let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
             .map_err(|e| Error::Weights(e.to_string()))?;
         let meta = match header.metadata().as_ref().and_then(|m| m.get(META_KEY)) {
-            Some(s) => serde_json::from_str(s)
-                .map_err(|e| Error::Invalid(format!("embeddings metadata: {e}")))?,
+            Some(s) => {
+                serde_json::from_str(s).map_err(|e| Error::Invalid(format!("its metadata: {e}")))?
+            }
             None => EmbeddingsMeta::default(),
         };
         Ok(Self {

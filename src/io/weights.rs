@@ -25,6 +25,9 @@ use safetensors::{Dtype, SafeTensors};
 use crate::clip::Footprint;
 use crate::error::{Error, Result};
 
+/// How many of a failed load's problems its message lists (all are counted).
+const MAX_LISTED_PROBLEMS: usize = 10;
+
 /// Checkpoint entries that are buffers, not parameters (transformers' `position_ids`).
 fn is_known_buffer(name: &str) -> bool {
     name.ends_with(".position_ids")
@@ -287,10 +290,15 @@ pub fn load_module_with_progress<M: Module>(
         Ok(module)
     } else {
         problems.sort();
+        let count = problems.len();
+        // A checkpoint of another architecture has hundreds; the first few say what is wrong.
+        if count > MAX_LISTED_PROBLEMS {
+            problems.truncate(MAX_LISTED_PROBLEMS);
+            problems.push(format!("and {} more", count - MAX_LISTED_PROBLEMS));
+        }
         Err(Error::Weights(format!(
-            "the checkpoint does not fit the config ({} problem{}): {}",
-            problems.len(),
-            if problems.len() == 1 { "" } else { "s" },
+            "the checkpoint does not fit the config ({count} problem{}): {}",
+            if count == 1 { "" } else { "s" },
             problems.join("; ")
         )))
     }

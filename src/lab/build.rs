@@ -341,6 +341,7 @@ impl BundleBuild {
                 "embeddings": self.emb.meta.pairs, "model": model_name, "train": train_config,
                 "final": self.last, "built": "on-device (monoscope page)",
             }),
+            weights: None,
         };
         Ok((file, trainer.finish(), true))
     }

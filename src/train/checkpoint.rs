@@ -67,6 +67,22 @@ impl Saved {
             .map_err(|e| Error::Invalid(format!("checkpoint state {key:?}: {e}")))
     }
 
+    /// The `config` field, refused unless it equals `current` once `ignoring` has copied
+    /// over what may differ on resume (the step count, which may grow).
+    pub fn same_settings<C>(&self, current: &C, ignoring: impl Fn(C) -> C) -> Result<()>
+    where
+        C: DeserializeOwned + PartialEq + Clone + std::fmt::Debug,
+    {
+        let saved: C = self.field("config")?;
+        if ignoring(saved.clone()) == *current {
+            return Ok(());
+        }
+        Err(Error::Invalid(format!(
+            "the checkpoint in {} is for other settings: {saved:?}",
+            self.dir.display()
+        )))
+    }
+
     /// Loads a module's weights into `fresh` (an initialised module of the same shape).
     pub fn module<M: Module>(&self, file: &str, fresh: M, device: &Device) -> Result<M> {
         let bytes = read_file(&self.dir.join(file))?;

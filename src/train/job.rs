@@ -69,13 +69,24 @@ pub fn run(
         }
     }
     let log_path = out.join("metrics.jsonl");
+    // The log must end where the checkpoint does: lines of steps after it (logged before a
+    // crash, and logged again by this run) and a line cut short by the crash are dropped;
+    // a fresh run starts an empty log.
+    let kept = match std::fs::read(&log_path) {
+        Ok(old) if job.resume => log_up_to(&old, trainer.state.step),
+        _ => Vec::new(),
+    };
+    crate::base::fs::write_atomic(&log_path, &kept)?;
     let mut log = std::fs::OpenOptions::new()
-        .create(true)
         .append(true)
         .open(&log_path)
         .map_err(io)?;
     let pairs = &job.embeddings.pairs;
-    let mut last = None;
+    // The last metrics logged so far (a resumed run may have no step left to log).
+    let mut last: Option<serde_json::Value> = kept
+        .split(|&b| b == b'\n')
+        .rev()
+        .find_map(|l| serde_json::from_slice(l).ok());
     while trainer.state.step < job.config.steps {
         let s = trainer.step(pairs)?;
         let step = trainer.state.step;
@@ -105,7 +116,33 @@ pub fn run(
             "embeddings": job.source.display().to_string(), "model": job.embeddings.meta.model,
             "train": job.config, "final": last,
         }),
+        weights: None,
     };
     save_dir(out, &file, &trainer.finish())?;
     Ok(log_path)
+}
+
+/// The complete lines of a `metrics.jsonl` whose step is at most `step`.
+fn log_up_to(old: &[u8], step: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in old.split_inclusive(|&b| b == b'\n') {
+        let complete = line.ends_with(b"\n");
+        let logged = serde_json::from_slice::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v["step"].as_u64());
+        if complete && logged.is_some_and(|s| s as usize <= step) {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_resumed_log_keeps_complete_lines_up_to_the_checkpoint() {
+        let old = b"{\"step\":10}\n{\"step\":20}\n{\"step\":30}\n{\"step\":4";
+        assert_eq!(super::log_up_to(old, 20), b"{\"step\":10}\n{\"step\":20}\n");
+        assert_eq!(super::log_up_to(old, 5), b"");
+    }
 }

@@ -124,19 +124,26 @@ pub use native::*;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
+    use std::path::Path;
+
     use burn::module::Module;
     use burn::tensor::{Device, Tensor, TensorData};
+    use serde::{Deserialize, Serialize};
 
     use super::{ImageDecoder, ImageDecoderConfig, target_planes};
     use crate::base::SplitMix;
     use crate::base::host::host_rows as rows;
     use crate::error::{Error, Result};
+    use crate::io::weights::save_module;
     use crate::pipeline::Embedder;
-    use crate::train::Adam;
+    use crate::train::{Adam, checkpoint};
     use crate::world::scene::generate;
 
+    /// Checkpoint file of the decoder's weights.
+    const CHECKPOINT_WEIGHTS: &str = "decoder.safetensors";
+
     /// Decoder training settings.
-    #[derive(Debug, Clone)]
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     pub struct DecoderTrainConfig {
         /// World seed (the CLIP's).
         pub seed: u64,
@@ -152,30 +159,53 @@ mod native {
         pub model: ImageDecoderConfig,
     }
 
-    /// Trains a decoder on embeddings of generated scenes; `progress(step, loss)` after
-    /// each step.
-    pub fn train_decoder(
-        embedder: &Embedder,
-        config: &DecoderTrainConfig,
-        device: &Device,
-        mut progress: impl FnMut(usize, f64),
-    ) -> Result<ImageDecoder> {
-        config.model.validate()?;
-        if config.batch < 2 || config.steps == 0 || config.scenes == 0 {
-            return Err(Error::Invalid(
-                "decoder training needs batch >= 2, steps >= 1, scenes >= 1".into(),
-            ));
+    /// Decoder training in steps, with checkpoints: a resumed run continues
+    /// byte-identically (the scene sampler's state is part of the checkpoint).
+    pub struct DecoderTrainer {
+        config: DecoderTrainConfig,
+        device: Device,
+        model: ImageDecoder,
+        adam: Adam,
+        rng: SplitMix,
+        /// Steps done.
+        pub step: usize,
+    }
+
+    impl DecoderTrainer {
+        /// A fresh decoder (initialised from the seed) on `device`'s autodiff twin.
+        pub fn new(config: DecoderTrainConfig, device: &Device) -> Result<Self> {
+            config.model.validate()?;
+            if config.batch < 2 || config.steps == 0 || config.scenes == 0 {
+                return Err(Error::Invalid(
+                    "decoder training needs batch >= 2, steps >= 1, scenes >= 1".into(),
+                ));
+            }
+            let ad = device.clone().autodiff();
+            ad.seed(config.seed);
+            Ok(Self {
+                model: config.model.init(&ad),
+                adam: Adam::new(0.0),
+                rng: SplitMix(config.seed ^ 0xDEC0_DE00),
+                step: 0,
+                device: ad,
+                config,
+            })
         }
-        let ad = device.clone().autodiff();
-        ad.seed(config.seed);
-        let side = config.model.side;
-        let img_side = embedder.config.vision.image_size as u32;
-        let mut model = config.model.init(&ad);
-        let mut adam = Adam::new(0.0);
-        let mut rng = SplitMix(config.seed ^ 0xDEC0_DE00);
-        for step in 1..=config.steps {
+
+        /// One step on a fresh batch of scenes; returns the loss.
+        pub fn train_step(&mut self, embedder: &Embedder) -> Result<f64> {
+            let config = &self.config;
+            let side = config.model.side;
+            let img_side = embedder.config.vision.image_size as u32;
             let scenes: Vec<_> = (0..config.batch)
-                .map(|_| generate(config.seed, rng.next_u64() % config.scenes, img_side, 1))
+                .map(|_| {
+                    generate(
+                        config.seed,
+                        self.rng.next_u64() % config.scenes,
+                        img_side,
+                        1,
+                    )
+                })
                 .collect();
             let half = config.batch / 2;
             let pixels: Vec<Vec<f32>> = scenes[..half]
@@ -190,22 +220,74 @@ mod native {
             x.extend(rows(embedder.embed_texts(&captions)?)?);
             let d = x[0].len();
             let n = x.len();
-            let input = Tensor::<2>::from_data(TensorData::new(x.concat(), [n, d]), &ad);
+            let ad = &self.device;
+            // [2 * half, d]
+            let input = Tensor::<2>::from_data(TensorData::new(x.concat(), [n, d]), ad);
             let target: Vec<f32> = scenes
                 .iter()
                 .flat_map(|s| target_planes(&s.image, side))
                 .collect();
-            let target = Tensor::<4>::from_data(TensorData::new(target, [n, 3, side, side]), &ad);
-            let loss = (model.forward(input) - target).square().mean();
+            // [n, 3, side, side]
+            let target = Tensor::<4>::from_data(TensorData::new(target, [n, 3, side, side]), ad);
+            let step = self.step + 1;
+            let loss = (self.model.clone().forward(input) - target).square().mean();
             let value = crate::train::checked_loss(&loss, step)?;
             let grads = loss.backward();
             // Cosine decay to a tenth: the last steps settle the colours.
             let t = step as f64 / config.steps as f64;
             let lr = config.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()));
-            model = adam.step(model, &grads, lr, step as i32);
-            progress(step, value);
+            self.model = self.adam.step(self.model.clone(), &grads, lr, step as i32);
+            self.step = step;
+            Ok(value)
         }
-        Ok(model.valid())
+
+        /// The trained decoder, for inference.
+        pub fn finish(&self) -> ImageDecoder {
+            self.model.valid()
+        }
+
+        /// Writes a checkpoint directory (replaced as a whole).
+        pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
+            let state =
+                serde_json::json!({ "config": self.config, "step": self.step, "rng": self.rng });
+            checkpoint::save(
+                dir,
+                vec![(CHECKPOINT_WEIGHTS, save_module(&self.model)?)],
+                &self.adam,
+                &state,
+            )
+        }
+
+        /// Restores a checkpoint made with the same settings (only `steps` may grow).
+        pub fn load_checkpoint(&mut self, dir: &Path) -> Result<()> {
+            let saved = checkpoint::Saved::open(dir)?;
+            let steps = self.config.steps;
+            saved.same_settings(&self.config, |c: DecoderTrainConfig| DecoderTrainConfig {
+                steps,
+                ..c
+            })?;
+            self.step = saved.field("step")?;
+            self.rng = saved.field::<SplitMix>("rng")?;
+            let fresh = self.config.model.init(&self.device);
+            self.model = saved.module(CHECKPOINT_WEIGHTS, fresh, &self.device)?;
+            saved.adam(&mut self.adam, &self.device.clone().inner())
+        }
+    }
+
+    /// Trains a decoder on embeddings of generated scenes; `progress(step, loss)` after
+    /// each step.
+    pub fn train_decoder(
+        embedder: &Embedder,
+        config: &DecoderTrainConfig,
+        device: &Device,
+        mut progress: impl FnMut(usize, f64),
+    ) -> Result<ImageDecoder> {
+        let mut t = DecoderTrainer::new(config.clone(), device)?;
+        while t.step < config.steps {
+            let loss = t.train_step(embedder)?;
+            progress(t.step, loss);
+        }
+        Ok(t.finish())
     }
 }
 

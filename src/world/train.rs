@@ -436,7 +436,7 @@ mod files {
 
     use super::{SplitMix, WorldTrainConfig, WorldTrainer};
     use crate::base::fs::{create_dir, to_json_pretty as json};
-    use crate::error::{Error, Result};
+    use crate::error::Result;
     use crate::io::weights::save_module;
     use crate::train::checkpoint;
 
@@ -491,17 +491,11 @@ mod files {
         /// Restores a checkpoint made with the same world settings (only `steps` may grow).
         pub fn load_checkpoint(&mut self, dir: &Path) -> Result<()> {
             let saved = checkpoint::Saved::open(dir)?;
-            let config: WorldTrainConfig = saved.field("config")?;
-            if (WorldTrainConfig {
-                steps: self.config.steps,
-                ..config.clone()
-            }) != self.config
-            {
-                return Err(Error::Invalid(format!(
-                    "the checkpoint in {} is for other settings: {config:?}",
-                    saved.dir().display()
-                )));
-            }
+            let steps = self.config.steps;
+            saved.same_settings(&self.config, |c: WorldTrainConfig| WorldTrainConfig {
+                steps,
+                ..c
+            })?;
             self.step = saved.field("step")?;
             self.rng = saved.field::<SplitMix>("rng")?;
             let fresh = self.clip_config.init(&self.device);

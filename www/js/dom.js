@@ -84,6 +84,17 @@ export function fmt(x, digits = 3) {
   return Number(x).toFixed(digits);
 }
 
+// A message as one line of at most `max` characters: whitespace runs (newlines included)
+// become one space and a longer text is cut with "…" (an engine error may quote a hostile
+// file's 10 MB string).
+export function oneLine(text, max = 400) {
+  const s = String(text ?? "")
+    .slice(0, 4 * max)
+    .replace(/\s+/g, " ")
+    .trim();
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
+}
+
 export function fmtBytes(n) {
   if (!Number.isFinite(n) || n <= 0) return "0 B";
   const units = ["B", "KB", "MB", "GB"];

@@ -2,6 +2,9 @@
 // when the user asks for it), and local files. Everything is returned as Blobs, which the page
 // hands to the engine worker without copying.
 
+import { fmtBytes } from "./dom.js";
+import { MAX_CONFIG_BYTES, checkConfigSize } from "./modelconfig.js";
+
 export const DEMO_MODEL = "demo";
 export const DEMO_PATHS = {
   model: "assets/demo/clip/",
@@ -97,6 +100,11 @@ class Tracker {
     this.onProgress = onProgress;
     this.loaded = new Map();
     this.sizes = new Map();
+    this.refused = new Map(); // file -> why its body was cut off
+  }
+  // Reading `file`'s body failed with `err`: throws the reason it was refused, if it was.
+  fail(file, err) {
+    throw this.refused.get(file) ?? err;
   }
   report(file, cached = false) {
     let loaded = 0;
@@ -105,8 +113,9 @@ class Tracker {
     for (const v of this.sizes.values()) total += v;
     this.onProgress({ file, loaded, total: this.sizes.size === this.count ? total : 0, cached });
   }
-  // Reads a response's body into a Blob, counting bytes as they arrive.
-  async body(file, res) {
+  // A response's body, counting bytes as they arrive; past `limit` bytes it fails (reading it
+  // rejects with a bare "Failed to fetch": fail() gives the reason).
+  async body(file, res, limit = Infinity) {
     this.sizes.set(file, Number(res.headers.get("content-length")) || 0);
     this.loaded.set(file, 0);
     this.report(file);
@@ -118,6 +127,12 @@ class Tracker {
         new TransformStream({
           transform(chunk, ctl) {
             n += chunk.byteLength;
+            if (n > limit) {
+              const err = new Error(`${file}: more than ${fmtBytes(limit)} arrived; refused`);
+              tracker.refused.set(file, err);
+              ctl.error(err);
+              return;
+            }
             tracker.loaded.set(file, n);
             tracker.report(file);
             ctl.enqueue(chunk);
@@ -148,9 +163,10 @@ async function checkSize(res, check) {
 
 // A model's three files, config.json first: `check(configBlob, weightsBytes)` (optional) can
 // refuse a model that cannot fit before its weights are downloaded (weightsBytes 0 while the
-// size is not known yet). fetchOne(name, beforeBody) -> Blob.
+// size is not known yet). An oversized config.json is refused from its declared size, or once
+// more than MAX_CONFIG_BYTES arrived. fetchOne(name, beforeBody, limit) -> Blob.
 async function modelFiles(fetchOne, check) {
-  const config = await fetchOne("config.json");
+  const config = await fetchOne("config.json", checkConfigSize, MAX_CONFIG_BYTES);
   if (check) await check(config, 0);
   const [weights, tokenizer] = await Promise.all([
     fetchOne("model.safetensors", check && ((size) => check(config, size))),
@@ -162,10 +178,11 @@ async function modelFiles(fetchOne, check) {
 // A model from this site, with byte progress ({file, loaded, total}) and the fit check above.
 export function fetchModelFiles(base, { onProgress = () => {}, check = null } = {}) {
   const tracker = new Tracker(MODEL_FILES, onProgress);
-  const one = async (file, beforeBody) => {
+  const one = async (file, beforeBody, limit) => {
     const res = await fetchResponse(new URL(file, base));
     await checkSize(res, beforeBody);
-    return tracker.done(file, await (await tracker.body(file, res)).blob());
+    const body = await tracker.body(file, res, limit);
+    return tracker.done(file, await body.blob().catch((err) => tracker.fail(file, err)));
   };
   return modelFiles(one, check);
 }
@@ -211,7 +228,7 @@ function hubFetcher(repo, names, what, onProgress) {
   if (!validRepo(repo)) throw new Error(`"${repo}" is not a Hugging Face repo id (owner/name)`);
   const cacheReady = openHubCache();
   const tracker = new Tracker(names, onProgress);
-  return async (file, beforeBody = null) => {
+  return async (file, beforeBody = null, limit = Infinity) => {
     const cache = await cacheReady;
     const url = hubUrl(repo, file);
     const hit = cache && (await cache.match(url));
@@ -231,10 +248,10 @@ function hubFetcher(repo, names, what, onProgress) {
     }
     if (!res.ok) throw new Error(`${repo}: downloading ${file} failed: HTTP ${res.status}`);
     await checkSize(res, beforeBody);
-    const fresh = await tracker.body(file, res);
-    if (!cache) return tracker.done(file, await fresh.blob());
+    const fresh = await tracker.body(file, res, limit);
+    if (!cache) return tracker.done(file, await fresh.blob().catch((err) => tracker.fail(file, err)));
     // Stream straight into the cache (no second copy in memory), then read it back as a Blob.
-    await cache.put(url, fresh);
+    await cache.put(url, fresh).catch((err) => tracker.fail(file, err));
     const stored = await cache.match(url);
     if (!stored) throw new Error(`${file}: the browser did not keep the download`);
     return tracker.done(file, await stored.blob());

@@ -8,7 +8,7 @@ use clap::Args;
 use monoscope::base::fs::write_atomic;
 use monoscope::clip::tokenizer::ClipTokenizer;
 use monoscope::train::checkpoint;
-use monoscope::world::decoder::{DecoderTrainConfig, ImageDecoderConfig, save_dir, train_decoder};
+use monoscope::world::decoder::{DecoderTrainConfig, DecoderTrainer, ImageDecoderConfig, save_dir};
 use monoscope::world::factors::{FactorRow, factor_table_for};
 use monoscope::world::images::draw_scenes;
 use monoscope::world::train::{
@@ -156,9 +156,15 @@ pub struct WorldDecoderArgs {
     /// Output side in pixels.
     #[arg(long, default_value_t = 16)]
     side: usize,
-    /// Output directory (decoder.json, decoder.safetensors).
+    /// Output directory (decoder.json, decoder.safetensors, and checkpoint/ while it trains).
     #[arg(long)]
     out: PathBuf,
+    /// Write OUT/checkpoint every this many steps.
+    #[arg(long, default_value_t = 250)]
+    checkpoint_every: usize,
+    /// Continue from OUT/checkpoint.
+    #[arg(long)]
+    resume: bool,
 }
 
 /// Runs `world-decoder`.
@@ -177,13 +183,24 @@ pub fn decoder(a: WorldDecoderArgs) -> Result<()> {
             side: a.side,
         },
     };
+    let mut t = DecoderTrainer::new(config.clone(), &device)?;
+    let ckpt = a.out.join("checkpoint");
+    if a.resume && checkpoint::exists(&ckpt) {
+        t.load_checkpoint(&ckpt)?;
+        eprintln!("resumed at step {}", t.step);
+    }
     let progress = bar(a.steps as u64, "decoder");
-    let dec = train_decoder(&embedder, &config, &device, |_, loss| {
+    progress.set_position(t.step as u64);
+    while t.step < a.steps {
+        let loss = t.train_step(&embedder)?;
         progress.set_message(format!("mse {loss:.4}"));
         progress.inc(1);
-    })?;
+        if t.step % a.checkpoint_every.max(1) == 0 || t.step == a.steps {
+            t.save_checkpoint(&ckpt)?;
+        }
+    }
     progress.finish();
-    save_dir(&a.out, &config.model, &dec)?;
+    save_dir(&a.out, &config.model, &t.finish())?;
     eprintln!("decoder written to {}", a.out.display());
     Ok(())
 }

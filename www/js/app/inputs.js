@@ -4,7 +4,7 @@
 
 import { state, views, newKey, syncUrl } from "./state.js";
 import { updateBodyState } from "./status.js";
-import { renderResults } from "./render.js";
+import { renderSoon } from "./render.js";
 import { pump } from "./queue.js";
 import * as sources from "../sources.js";
 
@@ -97,8 +97,7 @@ function afterInputsChanged() {
   if (!state.pair && state.images.length && state.prompts.length) {
     state.pair = { image: state.images[0].key, prompt: state.prompts[0].key };
   }
-  views.inputs.render();
-  renderResults();
+  renderSoon({ inputs: true }); // at once when idle: pump() flushes it
   updateBodyState();
   syncUrl();
   pump();

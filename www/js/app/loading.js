@@ -17,6 +17,7 @@ import {
 import { renderResults, selectFeature } from "./render.js";
 import { pump, markAllPending } from "./queue.js";
 import { EngineClient } from "../engine.js";
+import { oneLine } from "../dom.js";
 
 let loadGen = 0; // a newer loadModel call makes older ones drop their results
 
@@ -85,6 +86,7 @@ function beginLoad(model, errorId) {
   fieldError(errorId, null);
   fieldError("bundle-error", null);
   if (state.model.status !== "ready") {
+    clearGlobalError(); // the last model's error: this one is loading now
     state.model = { status: "loading", label: model.label, backend: null, info: null, hash: null, error: null };
     renderSourceStatus();
     updateBodyState();
@@ -132,7 +134,7 @@ async function adoptModel(model, bundle, ready, meta) {
 }
 
 function loadFailed(model, errorId, err) {
-  const message = err.message || String(err);
+  const message = oneLine(err.message || String(err));
   if (state.model.status === "ready") {
     fieldError(errorId, `${model.label}: ${message} (still using ${state.model.label})`);
     updateBodyState();

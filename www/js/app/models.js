@@ -6,14 +6,23 @@ import { $, state, runtime } from "./state.js";
 import { fieldError, showLoadProgress } from "./status.js";
 import * as sources from "../sources.js";
 import { fmtBytes } from "../dom.js";
+import { checkConfig } from "../modelconfig.js";
 
 // Refuses a model that cannot fit the page's memory, from its config.json and weights size,
-// before the weights are downloaded or read (the engine's `plan`).
-function fitCheck(config, weightsBytes) {
-  return runtime.engine.plan(config, weightsBytes).then((plan) => {
-    if (weightsBytes > 0) state.loadProgress.plan = plan; // the tests compare it with the peak
-    return plan;
-  });
+// before the weights are downloaded or read: first the page's size check of config.json,
+// then the engine's `plan` (which validates every number).
+async function fitCheck(config, weightsBytes) {
+  await checkConfig(config);
+  let plan;
+  try {
+    plan = await runtime.engine.plan(config, weightsBytes);
+  } catch (err) {
+    // The engine's config errors start "config: "; name the file.
+    if (err.message?.startsWith("config: ")) err.message = `config.json: ${err.message.slice(8)}`;
+    throw err;
+  }
+  if (weightsBytes > 0) state.loadProgress.plan = plan; // the tests compare it with the peak
+  return plan;
 }
 
 function byteProgress({ file, loaded, total }) {

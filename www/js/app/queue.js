@@ -1,10 +1,11 @@
-// The analysis queue: one input at a time, in the order they were added. Results that were
-// computed for an older model or bundle (runtime.engineGen moved on) are redone, and inputs
-// removed meanwhile are dropped.
+// The analysis queue: one input at a time (the engine worker runs one command at a time), in
+// the order they were added; the status line counts them ("analysing 3 of 50…"). Results
+// that were computed for an older model or bundle (runtime.engineGen moved on) are redone,
+// and inputs removed meanwhile are dropped.
 
 import { state, runtime, views, allInputs } from "./state.js";
 import { updateBodyState } from "./status.js";
-import { renderResults } from "./render.js";
+import { renderSoon, flushRender } from "./render.js";
 import { WorkerCrashed } from "../engine.js";
 
 let pumping = false;
@@ -53,7 +54,7 @@ async function runOne(item) {
   }
   store(item, outcome);
   views.inputs.updateItem(item);
-  renderResults();
+  renderSoon(); // throttled while the queue runs; flushed when it goes idle
 }
 
 // Counts a finished batch and marks the first result (the budgets script reads it).
@@ -76,6 +77,7 @@ export async function pump() {
     }
   } finally {
     pumping = false;
+    flushRender(); // the latest results and inputs, before the page reads as idle
     if (did) countRun();
     updateBodyState();
   }

@@ -3,13 +3,17 @@
 // model / backend / bundle.
 
 import { $, state, allInputs } from "./state.js";
-import { fmtBytes } from "../dom.js";
+import { fmtBytes, oneLine } from "../dom.js";
+
+// The longest message an error slot shows (a backstop: messages are composed shorter).
+const MAX_MESSAGE = 600;
 
 export function setStatus(text) {
   $("status").textContent = text;
 }
 
 export function showGlobalError(message) {
+  message = oneLine(message, MAX_MESSAGE);
   state.error = message;
   $("error").textContent = message;
   $("error").hidden = false;
@@ -30,7 +34,7 @@ export function showNotes(lines) {
 // An error next to the control that caused it; null hides the slot.
 export function fieldError(id, message) {
   const node = $(id);
-  node.textContent = message || "";
+  node.textContent = message ? oneLine(message, MAX_MESSAGE) : "";
   node.hidden = !message;
 }
 
@@ -45,11 +49,23 @@ function pageState() {
   return "ready";
 }
 
+// Keys of the inputs queued since the page was last idle, for "analysing 3 of 50…" (the
+// queue runs one input at a time; many dropped images show how far it is).
+const batch = new Set();
+
+function queueProgress() {
+  const working = allInputs().filter((x) => WORKING.has(x.status));
+  for (const x of working) batch.add(x.key);
+  const done = batch.size - working.length;
+  return `analysing ${Math.min(done + 1, batch.size)} of ${batch.size}…`;
+}
+
 export function updateBodyState() {
   const s = pageState();
   document.body.dataset.state = s;
+  if (s !== "busy") batch.clear();
   if (s === "ready") setStatus(state.images.length + state.prompts.length ? "ready" : "ready: add an image or a prompt");
-  else if (s === "busy") setStatus("analysing…");
+  else if (s === "busy") setStatus(queueProgress());
 }
 
 export function renderSourceStatus() {
