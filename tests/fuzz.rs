@@ -928,6 +928,7 @@ fn fuzz_embeddings() {
             captions: (0..n).map(|i| format!("caption {i}")).collect(),
             skipped: vec![(9, "missing".into())],
             truth: vec![],
+            shard: Some([1, 3, 32]),
         },
     };
     fuzz(Target {

@@ -35,6 +35,10 @@ pub struct EmbeddingsMeta {
     /// caption's text-only choices).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub truth: Vec<serde_json::Value>,
+    /// `[I, N, batch]` when this file holds shard I of N of the set (`extract --shard I/N`
+    /// with that `--batch`); a merged or single-process file has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<[usize; 3]>,
 }
 
 /// Embeddings plus their provenance.

@@ -30,6 +30,16 @@ pub struct ExtractJob<'a> {
     pub batch: usize,
     /// Write the `.partial` checkpoint every this many batches.
     pub checkpoint_every: usize,
+    /// `(I, N)`: embed only shard I of N: the batches (of `batch` consecutive entries of the
+    /// whole set) whose index is I modulo N, and the skipped entries whose id is. Each shard
+    /// so computes exactly the batches one process would, and `merge` gives the same bits.
+    pub shard: Option<(usize, usize)>,
+}
+
+/// Whether the entry at `position` in the whole set belongs to `shard`: its batch of
+/// `batch` consecutive entries has an index that is I modulo N.
+fn in_shard(position: usize, shard: Option<(usize, usize)>, batch: usize) -> bool {
+    shard.is_none_or(|(i, n)| (position / batch) % n == i)
 }
 
 /// What an extraction did.
@@ -54,7 +64,19 @@ pub fn run(
     device: &burn::tensor::Device,
     progress: &mut dyn Progress,
 ) -> Result<ExtractSummary> {
-    let set = captions::read(job.data, &job.read)?;
+    if let Some((i, n)) = job.shard
+        && i >= n
+    {
+        return Err(Error::Invalid(format!(
+            "--shard {i}/{n}: the shard index must be below the shard count"
+        )));
+    }
+    let mut set = captions::read(job.data, &job.read)?;
+    let batch = job.batch.max(1);
+    // Skipped entries belong to the shard their id falls in (they have no position).
+    if let Some((i, n)) = job.shard {
+        set.skipped.retain(|(id, _)| id % n == i);
+    }
     for (id, why) in &set.skipped {
         progress.note(&format!("{}:{id}: skipped: {why}", job.data.display()));
     }
@@ -67,14 +89,28 @@ pub fn run(
         Some(p) => Some(EmbeddingsFile::from_bytes(&read_file(p)?)?),
         None => None,
     };
+    let shard = job.shard.map(|(i, n)| [i, n, job.batch.max(1)]);
+    if let Some(d) = &done
+        && d.meta.shard != shard
+    {
+        return Err(Error::Invalid(format!(
+            "{} holds shard {:?}, not {shard:?}: use another --out",
+            job.out.display(),
+            d.meta.shard
+        )));
+    }
     let seen: HashSet<usize> = done
         .as_ref()
         .map(|d| d.meta.lines.iter().copied().collect())
         .unwrap_or_default();
-    let todo: Vec<&Entry> = set
+    // (position in the whole set, entry): positions fix the batches, so a shard, or a run
+    // that resumes, embeds exactly the batches one uninterrupted process would (the same
+    // rows together give the same bits).
+    let todo: Vec<(usize, &Entry)> = set
         .entries
         .iter()
-        .filter(|e| !seen.contains(&e.id))
+        .enumerate()
+        .filter(|(p, e)| in_shard(*p, job.shard, batch) && !seen.contains(&e.id))
         .collect();
     if !seen.is_empty() {
         progress.note(&format!(
@@ -86,9 +122,11 @@ pub fn run(
     let embedder = Embedder::from_dir(job.model, device)?;
     let mut skipped = set.skipped;
     progress.start("extract", todo.len() as u64);
-    for (i, chunk) in todo.chunks(job.batch.max(1)).enumerate() {
-        let batch = embed_chunk(job, &embedder, chunk, &mut skipped, progress)?;
-        if let Some((kept, images, texts)) = batch {
+    for (i, chunk) in todo.chunk_by(|a, b| a.0 / batch == b.0 / batch).enumerate() {
+        let chunk: Vec<&Entry> = chunk.iter().map(|(_, e)| *e).collect();
+        let chunk = chunk.as_slice();
+        let embedded = embed_chunk(job, &embedder, chunk, &mut skipped, progress)?;
+        if let Some((kept, images, texts)) = embedded {
             append(
                 job,
                 &mut done,
@@ -112,6 +150,8 @@ pub fn run(
             job.data.display()
         )));
     };
+    // In id order, so that a merge of shards writes the same list.
+    skipped.sort_by_key(|(id, _)| *id);
     file.meta.skipped = skipped;
     write_atomic(job.out, &file.to_bytes()?)?;
     std::fs::remove_file(&partial).ok();
@@ -174,6 +214,7 @@ fn append(
         meta: EmbeddingsMeta {
             model: job.model.display().to_string(),
             pairs: job.data.display().to_string(),
+            shard: job.shard.map(|(i, n)| [i, n, job.batch.max(1)]),
             ..EmbeddingsMeta::default()
         },
     });
@@ -193,4 +234,94 @@ fn append(
         file.meta.captions.push(e.caption.clone());
     }
     Ok(())
+}
+
+/// Joins the N shard files of one extraction (`extract --shard I/N`, I = 0..N) into the file
+/// a single process would have written: rows in id order, skipped entries in id order. Shards
+/// of different models, sets or widths, missing or repeated shards are refused.
+pub fn merge(shards: &[(String, EmbeddingsFile)]) -> Result<EmbeddingsFile> {
+    let Some((first_name, first)) = shards.first() else {
+        return Err(Error::Invalid("merge needs at least one shard file".into()));
+    };
+    let Some([_, n, batch]) = first.meta.shard else {
+        return Err(Error::Invalid(format!(
+            "{first_name} is not a shard (made without --shard)"
+        )));
+    };
+    let mut seen = vec![false; n];
+    for (name, s) in shards {
+        let m = &s.meta;
+        let same = m.model == first.meta.model && m.pairs == first.meta.pairs;
+        if !same || s.pairs.d != first.pairs.d {
+            return Err(Error::Invalid(format!(
+                "{name} is from another extraction than {first_name} (model {:?}, set {:?}, width {}; expected {:?}, {:?}, {})",
+                m.model, m.pairs, s.pairs.d, first.meta.model, first.meta.pairs, first.pairs.d
+            )));
+        }
+        match m.shard {
+            Some([i, count, b]) if count == n && b == batch && i < n && !seen[i] => seen[i] = true,
+            Some([i, count, b]) if count == n && b == batch && i < n => {
+                return Err(Error::Invalid(format!(
+                    "{name}: shard {i}/{n} is given twice"
+                )));
+            }
+            other => {
+                return Err(Error::Invalid(format!(
+                    "{name} holds shard {other:?} ([I, N, batch]), not one of {n} with batch {batch} like {first_name}"
+                )));
+            }
+        }
+    }
+    if let Some(i) = seen.iter().position(|s| !s) {
+        return Err(Error::Invalid(format!("shard {i}/{n} is missing")));
+    }
+    // (id, shard, row) of every row, in id order.
+    let mut rows: Vec<(usize, usize, usize)> = shards
+        .iter()
+        .enumerate()
+        .flat_map(|(s, (_, f))| {
+            f.meta
+                .lines
+                .iter()
+                .enumerate()
+                .map(move |(r, &id)| (id, s, r))
+        })
+        .collect();
+    rows.sort_unstable();
+    let d = first.pairs.d;
+    let with_truth = shards.iter().all(|(_, f)| f.meta.truth.len() == f.pairs.n);
+    let mut out = EmbeddingsFile {
+        pairs: Pairs {
+            images: Vec::with_capacity(rows.len() * d),
+            texts: Vec::with_capacity(rows.len() * d),
+            n: rows.len(),
+            d,
+        },
+        meta: EmbeddingsMeta {
+            model: first.meta.model.clone(),
+            pairs: first.meta.pairs.clone(),
+            ..EmbeddingsMeta::default()
+        },
+    };
+    for &(id, s, r) in &rows {
+        let f = &shards[s].1;
+        out.pairs
+            .images
+            .extend_from_slice(&f.pairs.images[r * d..(r + 1) * d]);
+        out.pairs
+            .texts
+            .extend_from_slice(&f.pairs.texts[r * d..(r + 1) * d]);
+        out.meta.lines.push(id);
+        out.meta.images.push(f.meta.images[r].clone());
+        out.meta.captions.push(f.meta.captions[r].clone());
+        if with_truth {
+            out.meta.truth.push(f.meta.truth[r].clone());
+        }
+    }
+    out.meta.skipped = shards
+        .iter()
+        .flat_map(|(_, f)| f.meta.skipped.iter().cloned())
+        .collect();
+    out.meta.skipped.sort_by_key(|(id, _)| *id);
+    Ok(out)
 }

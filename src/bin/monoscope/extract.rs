@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 use monoscope::Result;
+use monoscope::base::fs::{read_file, write_atomic};
 use monoscope::io::captions::{Format, ReadOptions};
-use monoscope::jobs::extract::{ExtractJob, run as extract};
+use monoscope::io::embeddings::EmbeddingsFile;
+use monoscope::jobs::extract::{ExtractJob, merge as merge_shards, run as extract};
 
 use crate::args::{BackendArg, ModelArgs};
 use crate::progress::Bars;
@@ -44,6 +46,55 @@ pub struct ExtractArgs {
     /// Write the `.partial` checkpoint every this many batches.
     #[arg(long, default_value_t = 20)]
     checkpoint_every: usize,
+    /// Embed only shard I of N (I = 0..N-1): the batches of --batch consecutive entries
+    /// whose index is I modulo N. Run the N shards anywhere with the same --batch (a Slurm
+    /// array, a Kubernetes Indexed Job), then join them with `monoscope merge`: the result
+    /// is the file one process writes, bit for bit.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
+}
+
+/// `I/N` -> (I, N).
+fn parse_shard(s: &str) -> std::result::Result<(usize, usize), String> {
+    let bad = || format!("{s:?} is not I/N (e.g. 0/4)");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    if n == 0 || i >= n {
+        return Err(format!("{s:?}: I must be in 0..N and N at least 1"));
+    }
+    Ok((i, n))
+}
+
+/// `monoscope merge`.
+#[derive(Args)]
+pub struct MergeArgs {
+    /// The merged embeddings file.
+    out: PathBuf,
+    /// The shard files (`extract --shard I/N` outputs), all N of them, in any order.
+    #[arg(required = true)]
+    shards: Vec<PathBuf>,
+}
+
+/// Runs `merge`.
+pub fn merge(a: MergeArgs) -> Result<()> {
+    let shards = a
+        .shards
+        .iter()
+        .map(|p| {
+            let f = EmbeddingsFile::from_bytes(&read_file(p)?)?;
+            Ok((p.display().to_string(), f))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let merged = merge_shards(&shards)?;
+    write_atomic(&a.out, &merged.to_bytes()?)?;
+    eprintln!(
+        "{} pairs from {} shards in {} ({} entries skipped)",
+        merged.pairs.n,
+        shards.len(),
+        a.out.display(),
+        merged.meta.skipped.len()
+    );
+    Ok(())
 }
 
 /// Runs `extract`.
@@ -60,6 +111,7 @@ pub fn run(a: ExtractArgs) -> Result<()> {
         out: &a.out,
         batch: a.batch.max(1),
         checkpoint_every: a.checkpoint_every.max(1),
+        shard: a.shard,
     };
     let s = extract(&job, &a.backend.device()?, &mut Bars::default())?;
     eprintln!(

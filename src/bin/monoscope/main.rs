@@ -90,6 +90,9 @@ mod cli {
         /// Re-running resumes: pairs already in OUT (or in its `.partial` checkpoint) are
         /// skipped. Bad entries are reported and skipped.
         Extract(extract::ExtractArgs),
+        /// Join the shard files of one extraction (`extract --shard I/N`) into the file a
+        /// single process would have written (same rows, same order, same provenance).
+        Merge(extract::MergeArgs),
         /// Train a feature dictionary on paired embeddings (from `extract`).
         Train(train::TrainArgs),
         /// Score every feature's modality (MDS), classify features (ImgD / TextD / CrossD),
@@ -171,6 +174,7 @@ mod cli {
         match command {
             Command::Embed(a) => embed::embed(a),
             Command::Extract(a) => extract::run(a),
+            Command::Merge(a) => extract::merge(a),
             Command::Train(a) => train::run(a),
             Command::Analyze(a) => analyze::run(a),
             Command::Report(a) => report::run(a),
