@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::clip::preprocess::ImageProcessor;
 use crate::clip::tokenizer::ClipTokenizer;
-use crate::clip::{ClipConfig, ClipModel, TextBatch};
+use crate::clip::{ClipConfig, ClipModel, Footprint, TextBatch};
 use crate::error::{Error, Result};
 use crate::io::weights::{Checkpoint, load_module_with_progress};
 
@@ -75,14 +75,15 @@ impl Embedder {
         // Nothing is allocated for a model the weights file cannot hold (every parameter
         // takes at least 2 bytes, as f16 or bf16): a hostile config.json must not make the
         // loader reserve memory for it.
-        let declared = config.footprint(device).parameters;
+        let model = config.init(device);
+        let declared = Footprint::of(&model).parameters;
         if declared.saturating_mul(2) > files.weights.len() as u64 {
             return Err(Error::Weights(format!(
                 "config.json declares {declared} parameters, more than the {} bytes of model.safetensors can hold",
                 files.weights.len()
             )));
         }
-        let model = load_module_with_progress(config.init(device), &ckpt, device, on_tensor)?;
+        let model = load_module_with_progress(model, &ckpt, device, on_tensor)?;
         Ok(Self {
             config,
             model,

@@ -88,10 +88,7 @@ fn read_outputs(job: &Job, dir: &Path) -> Vec<Option<Vec<u8>>> {
 }
 
 fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("monoscope-crash-{}-{name}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::temp_dir(&format!("crash-{name}"))
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -201,21 +198,9 @@ fn demo_model() -> String {
     root().join("assets/demo/clip").display().to_string()
 }
 
-/// A pairs list of the demo images (absolute paths), several captions each.
+/// A pairs list of the demo images, several captions each.
 fn pairs_setup(dir: &Path) {
-    let index: serde_json::Value =
-        serde_json::from_slice(&common::read(root().join("assets/demo/images/index.json")))
-            .unwrap();
-    let mut lines = vec![];
-    for rep in 0..150 {
-        for e in index.as_array().unwrap() {
-            let file = root()
-                .join("assets/demo/images")
-                .join(e["file"].as_str().unwrap());
-            let caption = e["caption"].as_str().unwrap();
-            lines.push(format!("{}\t{caption} ({rep})", file.display()));
-        }
-    }
+    let lines: Vec<String> = (0..150).flat_map(common::demo_pair_lines).collect();
     std::fs::write(dir.join("pairs.tsv"), lines.join("\n") + "\n").unwrap();
 }
 

@@ -974,31 +974,10 @@ fn fuzz_caption_lists() {
     });
 }
 
-/// A minimal ustar archive of (name, bytes) members.
-fn tar(members: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, data) in members {
-        let mut h = [0u8; 512];
-        h[..name.len()].copy_from_slice(name.as_bytes());
-        h[100..107].copy_from_slice(b"0000644");
-        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
-        h[156] = b'0';
-        h[257..262].copy_from_slice(b"ustar");
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|&b| b as u32).sum();
-        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-        out.extend_from_slice(&h);
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    out.extend_from_slice(&[0u8; 1024]);
-    out
-}
-
 #[test]
 fn fuzz_tar_shard() {
     let png = read(root().join("tests/fixtures/images/tiny.png"));
-    let seed = tar(&[
+    let seed = common::tar_bytes(&[
         ("000001.png", &png),
         ("000001.txt", b"a tiny picture"),
         ("000002.txt", b"a caption without an image"),

@@ -12,20 +12,9 @@ use std::time::Duration;
 use common::{cli, cli_ok, read, root};
 
 fn pairs(dir: &Path) {
-    let index: serde_json::Value =
-        serde_json::from_slice(&read(root().join("assets/demo/images/index.json"))).unwrap();
     let mut lines = vec!["# image\tcaption".to_string()];
     for rep in 0..20 {
-        for e in index.as_array().unwrap() {
-            let file = root()
-                .join("assets/demo/images")
-                .join(e["file"].as_str().unwrap());
-            lines.push(format!(
-                "{}\t{} ({rep})",
-                file.display(),
-                e["caption"].as_str().unwrap()
-            ));
-        }
+        lines.extend(common::demo_pair_lines(rep));
         // Entries that are skipped land in every shard's share too.
         lines.push(format!("missing-{rep}.png\tno such image"));
     }
@@ -70,9 +59,7 @@ fn spawn(dir: &Path, args: &[String]) -> std::process::Child {
 
 #[test]
 fn three_concurrent_shards_merge_to_the_single_process_file() {
-    let dir = std::env::temp_dir().join(format!("monoscope-shards-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("shards");
     pairs(&dir);
     let demo = root().join("assets/demo/clip").display().to_string();
     let run = |args: Vec<String>| {

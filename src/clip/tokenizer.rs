@@ -8,12 +8,13 @@ use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
 
-/// Checks what the tokenizers crate panics or stalls on instead of returning an error
-/// (found by `tests/fuzz.rs`; a panic aborts the page's engine, where panics cannot be
-/// caught): a file that is not valid JSON (its decoder section is parsed with `expect`), a
-/// `TemplateProcessing` post-processor whose template names a special token it does not
-/// define (indexed without a check when a prompt is encoded), and huge added tokens.
-fn check_json(json: &[u8]) -> Result<()> {
+/// Parses `tokenizer.json`, checking what the tokenizers crate panics or stalls on instead
+/// of returning an error (found by `tests/fuzz.rs`; a panic aborts the page's engine, where
+/// panics cannot be caught): a file that is not valid JSON (its decoder section is parsed
+/// with `expect`), a `TemplateProcessing` post-processor whose template names a special
+/// token it does not define (indexed without a check when a prompt is encoded), and huge
+/// added tokens.
+fn check_json(json: &[u8]) -> Result<serde_json::Value> {
     let root: serde_json::Value = serde_json::from_slice(json)
         .map_err(|e| Error::Tokenizer(format!("tokenizer.json is not valid JSON: {e}")))?;
     // An added token of a megabyte made loading run for minutes (tests/fuzz.rs): the
@@ -26,7 +27,8 @@ fn check_json(json: &[u8]) -> Result<()> {
             )));
         }
     }
-    check_templates(&root["post_processor"])
+    check_templates(&root["post_processor"])?;
+    Ok(root)
 }
 
 /// The longest added (special) token accepted, in bytes; real ones are short markers
@@ -103,8 +105,9 @@ impl std::fmt::Debug for ClipTokenizer {
 impl ClipTokenizer {
     /// Loads `tokenizer.json` bytes; `context` is the text tower's position count.
     pub fn from_bytes(json: &[u8], context: usize) -> Result<Self> {
-        check_json(json)?;
-        let inner = guarded(|| Tokenizer::from_bytes(json))?
+        // Parsed once: the checked JSON value is what the tokenizer is built from.
+        let root = check_json(json)?;
+        let inner = guarded(|| serde_json::from_value::<Tokenizer>(root))?
             .map_err(|e| Error::Tokenizer(format!("tokenizer.json cannot be loaded: {e}")))?;
         // The end token is what the post-processor appends to an empty prompt.
         let empty = guarded(|| inner.encode("", true))?

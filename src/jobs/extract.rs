@@ -36,6 +36,11 @@ pub struct ExtractJob<'a> {
     pub shard: Option<(usize, usize)>,
 }
 
+/// The `[I, N, batch]` an output of `job` records (see [`EmbeddingsMeta::shard`]).
+fn shard_record(job: &ExtractJob<'_>) -> Option<[usize; 3]> {
+    job.shard.map(|(i, n)| [i, n, job.batch.max(1)])
+}
+
 /// Whether the entry at `position` in the whole set belongs to `shard`: its batch of
 /// `batch` consecutive entries has an index that is I modulo N.
 fn in_shard(position: usize, shard: Option<(usize, usize)>, batch: usize) -> bool {
@@ -89,7 +94,7 @@ pub fn run(
         Some(p) => Some(EmbeddingsFile::from_bytes(&read_file(p)?)?),
         None => None,
     };
-    let shard = job.shard.map(|(i, n)| [i, n, job.batch.max(1)]);
+    let shard = shard_record(job);
     if let Some(d) = &done
         && d.meta.shard != shard
     {
@@ -214,7 +219,7 @@ fn append(
         meta: EmbeddingsMeta {
             model: job.model.display().to_string(),
             pairs: job.data.display().to_string(),
-            shard: job.shard.map(|(i, n)| [i, n, job.batch.max(1)]),
+            shard: shard_record(job),
             ..EmbeddingsMeta::default()
         },
     });

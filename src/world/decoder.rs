@@ -273,22 +273,6 @@ mod native {
             saved.adam(&mut self.adam, &self.device.clone().inner())
         }
     }
-
-    /// Trains a decoder on embeddings of generated scenes; `progress(step, loss)` after
-    /// each step.
-    pub fn train_decoder(
-        embedder: &Embedder,
-        config: &DecoderTrainConfig,
-        device: &Device,
-        mut progress: impl FnMut(usize, f64),
-    ) -> Result<ImageDecoder> {
-        let mut t = DecoderTrainer::new(config.clone(), device)?;
-        while t.step < config.steps {
-            let loss = t.train_step(embedder)?;
-            progress(t.step, loss);
-        }
-        Ok(t.finish())
-    }
 }
 
 /// Writes a decoder directory (`decoder.json`, `decoder.safetensors`).

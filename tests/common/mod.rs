@@ -200,6 +200,26 @@ pub fn tar_bytes(members: &[(&str, &[u8])]) -> Vec<u8> {
     out
 }
 
+/// TSV lines (`image<TAB>caption`) pairing each demo image (absolute path) with its
+/// caption, marked with `rep` so that repeated sets have distinct captions.
+pub fn demo_pair_lines(rep: usize) -> Vec<String> {
+    let dir = demo_dir().join("images");
+    let index: serde_json::Value = serde_json::from_slice(&read(dir.join("index.json"))).unwrap();
+    index
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let file = dir.join(e["file"].as_str().unwrap());
+            format!(
+                "{}\t{} ({rep})",
+                file.display(),
+                e["caption"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 /// A fresh, empty temporary directory for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("monoscope-{name}-{}", std::process::id()));

@@ -15,9 +15,3 @@ export function checkConfigSize(bytes) {
     throw new Error(`config.json is ${fmtBytes(bytes)}; a CLIP config.json is a few kB (at most ${fmtBytes(MAX_CONFIG_BYTES)} is read)`);
   }
 }
-
-// Checks config.json (a Blob) before the engine plans the model; throws an Error whose
-// message names config.json.
-export async function checkConfig(blob) {
-  checkConfigSize(blob.size);
-}

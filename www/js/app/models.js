@@ -6,13 +6,13 @@ import { $, state, runtime } from "./state.js";
 import { fieldError, showLoadProgress } from "./status.js";
 import * as sources from "../sources.js";
 import { fmtBytes } from "../dom.js";
-import { checkConfig } from "../modelconfig.js";
+import { checkConfigSize } from "../modelconfig.js";
 
 // Refuses a model that cannot fit the page's memory, from its config.json and weights size,
 // before the weights are downloaded or read: first the page's size check of config.json,
 // then the engine's `plan` (which validates every number).
 async function fitCheck(config, weightsBytes) {
-  await checkConfig(config);
+  checkConfigSize(config.size);
   let plan;
   try {
     plan = await runtime.engine.plan(config, weightsBytes);
