@@ -156,3 +156,51 @@ fn three_concurrent_shards_merge_to_the_single_process_file() {
     assert!(!ok && err.contains("I must be in 0..N"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Decoding on worker threads ahead of the forward pass (issue 12, item 4) changes nothing
+/// in the output: the same rows in the same order, the same skipped entries with the same
+/// reasons (a missing file, a truncated JPEG, a file that is no image), for in-line decoding
+/// and for 1 and 3 workers (batches of 4, so the last batch is a short one).
+#[test]
+fn decode_workers_give_the_in_line_output_bit_for_bit() {
+    let dir = common::temp_dir("decode-workers");
+    pairs(&dir);
+    let images = root().join("tests/fixtures/images");
+    let mut tsv = String::from_utf8(read(dir.join("pairs.tsv"))).unwrap();
+    for bad in ["truncated.jpg", "not_an_image.png"] {
+        tsv.push_str(&format!("{}\tbroken {bad}\n", images.join(bad).display()));
+    }
+    tsv.push_str(&format!(
+        "{}\tan astronaut\n",
+        images.join("astronaut.jpg").display()
+    ));
+    std::fs::write(dir.join("pairs.tsv"), tsv).unwrap();
+    let demo = root().join("assets/demo/clip").display().to_string();
+    let mut outputs = Vec::new();
+    for threads in ["0", "1", "3"] {
+        let out = format!("threads-{threads}.safetensors");
+        let mut args = extract_args(&demo, &out, None);
+        args.extend(["--decode-threads".into(), threads.into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (_, stderr) = cli_ok(&args, Some(&dir));
+        let notes: Vec<String> = stderr
+            .lines()
+            .filter(|l| l.contains("skipped:"))
+            .map(String::from)
+            .collect();
+        outputs.push((threads, read(dir.join(&out)), notes));
+    }
+    let (_, first, first_notes) = &outputs[0];
+    assert_eq!(
+        first_notes.len(),
+        23,
+        "20 missing images, 2 broken, 1 bad line: {first_notes:?}"
+    );
+    for (threads, bytes, notes) in &outputs[1..] {
+        assert!(
+            bytes == first,
+            "--decode-threads {threads} wrote other bytes than 0"
+        );
+        assert_eq!(notes, first_notes, "--decode-threads {threads}");
+    }
+}

@@ -15,6 +15,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
+use crate::base::engines::split_rows;
 use crate::base::host::l2_normalize;
 
 pub use config::{Activation, ClipConfig, TextConfig, TextPooling, VisionConfig};
@@ -71,13 +72,23 @@ impl ClipModel {
         (self.text_projection.forward(out.pooled.clone()), out)
     }
 
-    /// L2-normalised image embeddings [batch, dim] (transformers' `image_embeds`).
+    /// L2-normalised image embeddings [batch, dim] (transformers' `image_embeds`). On the
+    /// CPU the batch is split over the cores ([`split_rows`]).
     pub fn embed_images(&self, pixels: Tensor<4>) -> Tensor<2> {
-        l2_normalize(self.image_features(pixels, false).0)
+        let [b, ..] = pixels.dims();
+        let parts = split_rows(b, &pixels.device(), |r| {
+            l2_normalize(self.image_features(pixels.clone().slice(r), false).0)
+        });
+        Tensor::cat(parts, 0)
     }
 
-    /// L2-normalised text embeddings [batch, dim] (transformers' `text_embeds`).
+    /// L2-normalised text embeddings [batch, dim] (transformers' `text_embeds`). On the CPU
+    /// the batch is split over the cores ([`split_rows`]).
     pub fn embed_texts(&self, batch: &TextBatch) -> Tensor<2> {
-        l2_normalize(self.text_features(batch, false).0)
+        let [b, _] = batch.ids.dims();
+        let parts = split_rows(b, &batch.ids.device(), |r| {
+            l2_normalize(self.text_features(&batch.rows(r), false).0)
+        });
+        Tensor::cat(parts, 0)
     }
 }

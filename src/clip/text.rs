@@ -80,6 +80,23 @@ impl TextBatch {
     }
 }
 
+impl TextBatch {
+    /// The sequences `rows` of this batch (still padded to the whole batch's longest).
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> TextBatch {
+        let [b, t] = self.ids.dims();
+        if rows == (0..b) {
+            return self.clone();
+        }
+        // pool_index is flat over [batch, tokens]: shift it to the part's first row.
+        let offset = (rows.start * t) as i64;
+        TextBatch {
+            ids: self.ids.clone().slice(rows.clone()),
+            pool_index: self.pool_index.clone().slice(rows.clone()) - offset,
+            mask: self.mask.clone().slice(rows),
+        }
+    }
+}
+
 fn first_argmax(seq: &[u32]) -> usize {
     let mut best = 0;
     for (i, &id) in seq.iter().enumerate() {

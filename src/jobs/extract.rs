@@ -3,14 +3,21 @@
 //! output (or in its `.partial` checkpoint, written atomically every few batches) are
 //! skipped; bad entries and unreadable images are reported as
 //! `SOURCE:ENTRY: skipped: reason` and skipped.
+//!
+//! Reading, decoding and preprocessing run on `decode_threads` worker threads ahead of the
+//! forward pass (issue 12, item 4): worker `w` prepares batches `w, w + W, w + 2W ...` into
+//! its own queue of [`QUEUE_DEPTH`] batches, and the forward pass takes them round robin,
+//! so the output is in the set's order and the same bits as with no workers at all.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, sync_channel};
 
 use super::Progress;
 use crate::base::Pairs;
 use crate::base::fs::{read_file, write_atomic};
 use crate::base::host::host_rows;
+use crate::clip::preprocess::ImageProcessor;
 use crate::error::{Error, Result};
 use crate::io::captions::{self, Entry, ReadOptions};
 use crate::io::embeddings::{EmbeddingsFile, EmbeddingsMeta};
@@ -34,6 +41,30 @@ pub struct ExtractJob<'a> {
     /// whole set) whose index is I modulo N, and the skipped entries whose id is. Each shard
     /// so computes exactly the batches one process would, and `merge` gives the same bits.
     pub shard: Option<(usize, usize)>,
+    /// Worker threads that read, decode and preprocess images ahead of the forward pass;
+    /// 0 does it in line, between forward passes.
+    pub decode_threads: usize,
+}
+
+/// Batches each decode worker may hold ready beyond the one it is working on: enough to
+/// hide a slow image, small enough that memory stays at a few batches of pixels.
+const QUEUE_DEPTH: usize = 2;
+
+/// One batch's images read, decoded and preprocessed: pixels, or why the entry is skipped.
+type Decoded = Vec<Result<Vec<f32>>>;
+
+/// Reads and preprocesses the images of one batch. A panic in a decoder (hostile input
+/// reaching a bug in a codec) becomes that entry's error instead of ending the job.
+fn decode_batch(processor: &ImageProcessor, chunk: &[&Entry]) -> Decoded {
+    chunk
+        .iter()
+        .map(|e| {
+            std::panic::catch_unwind(|| {
+                captions::image_bytes(&e.image).and_then(|b| processor.process(&b))
+            })
+            .unwrap_or_else(|_| Err(Error::Image("the image decoder panicked".into())))
+        })
+        .collect()
 }
 
 /// The `[I, N, batch]` an output of `job` records (see [`EmbeddingsMeta::shard`]).
@@ -127,27 +158,55 @@ pub fn run(
     let embedder = Embedder::from_dir(job.model, device)?;
     let mut skipped = set.skipped;
     progress.start("extract", todo.len() as u64);
-    for (i, chunk) in todo.chunk_by(|a, b| a.0 / batch == b.0 / batch).enumerate() {
-        let chunk: Vec<&Entry> = chunk.iter().map(|(_, e)| *e).collect();
-        let chunk = chunk.as_slice();
-        let embedded = embed_chunk(job, &embedder, chunk, &mut skipped, progress)?;
-        if let Some((kept, images, texts)) = embedded {
-            append(
-                job,
-                &mut done,
-                &kept,
-                images,
-                texts,
-                embedder.config.projection_dim,
-            )?;
+    let batches: Vec<Vec<&Entry>> = todo
+        .chunk_by(|a, b| a.0 / batch == b.0 / batch)
+        .map(|c| c.iter().map(|(_, e)| *e).collect())
+        .collect();
+    let workers = job.decode_threads.min(batches.len());
+    let processor = &embedder.processor;
+    std::thread::scope(|scope| -> Result<()> {
+        // One bounded queue per worker; dropping them (an error below) stops the workers.
+        let lanes: Vec<Receiver<Decoded>> = (0..workers)
+            .map(|w| {
+                let (tx, rx) = sync_channel(QUEUE_DEPTH);
+                let batches = &batches;
+                scope.spawn(move || {
+                    for chunk in batches.iter().skip(w).step_by(workers) {
+                        if tx.send(decode_batch(processor, chunk)).is_err() {
+                            break;
+                        }
+                    }
+                });
+                rx
+            })
+            .collect();
+        for (i, chunk) in batches.iter().enumerate() {
+            let decoded = match lanes.get(i % workers.max(1)) {
+                Some(lane) => lane
+                    .recv()
+                    .map_err(|_| Error::Invalid("an image decode worker stopped".into()))?,
+                None => decode_batch(processor, chunk),
+            };
+            let embedded = embed_chunk(job, &embedder, chunk, decoded, &mut skipped, progress)?;
+            if let Some((kept, images, texts)) = embedded {
+                append(
+                    job,
+                    &mut done,
+                    &kept,
+                    images,
+                    texts,
+                    embedder.config.projection_dim,
+                )?;
+            }
+            progress.inc(chunk.len() as u64);
+            if (i + 1) % job.checkpoint_every.max(1) == 0
+                && let Some(f) = &done
+            {
+                write_atomic(&partial, &f.to_bytes()?)?;
+            }
         }
-        progress.inc(chunk.len() as u64);
-        if (i + 1) % job.checkpoint_every.max(1) == 0
-            && let Some(f) = &done
-        {
-            write_atomic(&partial, &f.to_bytes()?)?;
-        }
-    }
+        Ok(())
+    })?;
     progress.finish();
     let Some(mut file) = done else {
         return Err(Error::Invalid(format!(
@@ -169,18 +228,20 @@ pub fn run(
 /// Embedded pairs of one batch: the kept entries, their image and text embeddings.
 type EmbeddedChunk<'l> = (Vec<&'l Entry>, Vec<f32>, Vec<f32>);
 
-/// Embeds one batch of entries; unreadable images are noted and skipped.
+/// Embeds one batch of entries from their `decoded` images; unreadable images are noted
+/// and skipped.
 fn embed_chunk<'l>(
     job: &ExtractJob<'_>,
     embedder: &Embedder,
     chunk: &[&'l Entry],
+    decoded: Decoded,
     skipped: &mut Vec<(usize, String)>,
     progress: &mut dyn Progress,
 ) -> Result<Option<EmbeddedChunk<'l>>> {
     let mut pixels = Vec::new();
     let mut kept = Vec::new();
-    for e in chunk {
-        match captions::image_bytes(&e.image).and_then(|b| embedder.preprocess(&b)) {
+    for (e, image) in chunk.iter().zip(decoded) {
+        match image {
             Ok(p) => {
                 pixels.push(p);
                 kept.push(*e);

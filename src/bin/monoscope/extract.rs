@@ -52,7 +52,15 @@ pub struct ExtractArgs {
     /// is the file one process writes, bit for bit.
     #[arg(long, value_parser = parse_shard)]
     shard: Option<(usize, usize)>,
+    /// Threads that read, decode and preprocess images while the model runs (0: in line,
+    /// between forward passes). The output is the same for any value.
+    #[arg(long, default_value_t = DEFAULT_DECODE_THREADS)]
+    decode_threads: usize,
 }
+
+/// Two decode workers keep ahead of a ViT-B/32 forward pass on the photos measured in
+/// the README (`scripts/extract_reference.py`); more only take cores from the GEMMs.
+const DEFAULT_DECODE_THREADS: usize = 2;
 
 /// `I/N` -> (I, N).
 fn parse_shard(s: &str) -> std::result::Result<(usize, usize), String> {
@@ -112,6 +120,7 @@ pub fn run(a: ExtractArgs) -> Result<()> {
         batch: a.batch.max(1),
         checkpoint_every: a.checkpoint_every.max(1),
         shard: a.shard,
+        decode_threads: a.decode_threads,
     };
     let s = extract(&job, &a.backend.device()?, &mut Bars::default())?;
     eprintln!(
