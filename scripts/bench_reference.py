@@ -17,6 +17,7 @@ and adds columns with ratios monoscope/PyTorch and monoscope/ORT.
 Measure both on the same machine at the same time of day: only the ratios are meaningful.
 
 Usage (repo root):  python3 scripts/bench_reference.py [--quick] [--monoscope-json FILE] [--json OUT]
+                    python3 scripts/bench_reference.py --export-image-onnx MODEL_DIR
 Prints a markdown table.
 """
 import argparse
@@ -94,7 +95,18 @@ def main():
     ap.add_argument("--no-ort", action="store_true")
     ap.add_argument("--cuda", action="store_true",
                     help="also time PyTorch on the GPU (f32, no TF32), for monoscope's wgpu backend")
+    ap.add_argument("--export-image-onnx", metavar="MODEL_DIR",
+                    help="only export the image tower of the HF checkpoint in MODEL_DIR to "
+                         "MODEL_DIR/image_tower.onnx (input pixel_values, for scripts/bench_web.mjs)")
     a = ap.parse_args()
+
+    if a.export_image_onnx:
+        model = CLIPModel.from_pretrained(a.export_image_onnx).eval()
+        path = os.path.join(a.export_image_onnx, "image_tower.onnx")
+        with torch.inference_mode():
+            export(ImageTower(model).eval(), torch.randn(2, 3, 224, 224), path, "pixel_values")
+        print(path)
+        return
 
     import onnxruntime as ort
 

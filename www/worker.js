@@ -14,6 +14,7 @@
 //                 {type: "progress", id, done, total} while it runs
 //   render_scene  {name, side}         -> {width, height, rgba: Uint8Array}
 //   embed_image / embed_text           -> Float32Array (L2-normalised)
+//   embed_images {images: [bytes]}     -> [Float32Array], one forward pass
 //   parse_captions {name, bytes: Blob} -> {pairs: [[id, image, caption]], skipped: [[id, reason]]}
 //                 (a TSV / CSV / COCO caption list, read by the CLI's reader)
 //   build_begin   {source}             -> null: starts building a bundle (issue 11)
@@ -171,6 +172,9 @@ const handlers = {
   },
   async embed_image({ bytes }) {
     return await needEngine().embed_image(new Uint8Array(bytes));
+  },
+  async embed_images({ images }) {
+    return await needEngine().embed_images((images || []).map((b) => new Uint8Array(b)));
   },
   async embed_text({ text }) {
     return await needEngine().embed_text(String(text));

@@ -140,6 +140,15 @@ impl Lab {
         Ok(self.embed_pixels(&[pixels]).await?.remove(0))
     }
 
+    /// Embeddings of encoded image files, one row each, in one forward pass.
+    pub async fn embed_images(&self, images: &[Vec<u8>]) -> Result<Vec<Vec<f32>>> {
+        let pixels = images
+            .iter()
+            .map(|b| self.preprocess(b))
+            .collect::<Result<Vec<_>>>()?;
+        self.embed_pixels(&pixels).await
+    }
+
     /// Which prompts are longer than the model's context (blank ones refused); tokenises
     /// only, so callers can warn before the work that embeds them.
     pub fn truncated_prompts(&self, texts: &[String]) -> Result<Vec<bool>> {

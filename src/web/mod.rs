@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use burn::tensor::Device;
-use js_sys::{Float32Array, Function, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Array, Float32Array, Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
@@ -246,6 +246,24 @@ impl Engine {
         future_to_promise(async move {
             let row = lab.embed_image(&bytes).await.map_err(js_err)?;
             Ok(Float32Array::from(row.as_slice()).into())
+        })
+    }
+
+    /// L2-normalised embeddings of encoded image files (an Array of Uint8Array) in one
+    /// forward pass; resolves to an Array of Float32Array.
+    pub fn embed_images(&self, images: Array) -> Promise {
+        let lab = self.lab.clone();
+        let images: Vec<Vec<u8>> = images
+            .iter()
+            .map(|b| Uint8Array::new(&b).to_vec())
+            .collect();
+        future_to_promise(async move {
+            let rows = lab.embed_images(&images).await.map_err(js_err)?;
+            let out = Array::new();
+            for row in rows {
+                out.push(&Float32Array::from(row.as_slice()));
+            }
+            Ok(out.into())
         })
     }
 

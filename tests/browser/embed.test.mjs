@@ -143,6 +143,17 @@ test("tiny-clip (random init, no bundle) matches the native CLI", async (t) => {
     assert.equal(h.cosine(r.images[0].embedding, native.image_embeds[0]) >= h.MIN_COSINE, true);
     assert.equal(compareWithNative(t, r, native), 2);
     assert.match(await page.textContent("#features-view"), /No bundle loaded/);
+    // Several images in one forward pass (embed_images, the batch path of bench_web.mjs):
+    // each row as the page's one-image path gives it.
+    const rows = await page.evaluate(async () => {
+      const get = async (u) => (await fetch(u)).arrayBuffer();
+      const [a, b] = await Promise.all([get("demo/astronaut.jpg"), get("assets/demo/images/scene-1.png")]);
+      return (await window.__monoscopeDebug.embedImages([a, b, a])).map((x) => Array.from(x));
+    });
+    assert.equal(rows.length, 3);
+    assert.ok(h.cosine(rows[0], r.images[0].embedding) >= 0.99999, "batched row 0 = the page's embedding");
+    assert.ok(h.cosine(rows[2], rows[0]) >= 0.99999, "the same image in one batch, same row");
+    assert.ok(h.cosine(rows[1], rows[0]) < 0.999, "another image, another row");
     h.assertSameOrigin(requests, server.origin);
     await h.assertNoCspViolations(page, consoleErrors);
   } finally {

@@ -192,6 +192,14 @@ export class EngineClient {
     return this.call("analyze_image", { bytes: copy }, { transfer: [copy] });
   }
 
+  // Embeddings of several encoded images in one forward pass (benchmarks; the queue still
+  // sends one input at a time).
+  async embedImages(list) {
+    await this.ensureReady();
+    const copies = list.map((b) => b.slice(0));
+    return this.call("embed_images", { images: copies }, { transfer: copies });
+  }
+
   async analyzeText(text) {
     await this.ensureReady();
     return this.call("analyze_text", { text });

@@ -92,6 +92,19 @@ export function installDebugHook(apps) {
       }
       return ms.sort((a, b) => a - b)[Math.floor(n / 2)];
     },
+    embedImages: (list) => runtime.engine.embedImages(list),
+    // ms per image of embedding `batch` copies of `bytes` in one forward pass, median of `n`
+    // (scripts/bench_web.mjs).
+    async timeEmbedImages(bytes, batch, n = 3) {
+      const ms = [];
+      await runtime.engine.embedImages([bytes]);
+      for (let i = 0; i < n; i++) {
+        const t0 = performance.now();
+        await runtime.engine.embedImages(Array.from({ length: batch }, () => bytes));
+        ms.push((performance.now() - t0) / batch);
+      }
+      return ms.sort((a, b) => a - b)[Math.floor(n / 2)];
+    },
     memoryBytes: () => runtime.engine.memoryBytes(),
   };
 }

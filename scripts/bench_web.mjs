@@ -1,0 +1,159 @@
+// The page's CPU path against onnxruntime-web on the same image tower, in one headless
+// Chromium run (issue 12, item 3). Both run the same random-init ViT-B/32 weights:
+//   monoscope:        the page (dist/, `?backend=cpu`) loads the HF checkpoint in MODEL_DIR
+//                     and embeds a 224x224 PNG: batch 1 through the page's own path
+//                     (`embed_image`, one image per forward pass) and batch B through
+//                     `embed_images` (B images in one forward pass). Decoding and
+//                     preprocessing the PNG are inside monoscope's time (about 1%).
+//   onnxruntime-web:  MODEL_DIR/image_tower.onnx (exported from the same weights by
+//                     `scripts/bench_reference.py --export-image-onnx MODEL_DIR`), wasm
+//                     execution provider, graph optimisation "all", on random
+//                     [B, 3, 224, 224] pixels.
+// The page's wasm runs on one thread (wasm threads need a nightly toolchain), so ORT gets
+// numThreads 1 for the like-for-like ratio; with --ort-threads 2 it also runs with two
+// threads, which needs a cross-origin-isolated page (the server below sends COOP/COEP).
+// Prints ms per image (median of --iters calls after a warm-up) and the ratios
+// monoscope speed / ORT speed.
+//   node scripts/bench_web.mjs MODEL_DIR [--batch 8] [--iters 5] [--ort-threads 2] [--json OUT]
+// Needs `trunk build --release` (dist/), `npm ci` (onnxruntime-web, playwright-core) and
+// Chromium. MODEL_DIR: e.g. the one `scripts/extract_reference.py --work W` makes (W/vit-b-32).
+
+import { readFileSync, writeFileSync, existsSync } from "node:fs";
+import path from "node:path";
+import { createServer } from "node:http";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { MIME_TYPES } from "../tests/browser/static-server.mjs";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const DIST = path.resolve(ROOT, process.env.MONOSCOPE_DIST || "dist");
+const ORT_DIST = path.join(ROOT, "node_modules/onnxruntime-web/dist");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run"];
+
+function args() {
+  const a = { batch: 8, iters: 5, ortThreads: [1], json: null, model: null };
+  const v = process.argv.slice(2);
+  for (let i = 0; i < v.length; i++) {
+    if (v[i] === "--batch") a.batch = Number(v[++i]);
+    else if (v[i] === "--iters") a.iters = Number(v[++i]);
+    else if (v[i] === "--ort-threads") a.ortThreads = [1, Number(v[++i])];
+    else if (v[i] === "--json") a.json = v[++i];
+    else if (!a.model) a.model = path.resolve(v[i]);
+    else throw new Error(`unknown argument ${v[i]}`);
+  }
+  if (!a.model) throw new Error("usage: node scripts/bench_web.mjs MODEL_DIR [--batch 8] [--iters 5] [--ort-threads 2] [--json OUT]");
+  for (const f of ["config.json", "model.safetensors", "tokenizer.json", "image_tower.onnx"]) {
+    if (!existsSync(path.join(a.model, f))) throw new Error(`${path.join(a.model, f)} is missing (see the header of this script)`);
+  }
+  if (!existsSync(path.join(DIST, "index.html"))) throw new Error("dist/ is missing: run `trunk build --release`");
+  if (!existsSync(ORT_DIST)) throw new Error("node_modules/onnxruntime-web is missing: run `npm ci`");
+  return a;
+}
+
+// dist/ at /, the model at /bench/, onnxruntime-web at /ort/; cross-origin isolated so that
+// ORT may use threads.
+function serve(model) {
+  const mounts = [["/bench/", model], ["/ort/", ORT_DIST], ["/", DIST]];
+  const server = createServer((req, res) => {
+    let rel = decodeURIComponent(new URL(req.url, "http://localhost").pathname);
+    if (rel.endsWith("/")) rel += "index.html";
+    const [prefix, dir] = mounts.find(([p]) => rel.startsWith(p));
+    const file = path.resolve(dir, "." + rel.slice(prefix.length - 1));
+    if (!file.startsWith(dir)) return res.writeHead(403).end();
+    let body;
+    try {
+      body = readFileSync(file);
+    } catch {
+      return res.writeHead(404).end();
+    }
+    res.writeHead(200, {
+      "content-type": MIME_TYPES[path.extname(file)] || "application/octet-stream",
+      "cross-origin-opener-policy": "same-origin",
+      "cross-origin-embedder-policy": "require-corp",
+      "cross-origin-resource-policy": "same-origin",
+    });
+    res.end(body);
+  });
+  return new Promise((ok) => server.listen(0, "127.0.0.1", () => ok(server)));
+}
+
+async function monoscope(browser, origin, a) {
+  const page = await browser.newPage();
+  page.on("pageerror", (e) => console.error("page error:", e.message));
+  await page.goto(`${origin}/?backend=cpu&model=/bench/&bundle=none`);
+  await page.waitForFunction(() => window.__monoscope?.state === "ready" || window.__monoscope?.state === "error", null, { timeout: 10 * 60 * 1000 });
+  const state = await page.evaluate(() => ({ state: window.__monoscope.state, error: window.__monoscope.error }));
+  if (state.state !== "ready") throw new Error(`the page did not load the model: ${state.error}`);
+  const r = await page.evaluate(
+    async ({ batch, iters }) => {
+      const dbg = window.__monoscopeDebug;
+      // A 224x224 PNG: no resize before the centre crop.
+      const c = new OffscreenCanvas(224, 224);
+      const g = c.getContext("2d");
+      for (let i = 0; i < 64; i++) {
+        g.fillStyle = `hsl(${i * 37}, 70%, 50%)`;
+        g.fillRect((i * 53) % 200, (i * 31) % 200, 24, 24);
+      }
+      const bytes = await (await c.convertToBlob({ type: "image/png" })).arrayBuffer();
+      return { b1: await dbg.timeEmbedImages(bytes, 1, iters), bN: await dbg.timeEmbedImages(bytes, batch, iters) };
+    },
+    { batch: a.batch, iters: a.iters },
+  );
+  await page.close();
+  return r;
+}
+
+async function ort(browser, origin, a, threads) {
+  const page = await browser.newPage();
+  await page.goto(`${origin}/ort/ort.wasm.min.mjs`); // any same-origin page, cross-origin isolated
+  const r = await page.evaluate(
+    async ({ batch, iters, threads }) => {
+      const ort = await import("/ort/ort.wasm.min.mjs");
+      ort.env.wasm.numThreads = threads;
+      ort.env.wasm.wasmPaths = "/ort/";
+      const session = await ort.InferenceSession.create("/bench/image_tower.onnx", {
+        executionProviders: ["wasm"],
+        graphOptimizationLevel: "all",
+      });
+      const perImage = async (b) => {
+        const data = new Float32Array(b * 3 * 224 * 224);
+        for (let i = 0; i < data.length; i++) data[i] = Math.sin(i * 12.9898) * 2;
+        const feeds = { pixel_values: new ort.Tensor("float32", data, [b, 3, 224, 224]) };
+        await session.run(feeds);
+        const ms = [];
+        for (let i = 0; i < iters; i++) {
+          const t0 = performance.now();
+          await session.run(feeds);
+          ms.push((performance.now() - t0) / b);
+        }
+        return ms.sort((x, y) => x - y)[Math.floor(iters / 2)];
+      };
+      return { isolated: self.crossOriginIsolated, b1: await perImage(1), bN: await perImage(batch) };
+    },
+    { batch: a.batch, iters: a.iters, threads },
+  );
+  await page.close();
+  return r;
+}
+
+const a = args();
+const server = await serve(a.model);
+const origin = `http://127.0.0.1:${server.address().port}`;
+const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+try {
+  const mono = await monoscope(browser, origin, a);
+  const rows = [{ who: "monoscope (page, CPU backend, 1 thread)", ...mono }];
+  for (const t of a.ortThreads) rows.push({ who: `onnxruntime-web (wasm, ${t} thread${t > 1 ? "s" : ""})`, ...(await ort(browser, origin, a, t)) });
+  const ort1 = rows[1];
+  console.log(`random-init ViT-B/32 image tower, headless Chromium, ms per image (median of ${a.iters})`);
+  console.log(`| run | batch 1 | batch ${a.batch} | speed vs ORT 1 thread, batch 1 | batch ${a.batch} |`);
+  console.log("|---|---:|---:|---:|---:|");
+  for (const r of rows) {
+    console.log(`| ${r.who} | ${r.b1.toFixed(0)} | ${r.bN.toFixed(0)} | ${(ort1.b1 / r.b1).toFixed(2)}x | ${(ort1.bN / r.bN).toFixed(2)}x |`);
+  }
+  if (a.json) writeFileSync(a.json, JSON.stringify({ batch: a.batch, iters: a.iters, rows }, null, 1));
+} finally {
+  await browser.close();
+  server.close();
+}
