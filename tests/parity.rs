@@ -1,5 +1,7 @@
 //! Parity with transformers' `CLIPModel` on the random-init fixtures of
-//! `scripts/make_fixtures.py` (both activations, f16 and f32 weights, the legacy config).
+//! `scripts/make_fixtures.py` (both activations, f16 and f32 weights, the legacy config),
+//! for the towers and every hidden state on each backend the CLI offers (`--backend cpu`:
+//! flex; `--backend wgpu`: Vulkan, lavapipe on the CI machines).
 //!
 //! Tolerances: embeddings are unit vectors computed in f32 by both sides; only the order
 //! of floating-point sums differs (burn's matmul vs MKL), which moves results by ~1e-6,
@@ -15,9 +17,30 @@ use monoscope::Embedder;
 use monoscope::base::host::host_rows as rows;
 use monoscope::clip::TextBatch;
 
-fn load(dir: &str) -> (Embedder, TensorFile, serde_json::Value) {
+/// Every backend value of the CLI. No wgpu adapter is a failure, not a skip:
+/// scripts/install-tools.sh installs lavapipe (mesa-vulkan-drivers) for this test. The wgpu
+/// runtime can be set up once per process, and the tests share it.
+fn devices() -> Vec<(&'static str, Device)> {
+    static WGPU: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    let wgpu = WGPU.get_or_init(|| {
+        Device::wgpu_options().init().unwrap_or_else(|e| {
+            panic!("no wgpu adapter (apt-get install mesa-vulkan-drivers): {e}")
+        })
+    });
+    vec![("cpu", Device::flex()), ("wgpu", wgpu.clone())]
+}
+
+/// The fixture models on every backend: (backend name, fixture dir).
+fn cases() -> Vec<(String, Device, &'static str)> {
+    devices()
+        .into_iter()
+        .flat_map(|(b, d)| FIXTURES.iter().map(move |f| (b.to_string(), d.clone(), *f)))
+        .collect()
+}
+
+fn load(dir: &str, device: &Device) -> (Embedder, TensorFile, serde_json::Value) {
     let d = root().join(dir);
-    let embedder = Embedder::from_dir(&d, &Device::flex()).unwrap_or_else(|e| panic!("{dir}: {e}"));
+    let embedder = Embedder::from_dir(&d, device).unwrap_or_else(|e| panic!("{dir}: {e}"));
     let reference = TensorFile::open(&d.join("reference.safetensors"));
     let meta: serde_json::Value = serde_json::from_slice(&read(d.join("reference.json"))).unwrap();
     (embedder, reference, meta)
@@ -36,8 +59,9 @@ fn states_bound(reference: &[f32]) -> f32 {
 
 #[test]
 fn vision_tower_matches_transformers() {
-    for dir in FIXTURES {
-        let (e, r, _) = load(dir);
+    for (backend, device, dir) in cases() {
+        let (e, r, _) = load(dir, &device);
+        let dir = format!("{dir} on {backend}");
         let pv = r.get("pixel_values");
         let [b, c, h, w] = pv.shape[..] else {
             panic!("pixel_values rank")
@@ -73,8 +97,9 @@ fn vision_tower_matches_transformers() {
 
 #[test]
 fn text_tower_matches_transformers() {
-    for dir in FIXTURES {
-        let (e, r, _) = load(dir);
+    for (backend, device, dir) in cases() {
+        let (e, r, _) = load(dir, &device);
+        let dir = format!("{dir} on {backend}");
         let ids = r.get("input_ids");
         let mask = r.get("attention_mask");
         let t = ids.shape[1];
@@ -123,7 +148,7 @@ fn text_tower_matches_transformers() {
 #[test]
 fn end_to_end_files_and_prompts_match_transformers() {
     for dir in FIXTURES {
-        let (e, r, meta) = load(dir);
+        let (e, r, meta) = load(dir, &Device::flex());
         let texts: Vec<&str> = meta["texts"]
             .as_array()
             .unwrap()
@@ -174,7 +199,7 @@ fn pooling_rule_follows_the_config() {
     // Probe rows pool differently under the two rules: row 0 has no start/end token,
     // row 1 has two end tokens (see reference.json's probe_note).
     for dir in FIXTURES {
-        let (e, r, _) = load(dir);
+        let (e, r, _) = load(dir, &Device::flex());
         let ids = r.get("probe_input_ids");
         let t = ids.shape[1];
         let seqs: Vec<Vec<u32>> = ids

@@ -12,7 +12,7 @@ use monoscope::io::embeddings::EmbeddingsFile;
 use monoscope::train::dict::{DEFAULT_DEAD_WINDOW, TrainConfig};
 use monoscope::train::job::{TrainJob, TrainProgress, run as train};
 
-use crate::args::Kind;
+use crate::args::{BackendArg, Kind};
 use crate::progress::bar;
 
 /// `monoscope train`.
@@ -69,6 +69,8 @@ pub struct TrainArgs {
     /// Output dictionary directory (dict.json, dictionary.safetensors).
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    backend: BackendArg,
 }
 
 /// The training bar; resume notes go above it.
@@ -129,7 +131,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         checkpoint_every: a.checkpoint_every,
         resume: a.resume,
     };
-    let log = train(job, &burn::tensor::Device::flex(), &mut progress)?;
+    let log = train(job, &a.backend.device()?, &mut progress)?;
     progress.0.finish_and_clear();
     eprintln!(
         "dictionary written to {} (metrics in {})",
