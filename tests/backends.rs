@@ -8,24 +8,11 @@ mod common;
 
 use std::path::Path;
 
-use common::{TensorFile, cli_ok, max_abs_diff, root};
+use common::{TensorFile, cli_ok, copy_dir, max_abs_diff, root};
 use monoscope::io::embeddings::EmbeddingsFile;
 
 fn run(dir: &Path, args: &[&str]) {
     cli_ok(args, Some(dir));
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 fn embeddings(dir: &Path, name: &str) -> EmbeddingsFile {

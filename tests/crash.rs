@@ -24,7 +24,7 @@ use burn::tensor::Device;
 use monoscope::base::SplitMix;
 use monoscope::io::embeddings::EmbeddingsFile;
 
-use common::{cli_ok, root};
+use common::{cli_ok, copy_dir, root};
 
 /// Kills per command in `cargo test`.
 const DEFAULT_KILLS: usize = 3;
@@ -89,19 +89,6 @@ fn read_outputs(job: &Job, dir: &Path) -> Vec<Option<Vec<u8>>> {
 
 fn fresh_dir(name: &str) -> PathBuf {
     common::temp_dir(&format!("crash-{name}"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
 
 /// Runs `job` uninterrupted in `setup`'s copy, then killed `kills()` times and finished in

@@ -30,6 +30,8 @@ fn parts_cover_the_batch_in_order() {
         let threads = split_rows(rows, &flex, |_| rayon::current_num_threads());
         assert!(threads.iter().all(|&n| n == 1), "{threads:?}");
     }
+    // An empty batch is one empty part (callers concatenate the parts).
+    assert_eq!(split_rows(0, &flex, |r| r), vec![0..0]);
     assert_eq!(split_rows(33, &flex.autodiff(), |r| r), vec![0..33]);
 }
 

@@ -30,11 +30,11 @@ fn devices() -> Vec<(&'static str, Device)> {
     vec![("cpu", Device::flex()), ("wgpu", wgpu.clone())]
 }
 
-/// The fixture models on every backend: (backend name, fixture dir).
-fn cases() -> Vec<(String, Device, &'static str)> {
+/// The fixture models on every backend: (backend name, device, fixture dir).
+fn cases() -> Vec<(&'static str, Device, &'static str)> {
     devices()
         .into_iter()
-        .flat_map(|(b, d)| FIXTURES.iter().map(move |f| (b.to_string(), d.clone(), *f)))
+        .flat_map(|(b, d)| FIXTURES.iter().map(move |f| (b, d.clone(), *f)))
         .collect()
 }
 

@@ -67,14 +67,14 @@ mod native {
 
     pub(super) fn split<T: Send>(rows: usize, f: &(impl Fn(Range<usize>) -> T + Sync)) -> Vec<T> {
         let pools = pools();
+        if pools.is_empty() || rows == 0 {
+            return vec![f(0..rows)];
+        }
+        // A batch of one part runs on one engine too: flex's own threads lost at batch 1.
         let ranges: Vec<Range<usize>> = (0..rows)
             .step_by(super::PART_ROWS)
             .map(|start| start..(start + super::PART_ROWS).min(rows))
             .collect();
-        // A batch of one part runs on one engine too: flex's own threads lost at batch 1.
-        if pools.is_empty() {
-            return vec![f(0..rows)];
-        }
         // Each engine takes the next part not yet taken; results go back by part index.
         let next = AtomicUsize::new(0);
         let mut results: Vec<(usize, T)> = std::thread::scope(|s| {

@@ -78,9 +78,7 @@ impl TextBatch {
             mask: Tensor::from_data(TensorData::new(mask, [b, 1, t, t]), device),
         })
     }
-}
 
-impl TextBatch {
     /// The sequences `rows` of this batch (still padded to the whole batch's longest).
     pub fn rows(&self, rows: std::ops::Range<usize>) -> TextBatch {
         let [b, t] = self.ids.dims();

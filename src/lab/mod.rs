@@ -142,6 +142,9 @@ impl Lab {
 
     /// Embeddings of encoded image files, one row each, in one forward pass.
     pub async fn embed_images(&self, images: &[Vec<u8>]) -> Result<Vec<Vec<f32>>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
         let pixels = images
             .iter()
             .map(|b| self.preprocess(b))
