@@ -3,6 +3,8 @@
 Writes (repo root):
   tests/fixtures/saelens-relu/         architecture "standard" (ReLU)
   tests/fixtures/saelens-topk/         architecture "topk", k = 4
+  tests/fixtures/saelens-jumprelu/     architecture "jumprelu" (also how SAELens saves
+                                       BatchTopK and Matryoshka SAEs for inference)
   tests/fixtures/saelens-topk-legacy/  same weights as saelens-topk, but a pre-6.0
                                        SAELens cfg.json (activation_fn_str "topk",
                                        activation_fn_kwargs {"k": 4}, flat metadata)
@@ -23,6 +25,7 @@ SAELens forward (sae_lens 6.54.12, saes/sae.py process_sae_in; standard_sae.py; 
               zero the rest  (TopK.forward)
               [if cfg.rescale_acts_by_decoder_norm: hidden_pre *= ||W_dec[j,:]|| before TopK,
                and decode uses feature_acts / ||W_dec[j,:]||; it is false here]
+  jumprelu:   feature_acts = relu(hidden_pre) * (hidden_pre > threshold)  (JumpReLUSAE.encode)
   x_hat       = feature_acts @ W_dec + b_dec
 
 Fixture weights are chosen so every branch matters: b_dec != 0, decoder rows are NOT
@@ -47,6 +50,7 @@ from sae_lens import SAE
 from sae_lens.saes.sae import SAEMetadata
 from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
+from sae_lens.saes.jumprelu_sae import JumpReLUSAE, JumpReLUSAEConfig
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 OUT = os.path.join(ROOT, "tests", "fixtures")
@@ -72,7 +76,9 @@ def inputs(rng, b_dec):
 def numpy_forward(w, x, topk):
     sae_in = x - w["b_dec"]
     pre = sae_in @ w["W_enc"] + w["b_enc"]
-    if topk:
+    if "threshold" in w:
+        acts = np.maximum(pre, 0) * (pre > w["threshold"])
+    elif topk:
         acts = np.zeros_like(pre)
         idx = np.argsort(-pre, axis=1, kind="stable")[:, :K]
         np.put_along_axis(acts, idx, np.maximum(np.take_along_axis(pre, idx, 1), 0), 1)
@@ -84,7 +90,10 @@ def numpy_forward(w, x, topk):
 def build(name, topk, w, x, meta):
     d = os.path.join(OUT, name)
     shutil.rmtree(d, ignore_errors=True)
-    if topk:
+    if "threshold" in w:
+        cfg = JumpReLUSAEConfig(d_in=D_IN, d_sae=D_SAE, metadata=meta)
+        sae = JumpReLUSAE(cfg)
+    elif topk:
         cfg = TopKSAEConfig(d_in=D_IN, d_sae=D_SAE, k=K, rescale_acts_by_decoder_norm=False, metadata=meta)
         sae = TopKSAE(cfg)
     else:
@@ -100,7 +109,8 @@ def build(name, topk, w, x, meta):
 def reference(d, x, topk, w):
     loaded = SAE.load_from_disk(d)
     sd = load_file(os.path.join(d, "sae_weights.safetensors"))
-    assert sorted(sd) == ["W_dec", "W_enc", "b_dec", "b_enc"], sorted(sd)
+    want = ["W_dec", "W_enc", "b_dec", "b_enc"] + (["threshold"] if "threshold" in w else [])
+    assert sorted(sd) == want, sorted(sd)
     with torch.no_grad():
         xt = torch.from_numpy(x)
         acts = loaded.encode(xt)
@@ -161,6 +171,16 @@ def main():
         json.dump(legacy_cfg(), f, indent=2)
     a2, xh2 = reference(d, x_topk, True, w_topk)
     assert np.array_equal(a, a2) and np.array_equal(xh, xh2)
+    # JumpReLU: thresholds spread over the positive pre-activations, so some positive
+    # values are gated off (ReLU alone would keep them) and some pass.
+    w_jump = weights(rng)
+    w_jump["b_enc"] = (0.1 * rng.standard_normal(D_SAE)).astype(np.float32)
+    w_jump["threshold"] = rng.uniform(0.0, 0.8, D_SAE).astype(np.float32)
+    x_jump = inputs(rng, w_jump["b_dec"])
+    acts, _ = build("saelens-jumprelu", False, w_jump, x_jump, SAEMetadata(model_name="monoscope-fixture", hook_name="image_embeds"))
+    pre = (x_jump - w_jump["b_dec"]) @ w_jump["W_enc"] + w_jump["b_enc"]
+    gated = ((pre > 0) & (pre <= w_jump["threshold"])).sum()
+    assert gated > 0 and (acts > 0).sum() > 0, gated
     print("sae_lens", sae_lens.__version__)
 
 

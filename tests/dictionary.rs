@@ -2,73 +2,13 @@
 
 mod common;
 
+use common::planted::{planted, recovery};
+
 use burn::tensor::{Device, Tensor, TensorData};
 use common::{TensorFile, root};
-use monoscope::analysis::mds::{ClassRule, FeatureClass, MdsAccumulator, classify};
-use monoscope::base::{Pairs, SplitMix};
+use monoscope::base::SplitMix;
 use monoscope::dict::{DictConfig, DictKind};
 use monoscope::train::dict::{TrainConfig, Trainer};
-
-/// Planted world: unit atoms in R^d; a third used only by images, a third only by texts,
-/// a third by both members of a pair (with the same coefficient).
-struct Planted {
-    atoms: Vec<Vec<f32>>,
-    pairs: Pairs,
-}
-
-const IMG: usize = 0;
-const TXT: usize = 1;
-const BOTH: usize = 2;
-
-fn group(atom: usize, per_group: usize) -> usize {
-    atom / per_group
-}
-
-fn planted(d: usize, per_group: usize, n: usize, seed: u64) -> Planted {
-    let mut rng = SplitMix(seed);
-    let mut gauss = || {
-        // Box-Muller from two uniforms.
-        let u1 = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 + 1e-12;
-        let u2 = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-    };
-    let atoms: Vec<Vec<f32>> = (0..3 * per_group)
-        .map(|_| {
-            let v: Vec<f32> = (0..d).map(|_| gauss()).collect();
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            v.into_iter().map(|x| x / norm).collect()
-        })
-        .collect();
-    let mut pick = SplitMix(seed ^ 0xABCD);
-    let (mut images, mut texts) = (Vec::with_capacity(n * d), Vec::with_capacity(n * d));
-    for _ in 0..n {
-        let mut img = vec![0f32; d];
-        let mut txt = vec![0f32; d];
-        let add = |v: &mut Vec<f32>, a: usize, c: f32| {
-            for (x, y) in v.iter_mut().zip(&atoms[a]) {
-                *x += c * y;
-            }
-        };
-        let coef = |r: &mut SplitMix| 0.5 + (r.next_u64() % 1000) as f32 / 1000.0;
-        // One shared atom (same in both), one image-only, one text-only.
-        let s = BOTH * per_group + pick.below(per_group);
-        let c = coef(&mut pick);
-        add(&mut img, s, c);
-        add(&mut txt, s, c);
-        let i = IMG * per_group + pick.below(per_group);
-        let c = coef(&mut pick);
-        add(&mut img, i, c);
-        let t = TXT * per_group + pick.below(per_group);
-        let c = coef(&mut pick);
-        add(&mut txt, t, c);
-        images.extend(img);
-        texts.extend(txt);
-    }
-    Planted {
-        atoms,
-        pairs: Pairs::new(images, texts, d).unwrap(),
-    }
-}
 
 fn rows_of(t: Tensor<2>) -> Vec<Vec<f32>> {
     monoscope::base::host::host_rows(t).unwrap()
@@ -107,65 +47,20 @@ fn topk_sae_recovers_planted_atoms_and_their_modalities() {
             );
         }
     }
-    let dictionary = trainer.finish();
-    let monoscope::dict::Dictionary::Sae(sae) = &dictionary else {
-        panic!("an SAE")
-    };
-    let decoder = rows_of(sae.w_dec.val());
-
-    // Best decoder row for each atom.
-    let mut best = Vec::new();
-    for atom in &world.atoms {
-        let (idx, cos) = decoder
-            .iter()
-            .enumerate()
-            .map(|(i, row)| (i, row.iter().zip(atom).map(|(a, b)| a * b).sum::<f32>()))
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .unwrap();
-        best.push((idx, cos));
-    }
-    let recovered: Vec<usize> = (0..world.atoms.len())
-        .filter(|&a| best[a].1 >= 0.9)
-        .collect();
+    let r = recovery(&trainer.finish(), &world, per_group);
     assert!(
-        recovered.len() * 10 >= world.atoms.len() * 9,
+        r.fraction() >= 0.9,
         "recovered {} of {} atoms: {:?}",
-        recovered.len(),
+        r.recovered.len(),
         world.atoms.len(),
-        best.iter().map(|b| b.1).collect::<Vec<_>>()
+        r.best.iter().map(|b| b.1).collect::<Vec<_>>()
     );
-
-    // MDS of the recovered atoms' features, with the default zscore rule.
-    let mut acc = MdsAccumulator::new(1e-6);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        let a = dictionary.encode(world.pairs.rows(true, chunk, &device));
-        let b = dictionary.encode(world.pairs.rows(false, chunk, &device));
-        acc.add(a, b);
-    }
-    let mds = acc.finish().unwrap();
-    let (classes, thresholds) = classify(&mds, ClassRule::Zscore, 10);
-    let expected = |a: usize| match group(a, per_group) {
-        IMG => FeatureClass::ImgD,
-        TXT => FeatureClass::TextD,
-        _ => FeatureClass::CrossD,
-    };
-    let right = recovered
-        .iter()
-        .filter(|&&a| classes[best[a].0] == expected(a))
-        .count();
     assert!(
-        right * 100 >= recovered.len() * 95,
-        "{right} of {} recovered atoms have the planted class ({thresholds:?}): {:?}",
-        recovered.len(),
-        recovered
-            .iter()
-            .map(|&a| (
-                group(a, per_group),
-                classes[best[a].0],
-                mds[best[a].0].mds,
-                mds[best[a].0].support
-            ))
-            .collect::<Vec<_>>()
+        r.right_class * 100 >= r.recovered.len() * 95,
+        "{} of {} recovered atoms have the planted class: {:?}",
+        r.right_class,
+        r.recovered.len(),
+        r.detail
     );
 }
 
@@ -292,7 +187,12 @@ fn info_nce_gradient_matches_finite_differences() {
 #[test]
 fn saelens_dictionaries_load_and_match_their_reference() {
     let fixtures = root().join("tests/fixtures");
-    for name in ["saelens-topk", "saelens-relu", "saelens-topk-legacy"] {
+    for name in [
+        "saelens-topk",
+        "saelens-relu",
+        "saelens-topk-legacy",
+        "saelens-jumprelu",
+    ] {
         let dir = fixtures.join(name);
         let (file, dict) = monoscope::io::dictionary::load_dir(&dir, &Device::flex()).unwrap();
         let r = TensorFile::open(&dir.join("reference.safetensors"));

@@ -1,5 +1,9 @@
 //! Sparse autoencoders (SPEC §1): z = act(W_enc (x - b_dec) + b_enc), x_hat = W_dec z + b_dec.
 //!
+//! JumpReLU (Rajamanoharan et al. 2024, arXiv 2407.14435, eq. 4):
+//! z_k = ReLU(pre_k) · H(pre_k - θ_k), with H the Heaviside step (SAELens'
+//! `JumpReLUSAE.encode`: `relu(hidden_pre) * (hidden_pre > threshold)`).
+//!
 //! Tensors use SAELens' layout and names (`W_enc` [d, K], `W_dec` [K, d], `b_enc` [K],
 //! `b_dec` [d]), so SAELens checkpoints load without transposes; the rows of `W_dec` are
 //! the dictionary atoms and are kept at unit norm during training.
@@ -16,6 +20,8 @@ pub enum SaeActivation {
     TopK(usize),
     /// Plain ReLU (trained with an L1 penalty).
     Relu,
+    /// ReLU gated by a threshold per atom (`threshold` [K]).
+    JumpRelu,
 }
 
 /// A sparse autoencoder.
@@ -29,6 +35,8 @@ pub struct Sae {
     pub w_dec: Param<Tensor<2>>,
     /// Decoder bias (also subtracted from inputs), [d].
     pub b_dec: Param<Tensor<1>>,
+    /// JumpReLU thresholds θ, [K] (JumpReLU activation only; SAELens' `threshold`).
+    pub threshold: Option<Param<Tensor<1>>>,
     #[module(skip)]
     act: SaeActivation,
     /// Whether `b_dec` is subtracted from inputs (SAELens' `apply_b_dec_to_input`).
@@ -49,6 +57,8 @@ pub fn init(d: usize, features: usize, act: SaeActivation, device: &Device) -> S
         b_enc: Param::from_tensor(Tensor::zeros([features], device)),
         w_dec: Param::from_tensor(atoms),
         b_dec: Param::from_tensor(Tensor::zeros([d], device)),
+        threshold: (act == SaeActivation::JumpRelu)
+            .then(|| Param::from_tensor(Tensor::zeros([features], device))),
         act,
         center_input: true,
     }
@@ -72,6 +82,22 @@ impl Sae {
         self.act
     }
 
+    /// Sets every JumpReLU threshold to `value` (no effect on other activations).
+    pub fn with_threshold_value(mut self, value: f32) -> Self {
+        self.threshold = self.threshold.map(|t| t.map(|t| t.zeros_like() + value));
+        self
+    }
+
+    /// The JumpReLU thresholds broadcast over `n` rows, without gradient. [n, K]
+    /// (zeros for other activations, where ReLU alone gates).
+    pub fn thresholds(&self, n: usize) -> Tensor<2> {
+        let k = self.w_dec.dims()[0];
+        match &self.threshold {
+            Some(t) => t.val().detach().unsqueeze::<2>().expand([n, k]),
+            None => Tensor::zeros([n, k], &self.w_dec.device()),
+        }
+    }
+
     /// Pre-activations W_enc (x - b_dec) + b_enc. [n, d] -> [n, K]
     pub fn pre_activations(&self, x: Tensor<2>) -> Tensor<2> {
         let centred = if self.center_input {
@@ -87,6 +113,11 @@ impl Sae {
         match self.act {
             SaeActivation::Relu => relu(pre),
             SaeActivation::TopK(k) => keep_top_k(pre, k),
+            SaeActivation::JumpRelu => {
+                let [n, _] = pre.dims();
+                let closed = pre.clone().lower_equal(self.thresholds(n));
+                relu(pre).mask_fill(closed, 0.0)
+            }
         }
     }
 

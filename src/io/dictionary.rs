@@ -95,8 +95,8 @@ pub fn parse_config(bytes: &[u8]) -> Result<DictFile> {
     Ok(file)
 }
 
-/// Reads a SAELens `cfg.json` (current `architecture: "topk"` / `"standard"` configs and
-/// the older `activation_fn_str` / `activation_fn_kwargs` form).
+/// Reads a SAELens `cfg.json` (current `architecture: "topk"` / `"standard"` /
+/// `"jumprelu"` configs and the older `activation_fn_str` / `activation_fn_kwargs` form).
 pub fn parse_saelens_config(bytes: &[u8]) -> Result<DictFile> {
     let v: Value = serde_json::from_slice(bytes)
         .map_err(|e| Error::Config(format!("cfg.json is not valid JSON: {e}")))?;
@@ -123,9 +123,11 @@ pub fn parse_saelens_config(bytes: &[u8]) -> Result<DictFile> {
     let kind = match (arch, act) {
         ("topk", _) | ("standard", "topk") => DictKind::Topk,
         ("standard", "relu") => DictKind::Relu,
+        // SAELens saves JumpReLU, BatchTopK and Matryoshka SAEs alike for inference.
+        ("jumprelu", _) => DictKind::Jumprelu,
         (a, f) => {
             return Err(Error::Config(format!(
-                "SAELens architecture {a:?} with activation {f:?} is not supported (standard/relu and topk are)"
+                "SAELens architecture {a:?} with activation {f:?} is not supported (standard/relu, topk and jumprelu are)"
             )));
         }
     };

@@ -14,6 +14,7 @@
 //! checkpointed with the weights and restored exactly.
 
 use burn::module::Module;
+use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -70,8 +71,9 @@ impl TrainConfig {
     /// The learning rate in use (SPEC §1: 4e-4 for TopK, 1e-4 for ReLU/L1 and NCL).
     pub fn learning_rate(&self, kind: DictKind) -> f64 {
         self.lr.unwrap_or(match kind {
-            DictKind::Topk => 4e-4,
             DictKind::Relu | DictKind::Ncl => 1e-4,
+            // The new SAE kinds take TopK's rate: SAELens uses one default (3e-4) for all.
+            _ => 4e-4,
         })
     }
 }
@@ -96,6 +98,10 @@ pub struct TrainerState {
     pub rng: SplitMix,
     /// Samples since each latent last fired.
     pub since_fired: Vec<u64>,
+    /// BatchTopK's running threshold, kept in f64 as SAELens does (`topk_threshold`);
+    /// the dictionary's f32 `threshold` follows it after every step.
+    #[serde(default)]
+    pub topk_threshold: f64,
 }
 
 /// A dictionary being trained, with its optimiser.
@@ -129,6 +135,7 @@ impl Trainer {
             step: 0,
             rng: SplitMix(config.seed),
             since_fired: vec![0; dict_config.features],
+            topk_threshold: 0.0,
         };
         Ok(Self {
             dict_config,
@@ -166,61 +173,14 @@ impl Trainer {
                     ],
                     0,
                 );
-                let pre = sae.pre_activations(x.clone());
-                let z = sae.activate(pre.clone());
-                let x_hat = sae.decode(z.clone());
-                let mse = (x_hat.clone() - x.clone()).square().sum_dim(1).mean();
-                let aux = match self.dict_config.kind {
-                    DictKind::Topk => {
-                        // z >= 0, so a column fired iff its sum is positive: one reduction,
-                        // where `greater_elem(0).any_dim(0)` cost 80 ms per step on the CPU.
-                        let fired: Vec<bool> = host_bools(
-                            z.clone()
-                                .detach()
-                                .sum_dim(0)
-                                .greater_elem(0.0)
-                                .reshape([self.dict_config.features]),
-                        )?;
-                        let dead = mark_dead(
-                            &mut self.state.since_fired,
-                            &fired,
-                            batch as u64,
-                            self.config.dead_window,
-                        );
-                        let n_dead = dead.iter().filter(|d| **d).count();
-                        if n_dead == 0 || self.config.aux_coef == 0.0 {
-                            None
-                        } else {
-                            let alive: Vec<f32> =
-                                dead.iter().map(|d| if *d { 0.0 } else { 1.0 }).collect();
-                            let k = alive.len();
-                            let alive = Tensor::<2>::from_data(
-                                TensorData::new(alive, [1, k]),
-                                &self.device,
-                            )
-                            .equal_elem(1.0);
-                            let dead_pre = pre.mask_fill(alive, -1e9);
-                            let z_aux = keep_top_k(dead_pre, self.config.aux_k.min(n_dead));
-                            let residual = (x - x_hat).detach();
-                            let e_hat = z_aux.matmul(sae.w_dec.val());
-                            Some(
-                                (residual - e_hat).square().sum_dim(1).mean()
-                                    * self.config.aux_coef,
-                            )
-                        }
-                    }
-                    _ => {
-                        let norms = sae
-                            .w_dec
-                            .val()
-                            .square()
-                            .sum_dim(1)
-                            .sqrt()
-                            .reshape([1, self.dict_config.features]);
-                        Some((z * norms).sum_dim(1).mean() * self.dict_config.l1)
-                    }
-                };
-                (mse, aux)
+                sae_loss(
+                    sae,
+                    &self.dict_config,
+                    &self.config,
+                    &mut self.state,
+                    x,
+                    &self.device,
+                )?
             }
             Dictionary::Ncl(head) => {
                 let idx = sample(&mut self.state.rng, data.n, batch);
@@ -245,14 +205,15 @@ impl Trainer {
             &mut self.dict,
             Dictionary::Ncl(ncl::init(1, 1, 1, &self.device)),
         );
-        self.dict = renormalise(self.adam.step(dict, &grads, lr, self.state.step as i32));
+        let dict = self.adam.step(dict, &grads, lr, self.state.step as i32);
+        self.dict = after_step(dict, self.dict_config.kind, self.state.topk_threshold);
         let dead = self
             .state
             .since_fired
             .iter()
             .filter(|c| **c >= self.config.dead_window)
             .count();
-        let dead_fraction = if self.dict_config.kind == DictKind::Topk {
+        let dead_fraction = if self.dict_config.kind.uses_k() {
             dead as f64 / self.dict_config.features as f64
         } else {
             0.0
@@ -287,18 +248,213 @@ fn sample(rng: &mut SplitMix, n: usize, count: usize) -> Vec<usize> {
     (0..count).map(|_| rng.below(n)).collect()
 }
 
-/// Unit-norm decoder rows (SAE only).
-fn renormalise(dict: Dictionary) -> Dictionary {
+/// What follows the optimiser step: unit-norm decoder rows (SAEs, except the random
+/// baseline, whose decoder must stay exactly at its initialisation), thresholds projected
+/// onto >= 0 (JumpReLU, as SAELens does before each step) or set to the running BatchTopK
+/// threshold.
+fn after_step(dict: Dictionary, kind: DictKind, topk_threshold: f64) -> Dictionary {
     match dict {
         Dictionary::Sae(mut sae) => {
-            sae.w_dec = sae.w_dec.map(|w| {
-                let w = unit_rows(w.inner());
-                Tensor::from_inner(w).require_grad()
+            if kind != DictKind::Random {
+                sae.w_dec = sae.w_dec.map(|w| {
+                    let w = unit_rows(w.inner());
+                    Tensor::from_inner(w).require_grad()
+                });
+            }
+            sae.threshold = sae.threshold.map(|t| {
+                t.map(|t| {
+                    let t = t.inner();
+                    let t = match kind {
+                        DictKind::Jumprelu => t.clamp_min(0.0),
+                        _ => t.zeros_like() + topk_threshold as f32,
+                    };
+                    Tensor::from_inner(t).require_grad()
+                })
             });
             Dictionary::Sae(sae)
         }
         other => other,
     }
+}
+
+/// The loss of one SAE step on `x` [n, d] (half images, half texts), and its auxiliary
+/// part; updates the dead-latent counters and BatchTopK's running threshold.
+///
+/// - `topk`, `random`: z = TopK_k(pre); loss = ||x - x_hat||^2 + AuxK. `random` uses the
+///   decoder without gradient, so it stays at its random initialisation.
+/// - `relu`: z = ReLU(pre); loss = ||x - x_hat||^2 + λ_1 Σ_k z_k ||W_dec[k]||.
+/// - `batchtopk` (Bussmann et al. 2024, arXiv 2412.06410, §2): z keeps the k·n largest
+///   entries of ReLU(pre) over the whole batch; loss = ||x - x_hat||^2 + AuxK. The
+///   inference threshold θ follows θ <- (1 - 0.01) θ + 0.01 min{z > 0} (SAELens'
+///   `update_topk_threshold`, `topk_threshold_lr` 0.01).
+/// - `matryoshka` (Bussmann et al. 2025, arXiv 2503.17547, eq. 3): BatchTopK, and the
+///   loss adds Σ_m ||x - (z[:, :m] W_dec[:m] + b_dec)||^2 over every prefix width m
+///   but the last (SAELens' `MatryoshkaBatchTopKTrainingSAE`, whose full-width term is
+///   the base MSE).
+/// - `jumprelu` (Rajamanoharan et al. 2024, arXiv 2407.14435, eqs. 9-11): z = ReLU(pre)
+///   H(pre - θ); loss = ||x - x_hat||^2 + λ Σ_k H(pre_k - θ_k). H has no gradient; the
+///   straight-through estimators give θ the pseudo-derivatives
+///   ∂z/∂θ = -(θ/ε) K((pre - θ)/ε) and ∂H/∂θ = -(1/ε) K((pre - θ)/ε), K the rectangle
+///   kernel 1{|u| < 1/2}, and pass nothing to pre through H (SAELens' default,
+///   `jumprelu_ste_to_input` false). Built from detached factors: θ·g - (θ·g).detach()
+///   is zero in value and has gradient g.
+fn sae_loss(
+    sae: &crate::dict::Sae,
+    dict: &DictConfig,
+    config: &TrainConfig,
+    state: &mut TrainerState,
+    x: Tensor<2>,
+    device: &Device,
+) -> Result<(Tensor<1>, Option<Tensor<1>>)> {
+    let [n, _] = x.dims();
+    let features = dict.features;
+    let pre = sae.pre_activations(x.clone()); // [n, K]
+    let w_dec = if dict.kind == DictKind::Random {
+        sae.w_dec.val().detach()
+    } else {
+        sae.w_dec.val()
+    };
+    let b_dec = sae.b_dec.val().unsqueeze::<2>(); // [1, d]
+    let (z, l0) = match dict.kind {
+        DictKind::Relu => (relu(pre.clone()), None),
+        DictKind::Batchtopk | DictKind::Matryoshka => {
+            let (z, min_kept) = batch_top_k(pre.clone(), dict.k)?;
+            if let Some(m) = min_kept {
+                state.topk_threshold =
+                    (1.0 - TOPK_THRESHOLD_LR) * state.topk_threshold + TOPK_THRESHOLD_LR * m;
+            }
+            (z, None)
+        }
+        DictKind::Jumprelu => {
+            let theta = sae
+                .threshold
+                .as_ref()
+                .ok_or_else(|| Error::Invalid("a JumpReLU SAE without thresholds".into()))?
+                .val()
+                .unsqueeze::<2>()
+                .expand([n, features]); // [n, K], with gradient
+            let eps = dict.bandwidth;
+            let centred = (pre.clone() - theta.clone()).detach(); // pre - θ, [n, K]
+            let open = centred.clone().greater_elem(0.0);
+            let h = Tensor::<2>::zeros([n, features], device).mask_fill(open.clone(), 1.0);
+            let kernel = Tensor::<2>::zeros([n, features], device)
+                .mask_fill(centred.abs().lower_elem(eps / 2.0), 1.0 / eps); // K(u/ε)/ε
+            let straight = |g: Tensor<2>| {
+                let s = theta.clone() * g;
+                s.clone() - s.detach()
+            };
+            // ∂z/∂θ = -(θ/ε) K: g = -θ K/ε, without gradient.
+            let g_z = -(theta.clone().detach() * kernel.clone());
+            let z = pre.clone() * h.clone() + straight(g_z);
+            let step = h + straight(-kernel);
+            (z, Some(step.sum_dim(1).mean() * dict.l0))
+        }
+        _ => (keep_top_k(pre.clone(), dict.k), None),
+    };
+    let x_hat = z.clone().matmul(w_dec.clone()) + b_dec.clone();
+    let mse = (x_hat.clone() - x.clone()).square().sum_dim(1).mean();
+    let mut aux = match dict.kind {
+        DictKind::Relu => {
+            let norms = w_dec
+                .clone()
+                .square()
+                .sum_dim(1)
+                .sqrt()
+                .reshape([1, features]);
+            Some((z.clone() * norms).sum_dim(1).mean() * dict.l1)
+        }
+        DictKind::Jumprelu => l0,
+        _ => aux_k(&z, &pre, &x, &x_hat, &w_dec, config, state, n, device)?,
+    };
+    if dict.kind == DictKind::Matryoshka {
+        // Σ over the inner prefixes; the full width is `mse` itself.
+        let mut partial = b_dec.clone().expand(x.dims());
+        let mut from = 0;
+        for &width in &dict.widths[..dict.widths.len() - 1] {
+            partial = partial
+                + z.clone()
+                    .narrow(1, from, width - from)
+                    .matmul(w_dec.clone().narrow(0, from, width - from));
+            from = width;
+            let inner = (partial.clone() - x.clone()).square().sum_dim(1).mean();
+            aux = Some(match aux {
+                Some(a) => a + inner,
+                None => inner,
+            });
+        }
+    }
+    Ok((mse, aux))
+}
+
+/// BatchTopK's learning rate of the running inference threshold (SAELens
+/// `topk_threshold_lr`).
+pub const TOPK_THRESHOLD_LR: f64 = 0.01;
+
+/// The k·n largest entries of ReLU(pre) over the whole batch, zeros elsewhere (ties at
+/// the threshold all kept), and the smallest kept positive value. [n, K] -> [n, K]
+fn batch_top_k(pre: Tensor<2>, k: usize) -> Result<(Tensor<2>, Option<f64>)> {
+    let [n, features] = pre.dims();
+    let acts = relu(pre);
+    let keep = (k * n).clamp(1, n * features);
+    let flat = acts.clone().reshape([1, n * features]);
+    let threshold = scalar(crate::dict::sae::kth_largest(&flat, keep))?;
+    let z = acts
+        .clone()
+        .mask_fill(acts.lower_elem(threshold as f32), 0.0);
+    let min_kept = if threshold > 0.0 {
+        Some(threshold)
+    } else {
+        // Fewer than k·n positive activations: all positives are kept.
+        let positive = z.clone().detach().greater_elem(0.0);
+        let masked = z
+            .clone()
+            .detach()
+            .mask_fill(positive.bool_not(), f32::INFINITY);
+        let m = scalar(masked.min())?;
+        m.is_finite().then_some(m)
+    };
+    Ok((z, min_kept))
+}
+
+/// AuxK (Gao et al. 2024, §A.2): the `aux_k` largest pre-activations among dead latents
+/// reconstruct the residual x - x_hat; also advances the dead-latent counters.
+#[allow(clippy::too_many_arguments)]
+fn aux_k(
+    z: &Tensor<2>,
+    pre: &Tensor<2>,
+    x: &Tensor<2>,
+    x_hat: &Tensor<2>,
+    w_dec: &Tensor<2>,
+    config: &TrainConfig,
+    state: &mut TrainerState,
+    n: usize,
+    device: &Device,
+) -> Result<Option<Tensor<1>>> {
+    let features = state.since_fired.len();
+    // z >= 0, so a column fired iff its sum is positive: one reduction, where
+    // `greater_elem(0).any_dim(0)` cost 80 ms per step on the CPU.
+    let fired: Vec<bool> = host_bools(
+        z.clone()
+            .detach()
+            .sum_dim(0)
+            .greater_elem(0.0)
+            .reshape([features]),
+    )?;
+    let dead = mark_dead(&mut state.since_fired, &fired, n as u64, config.dead_window);
+    let n_dead = dead.iter().filter(|d| **d).count();
+    if n_dead == 0 || config.aux_coef == 0.0 {
+        return Ok(None);
+    }
+    let alive: Vec<f32> = dead.iter().map(|d| if *d { 0.0 } else { 1.0 }).collect();
+    let alive =
+        Tensor::<2>::from_data(TensorData::new(alive, [1, features]), device).equal_elem(1.0);
+    let dead_pre = pre.clone().mask_fill(alive, -1e9);
+    let z_aux = keep_top_k(dead_pre, config.aux_k.min(n_dead));
+    let residual = (x.clone() - x_hat.clone()).detach();
+    let e_hat = z_aux.matmul(w_dec.clone());
+    Ok(Some(
+        (residual - e_hat).square().sum_dim(1).mean() * config.aux_coef,
+    ))
 }
 
 /// Evaluates a dictionary (reconstruction metrics are 0 for NCL, which has no decoder).

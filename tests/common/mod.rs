@@ -6,6 +6,8 @@
 //! `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod planted;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -77,6 +77,15 @@ pub enum Kind {
     Relu,
     /// Non-negative contrastive head.
     Ncl,
+    /// BatchTopK sparse autoencoder (k active on average over a batch; JumpReLU with one
+    /// threshold at inference).
+    Batchtopk,
+    /// Matryoshka BatchTopK sparse autoencoder (nested prefixes each reconstruct).
+    Matryoshka,
+    /// JumpReLU sparse autoencoder (a threshold per feature, L0 penalty).
+    Jumprelu,
+    /// Random baseline: TopK SAE with its decoder frozen at the random initialisation.
+    Random,
 }
 
 impl From<Kind> for DictKind {
@@ -85,6 +94,10 @@ impl From<Kind> for DictKind {
             Kind::Topk => DictKind::Topk,
             Kind::Relu => DictKind::Relu,
             Kind::Ncl => DictKind::Ncl,
+            Kind::Batchtopk => DictKind::Batchtopk,
+            Kind::Matryoshka => DictKind::Matryoshka,
+            Kind::Jumprelu => DictKind::Jumprelu,
+            Kind::Random => DictKind::Random,
         }
     }
 }

@@ -38,10 +38,9 @@ pub fn train(a: BenchTrainArgs) -> Result<()> {
     let mut results = Vec::new();
     for kind in a.kind {
         let dict = DictConfig {
-            features,
             k,
             hidden: features,
-            ..DictConfig::new(DictKind::from(kind), d)
+            ..DictConfig::new(DictKind::from(kind), d).with_features(features)
         };
         let config = TrainConfig {
             steps: a.steps + 1,
@@ -58,7 +57,7 @@ pub fn train(a: BenchTrainArgs) -> Result<()> {
         )?;
         let name = format!("{kind:?}").to_lowercase();
         println!(
-            "{name:<5} d={d} K={features} k={k} batch={}: {rate:.1} samples/s",
+            "{name:<10} d={d} K={features} k={k} batch={}: {rate:.1} samples/s",
             a.batch
         );
         results.push(

@@ -6,7 +6,10 @@ use clap::Args;
 use indicatif::ProgressBar;
 use monoscope::Result;
 use monoscope::base::fs::read_file;
-use monoscope::dict::{DEFAULT_EXPANSION, DEFAULT_L1, DEFAULT_TEMPERATURE, DEFAULT_TOPK};
+use monoscope::dict::{
+    DEFAULT_BANDWIDTH, DEFAULT_EXPANSION, DEFAULT_L0, DEFAULT_L1, DEFAULT_TEMPERATURE,
+    DEFAULT_TOPK, matryoshka_widths,
+};
 use monoscope::dict::{DictConfig, DictKind};
 use monoscope::io::embeddings::EmbeddingsFile;
 use monoscope::train::dict::{DEFAULT_DEAD_WINDOW, TrainConfig};
@@ -27,12 +30,23 @@ pub struct TrainArgs {
     /// Number of features K (default 8 x the embedding width).
     #[arg(long)]
     features: Option<usize>,
-    /// Active features per sample (topk).
+    /// Active features per sample (topk, random; on average over a batch for batchtopk
+    /// and matryoshka).
     #[arg(long, default_value_t = DEFAULT_TOPK)]
     k: usize,
     /// L1 coefficient (relu).
     #[arg(long, default_value_t = DEFAULT_L1)]
     l1: f64,
+    /// L0 coefficient λ (jumprelu).
+    #[arg(long, default_value_t = DEFAULT_L0)]
+    l0: f64,
+    /// Bandwidth ε of the straight-through estimators (jumprelu).
+    #[arg(long, default_value_t = DEFAULT_BANDWIDTH)]
+    bandwidth: f64,
+    /// Nested prefix widths, comma-separated and increasing, the last = the feature
+    /// count (matryoshka; default K/8,K/4,K/2,K).
+    #[arg(long, value_delimiter = ',')]
+    widths: Option<Vec<usize>>,
     /// Hidden width of the NCL head (default: K).
     #[arg(long)]
     hidden: Option<usize>,
@@ -45,13 +59,13 @@ pub struct TrainArgs {
     /// Samples per step.
     #[arg(long, default_value_t = 4096)]
     batch: usize,
-    /// Learning rate (default: 4e-4 topk, 1e-4 relu and ncl).
+    /// Learning rate (default: 1e-4 relu and ncl, 4e-4 every other kind).
     #[arg(long)]
     lr: Option<f64>,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Dead-latent window in samples (topk AuxK).
+    /// Dead-latent window in samples (AuxK of topk, batchtopk, matryoshka, random).
     #[arg(long, default_value_t = DEFAULT_DEAD_WINDOW)]
     dead_window: u64,
     /// Append metrics to OUT/metrics.jsonl every this many steps.
@@ -103,14 +117,28 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     let d = emb.pairs.d;
     let features = a.features.unwrap_or(DEFAULT_EXPANSION * d);
+    let kind = DictKind::from(a.kind);
+    let widths = match (kind, a.widths) {
+        (DictKind::Matryoshka, Some(w)) => w,
+        (DictKind::Matryoshka, None) => matryoshka_widths(features),
+        (_, Some(_)) => {
+            return Err(monoscope::Error::Invalid(
+                "--widths is for --kind matryoshka".into(),
+            ));
+        }
+        (_, None) => Vec::new(),
+    };
     let dict = DictConfig {
-        kind: DictKind::from(a.kind),
+        kind,
         d,
         features,
         k: a.k,
         l1: a.l1,
         hidden: a.hidden.unwrap_or(features),
         temperature: a.temperature,
+        l0: a.l0,
+        bandwidth: a.bandwidth,
+        widths,
     };
     let config = TrainConfig {
         steps: a.steps,
