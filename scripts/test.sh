@@ -74,6 +74,22 @@ cargo run --quiet -- probe --model "$DEMO_MODEL" --bundle assets/demo/bundle \
   --json "$ROOT/$OUT_DIR/probe-native.json" > /dev/null
 done_step
 
+# A small bundle of every dictionary kind for the demo model, and the CLI's activations of
+# the page's default inputs with each (tests/browser/kinds.test.mjs loads them in the page).
+step "bundles of every dictionary kind"
+KINDS_DIR="$OUT_DIR/kinds"
+rm -rf "$KINDS_DIR" && mkdir -p "$KINDS_DIR"
+cargo run --quiet -- world-extract --model "$DEMO_MODEL" --seed 3 --scenes 600 --out "$KINDS_DIR/emb.safetensors"
+for kind in relu ncl batchtopk matryoshka jumprelu random; do
+  cargo run --quiet -- train --embeddings "$KINDS_DIR/emb.safetensors" --kind "$kind" --features 64 --k 4 \
+    --l0 1.5e-2 --steps 150 --batch 256 --center --out "$KINDS_DIR/$kind/dict" 2>/dev/null
+  cargo run --quiet -- analyze --model "$DEMO_MODEL" --dict "$KINDS_DIR/$kind/dict" \
+    --embeddings "$KINDS_DIR/emb.safetensors" --center --out "$KINDS_DIR/$kind/bundle" >/dev/null 2>&1
+  cargo run --quiet -- embed --model "$DEMO_MODEL" --bundle "$KINDS_DIR/$kind/bundle" --image "$DEMO_IMAGE" \
+    --text "$DEMO_CAPTION" --text "$SECOND_PROMPT" --out "$KINDS_DIR/$kind/native.json"
+done
+done_step
+
 # A real-size model for tests/browser/realsize.test.mjs (the f16 one and its bundle come from
 # tests/recipe.rs, run by cargo test above, in tests/out/recipe/). Generated, never committed.
 step "real-size model (random-init ViT-B/32, f32)"

@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use monoscope::base::Modality;
 use monoscope::base::fs::{read_file, write_atomic};
 use monoscope::base::host::host_rows;
+use monoscope::inspect::Lens;
 use monoscope::{Embedder, Error, Result};
 use serde::Serialize;
 
@@ -30,6 +32,10 @@ pub struct EmbedArgs {
     /// Items per forward pass.
     #[arg(long, default_value_t = 16)]
     batch: usize,
+    /// A result bundle for this model: also print every input's feature activations
+    /// (`image_activations`, `text_activations`), as the page computes them.
+    #[arg(long)]
+    bundle: Option<PathBuf>,
 }
 
 /// The JSON `embed` prints (the interface scripts and the browser tests read).
@@ -39,6 +45,10 @@ struct EmbedOutput {
     image_embeds: Vec<Vec<f32>>,
     texts: Vec<String>,
     text_embeds: Vec<Vec<f32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_activations: Option<Vec<Vec<f32>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text_activations: Option<Vec<Vec<f32>>>,
 }
 
 /// Runs `embed`.
@@ -49,7 +59,17 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
         ));
     }
     let batch = a.batch.max(1);
-    let embedder = Embedder::from_dir(&a.model.model, &a.backend.device()?)?;
+    let device = a.backend.device()?;
+    let embedder = Embedder::from_dir(&a.model.model, &device)?;
+    // The bundle is loaded first: a wrong one fails before any forward pass.
+    let lens = match &a.bundle {
+        Some(dir) => {
+            let lens = Lens::load(dir, &device)?;
+            lens.check_model(embedder.config.projection_dim)?;
+            Some(lens)
+        }
+        None => None,
+    };
     let progress = bar((a.image.len() + a.text.len()) as u64, "embed");
     let mut image_embeds = Vec::with_capacity(a.image.len());
     for chunk in a.image.chunks(batch) {
@@ -81,11 +101,20 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
         progress.inc(chunk.len() as u64);
     }
     progress.finish_and_clear();
+    let activations = |rows: &[Vec<f32>], modality| match &lens {
+        Some(l) if !rows.is_empty() => l.activations(rows, modality).map(Some),
+        Some(_) => Ok(Some(Vec::new())),
+        None => Ok(None),
+    };
+    let image_activations = activations(&image_embeds, Modality::Image)?;
+    let text_activations = activations(&text_embeds, Modality::Text)?;
     let result = EmbedOutput {
         images: a.image.iter().map(|p| p.display().to_string()).collect(),
         image_embeds,
         texts: a.text,
         text_embeds,
+        image_activations,
+        text_activations,
     };
     let json = serde_json::to_string(&result).map_err(|e| Error::Invalid(e.to_string()))?;
     match a.out {
