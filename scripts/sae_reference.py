@@ -52,6 +52,8 @@ Commands (repo root):
   python3 scripts/sae_reference.py bench [--d 512] [--features 4096] [--k 32] [--batch 4096]
         [--steps 20] [--warmup 3] [--threads N] [--dead-window 100000] [--l1 5e-3]
         [--kinds topk,relu] [--json OUT] [--monoscope-json FILE]
+    --kinds takes any of topk, relu, batchtopk, matryoshka, jumprelu, random, aligned,
+    groupsparse, split (monoscope's defaults for each kind's own settings).
     Random data: x ~ N(0, I_d), each row L2-normalised (like CLIP embeddings); a pool of 8
     batches is generated up front and cycled. Times full training steps (forward, loss,
     backward, Adam step, decoder renorm, dead-latent bookkeeping) after warm-up; prints
@@ -76,20 +78,67 @@ import numpy as np
 import torch
 
 
+class JumpReLUFn(torch.autograd.Function):
+    """z = pre * H(pre - theta); d/dpre = H, d/dtheta = -(theta/eps) K((pre - theta)/eps)
+    (SAELens' JumpReLU with jumprelu_ste_to_input False)."""
+
+    @staticmethod
+    def forward(ctx, pre, theta, eps):
+        ctx.save_for_backward(pre, theta)
+        ctx.eps = eps
+        return pre * (pre > theta)
+
+    @staticmethod
+    def backward(ctx, g):
+        pre, theta = ctx.saved_tensors
+        eps = ctx.eps
+        kernel = ((pre - theta).abs() < eps / 2).to(pre) / eps
+        return g * (pre > theta), (-(theta * kernel) * g).sum(0), None
+
+
+class StepFn(torch.autograd.Function):
+    """H(pre - theta); d/dtheta = -(1/eps) K((pre - theta)/eps), nothing to pre."""
+
+    @staticmethod
+    def forward(ctx, pre, theta, eps):
+        ctx.save_for_backward(pre, theta)
+        ctx.eps = eps
+        return (pre > theta).to(pre)
+
+    @staticmethod
+    def backward(ctx, g):
+        pre, theta = ctx.saved_tensors
+        kernel = ((pre - theta).abs() < ctx.eps / 2).to(pre) / ctx.eps
+        return None, (-kernel * g).sum(0), None
+
+
+KINDS = ("topk", "relu", "batchtopk", "matryoshka", "jumprelu", "random", "aligned", "groupsparse")
+
+
 class SAE(torch.nn.Module):
+    """Every SAE kind of monoscope (src/train/dict.rs `sae_loss` cites each paper):
+    topk, relu, batchtopk, matryoshka, jumprelu, random (decoder frozen), aligned and
+    groupsparse (rows i and B/2+i of a batch are one pair). `split` is two topk SAEs
+    (class SplitSAE)."""
+
     def __init__(self, d, K, kind="topk", k=32, aux_k=512, aux_coef=1.0 / 32, dead_window=100_000,
-                 l1=5e-3, seed=0):
+                 l1=5e-3, seed=0, l0=1e-3, bandwidth=0.05, align=4e-4, group=0.05, mask=0.2):
         super().__init__()
-        assert kind in ("topk", "relu")
+        assert kind in KINDS, kind
         self.d, self.K, self.kind, self.k = d, K, kind, k
         self.aux_k, self.aux_coef, self.dead_window, self.l1 = aux_k, aux_coef, dead_window, l1
+        self.l0, self.bandwidth, self.align, self.group, self.mask = l0, bandwidth, align, group, mask
+        self.widths = [K // 8, K // 4, K // 2, K]
         g = torch.Generator().manual_seed(seed)
+        self.g = torch.Generator().manual_seed(seed + 1)
         W_dec = torch.randn(d, K, generator=g)
         W_dec /= W_dec.norm(dim=0, keepdim=True)
-        self.W_dec = torch.nn.Parameter(W_dec)
+        self.W_dec = torch.nn.Parameter(W_dec, requires_grad=kind != "random")
         self.W_enc = torch.nn.Parameter(W_dec.T.clone().contiguous())
         self.b_enc = torch.nn.Parameter(torch.zeros(K))
         self.b_dec = torch.nn.Parameter(torch.zeros(d))
+        self.threshold = torch.nn.Parameter(torch.full((K,), 0.01), requires_grad=kind == "jumprelu")
+        self.topk_threshold = 0.0
         self.register_buffer("since", torch.zeros(K, dtype=torch.int64))
 
     @torch.no_grad()
@@ -99,11 +148,31 @@ class SAE(torch.nn.Module):
     def pre(self, x):
         return (x - self.b_dec) @ self.W_enc.T + self.b_enc
 
+    def topk(self, pre, k):
+        vals, idx = pre.topk(k, dim=-1)
+        return torch.zeros_like(pre).scatter(-1, idx, torch.relu(vals))
+
     def activate(self, pre):
         if self.kind == "relu":
             return torch.relu(pre)
-        vals, idx = pre.topk(self.k, dim=-1)
-        return torch.zeros_like(pre).scatter(-1, idx, torch.relu(vals))
+        if self.kind in ("batchtopk", "matryoshka"):
+            acts = torch.relu(pre).flatten()
+            vals, idx = acts.topk(self.k * pre.shape[0])
+            z = torch.zeros_like(acts).scatter(-1, idx, vals).reshape(pre.shape)
+            with torch.no_grad():
+                pos = z[z > 0]
+                if pos.numel():
+                    self.topk_threshold = 0.99 * self.topk_threshold + 0.01 * float(pos.min())
+            return z
+        if self.kind == "jumprelu":
+            return JumpReLUFn.apply(pre, self.threshold, self.bandwidth)
+        if self.kind == "groupsparse" and self.training_mask:
+            h = pre.shape[0] // 2
+            m = torch.rand(h, self.K, generator=self.g) < self.mask
+            pre = pre.masked_fill(torch.cat([m, m]), float("-inf"))
+        return self.topk(pre, self.k)
+
+    training_mask = True
 
     def encode(self, x):
         return self.activate(self.pre(x))
@@ -122,6 +191,11 @@ class SAE(torch.nn.Module):
             out["l1"] = l1
             out["loss"] = mse + self.l1 * l1
             return out
+        if self.kind == "jumprelu":
+            l0 = StepFn.apply(pre, self.threshold, self.bandwidth).sum(-1).mean()
+            out["aux"] = l0
+            out["loss"] = mse + self.l0 * l0
+            return out
         dead = self.since >= self.dead_window
         n_dead = int(dead.sum())
         k_aux = min(self.aux_k, n_dead)
@@ -136,21 +210,68 @@ class SAE(torch.nn.Module):
             aux = (e_hat - e).pow(2).sum(-1).mean()
         out["aux"] = aux
         out["n_dead"] = n_dead
-        out["loss"] = mse + self.aux_coef * aux
+        loss = mse + self.aux_coef * aux
+        h = x.shape[0] // 2
+        if self.kind == "matryoshka":
+            partial, prev = self.b_dec, 0
+            for w in self.widths[:-1]:
+                partial = partial + z[:, prev:w] @ self.W_dec[:, prev:w].T
+                prev = w
+                loss = loss + (partial - x).pow(2).sum(-1).mean()
+        elif self.kind == "aligned":
+            zi, zt = z[:h], z[h:2 * h]
+            with torch.no_grad():
+                drop = (zi == zi.max(1, keepdim=True).values) | (zt == zt.max(1, keepdim=True).values)
+            zi, zt = zi.masked_fill(drop, 0), zt.masked_fill(drop, 0)
+            cos = (zi * zt).sum(1) / (zi.norm(dim=1).clamp_min(1e-8) * zt.norm(dim=1).clamp_min(1e-8))
+            loss = loss - cos.mean() * self.align * self.d
+        elif self.kind == "groupsparse":
+            zi, zt = z[:h], z[h:2 * h]
+            loss = loss + (zi.pow(2) + zt.pow(2) + 1e-12).sqrt().sum(1).mean() * (self.group / 2)
+        out["loss"] = loss
         return out
 
     @torch.no_grad()
     def after_step(self, z, batch):
-        self.W_dec /= self.W_dec.norm(dim=0, keepdim=True).clamp_min(1e-12)
+        if self.kind != "random":
+            self.W_dec /= self.W_dec.norm(dim=0, keepdim=True).clamp_min(1e-12)
+        if self.kind == "jumprelu":
+            self.threshold.clamp_(min=0.0)
         fired = (z > 0).any(0)
         self.since += batch
         self.since[fired] = 0
 
 
+class SplitSAE(torch.nn.Module):
+    """One topk SAE per modality (first and second half of a batch); loss = their mean."""
+
+    def __init__(self, d, K, **kw):
+        super().__init__()
+        self.kind = "split"
+        self.image = SAE(d, K, kind="topk", **kw)
+        self.text = SAE(d, K, kind="topk", **{**kw, "seed": kw.get("seed", 0) + 7})
+
+    def init_b_dec(self, x):
+        h = x.shape[0] // 2
+        self.image.init_b_dec(x[:h])
+        self.text.init_b_dec(x[h:])
+
+    def loss(self, x):
+        h = x.shape[0] // 2
+        a, b = self.image.loss(x[:h]), self.text.loss(x[h:])
+        return {"loss": (a["loss"] + b["loss"]) / 2, "mse": (a["mse"] + b["mse"]) / 2, "z": (a["z"], b["z"]),
+                "n_dead": a.get("n_dead", 0) + b.get("n_dead", 0)}
+
+    def after_step(self, z, batch):
+        self.image.after_step(z[0], batch // 2)
+        self.text.after_step(z[1], batch // 2)
+
+
 def make_opt(sae):
-    lr = 4e-4 if sae.kind == "topk" else 1e-4
-    return torch.optim.Adam([sae.W_enc, sae.W_dec, sae.b_enc, sae.b_dec], lr=lr, betas=(0.9, 0.999),
-                            eps=1e-8, weight_decay=0.0)
+    # monoscope's defaults: 1e-4 for relu (and ncl), 4e-4 for every other kind.
+    lr = 1e-4 if sae.kind == "relu" else 4e-4
+    params = [p for p in sae.parameters() if p.requires_grad]
+    return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
 
 
 def train_step(sae, opt, x):
@@ -174,7 +295,8 @@ def bench(a):
     pool = [unit_rows(a.batch, a.d, g) for _ in range(8)]
     results = []
     for kind in a.kinds.split(","):
-        sae = SAE(a.d, a.features, kind=kind, k=a.k, dead_window=a.dead_window, l1=a.l1)
+        make = SplitSAE if kind == "split" else lambda *p, **kw: SAE(*p, kind=kind, **kw)
+        sae = make(a.d, a.features, k=a.k, dead_window=a.dead_window, l1=a.l1)
         sae.init_b_dec(pool[0])
         opt = make_opt(sae)
         for i in range(a.warmup):

@@ -80,9 +80,9 @@ step "bundles of every dictionary kind"
 KINDS_DIR="$OUT_DIR/kinds"
 rm -rf "$KINDS_DIR" && mkdir -p "$KINDS_DIR"
 cargo run --quiet -- world-extract --model "$DEMO_MODEL" --seed 3 --scenes 600 --out "$KINDS_DIR/emb.safetensors"
-for kind in relu ncl batchtopk matryoshka jumprelu random; do
+for kind in relu ncl batchtopk matryoshka jumprelu random aligned groupsparse split; do
   cargo run --quiet -- train --embeddings "$KINDS_DIR/emb.safetensors" --kind "$kind" --features 64 --k 4 \
-    --l0 1.5e-2 --steps 150 --batch 256 --center --out "$KINDS_DIR/$kind/dict" 2>/dev/null
+    --l0 1.5e-2 --align 6e-3 --steps 150 --batch 256 --center --out "$KINDS_DIR/$kind/dict" 2>/dev/null
   cargo run --quiet -- analyze --model "$DEMO_MODEL" --dict "$KINDS_DIR/$kind/dict" \
     --embeddings "$KINDS_DIR/emb.safetensors" --center --out "$KINDS_DIR/$kind/bundle" >/dev/null 2>&1
   cargo run --quiet -- embed --model "$DEMO_MODEL" --bundle "$KINDS_DIR/$kind/bundle" --image "$DEMO_IMAGE" \

@@ -56,7 +56,8 @@ pub struct LensSummary {
     pub model_hash: Option<String>,
     /// Whether that hash equals the loaded model's (None when either is unknown).
     pub model_matches: Option<bool>,
-    /// Whether the dictionary can reconstruct embeddings (SAEs can, NCL heads cannot).
+    /// Whether both modalities share one decoder the applications can reconstruct with
+    /// (every SAE but split; NCL heads have no decoder).
     pub has_decoder: bool,
 }
 
@@ -70,7 +71,7 @@ impl Lens {
         let classes = bundle.classes();
         let decoder = match &bundle.dictionary {
             Dictionary::Sae(sae) => Some(HostDecoder::new(sae, means.clone(), classes.clone(), d)?),
-            Dictionary::Ncl(_) => None,
+            Dictionary::Ncl(_) | Dictionary::Split(_) => None,
         };
         Ok(Self {
             decoder,
@@ -111,7 +112,7 @@ impl Lens {
     pub fn decoder(&self) -> Result<&HostDecoder> {
         self.decoder.as_ref().ok_or_else(|| {
             Error::Invalid(
-                "this needs a dictionary with a decoder (a TopK or ReLU SAE); NCL heads have none"
+                "this needs a dictionary whose modalities share one decoder (an SAE of any kind but split); NCL heads have no decoder and split dictionaries one per modality"
                     .into(),
             )
         })
@@ -157,7 +158,7 @@ impl Lens {
                 (Some(a), Some(b)) => Some(a == b),
                 _ => None,
             },
-            has_decoder: self.kind != DictKind::Ncl,
+            has_decoder: self.decoder.is_some(),
         }
     }
 
@@ -183,7 +184,9 @@ impl Lens {
 
     /// Feature activations of embeddings: [rows, d] -> [rows, K], all >= 0.
     pub fn encode(&self, rows: &[Vec<f32>], modality: Modality) -> Result<Tensor<2>> {
-        Ok(self.dictionary.encode(self.prepare(rows, modality)?))
+        Ok(self
+            .dictionary
+            .encode(self.prepare(rows, modality)?, modality))
     }
 
     /// [`Lens::encode`] read back to the host, one `Vec` of K per row. Reads synchronously,

@@ -6,7 +6,7 @@ use common::planted::{planted, recovery};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::{TensorFile, root};
-use monoscope::base::SplitMix;
+use monoscope::base::{Modality, SplitMix};
 use monoscope::dict::{DictConfig, DictKind};
 use monoscope::train::dict::{TrainConfig, Trainer};
 
@@ -90,6 +90,7 @@ fn relu_sae_trains_and_is_sparse() {
         world
             .pairs
             .rows(true, &(0..100).collect::<Vec<_>>(), &Device::flex()),
+        Modality::Image,
     );
     let v: Vec<f32> = rows_of(z).concat();
     assert!(v.iter().all(|x| *x >= 0.0));
@@ -127,6 +128,7 @@ fn ncl_loss_falls_and_features_are_non_negative() {
         world
             .pairs
             .rows(false, &(0..200).collect::<Vec<_>>(), &Device::flex()),
+        Modality::Text,
     );
     let v: Vec<f32> = rows_of(z).concat();
     assert!(v.iter().all(|x| *x >= 0.0));
@@ -201,8 +203,8 @@ fn saelens_dictionaries_load_and_match_their_reference() {
             TensorData::new(x.f, [x.shape[0], x.shape[1]]),
             &Device::flex(),
         );
-        let z = dict.encode(input);
-        let x_hat = dict.decode(z.clone()).unwrap();
+        let z = dict.encode(input, Modality::Image);
+        let x_hat = dict.decode(z.clone(), Modality::Image).unwrap();
         let z: Vec<f32> = rows_of(z).concat();
         let x_hat: Vec<f32> = rows_of(x_hat).concat();
         let max = |a: &[f32], b: &[f32]| {
@@ -261,8 +263,9 @@ fn trained_dictionaries_round_trip_through_files() {
         monoscope::io::dictionary::save_dir(&dir, &file, &trained).unwrap();
         let (_, loaded) = monoscope::io::dictionary::load_dir(&dir, &Device::flex()).unwrap();
         let idx: Vec<usize> = (0..50).collect();
-        let a = rows_of(trained.encode(world.pairs.rows(true, &idx, &Device::flex())));
-        let b = rows_of(loaded.encode(world.pairs.rows(true, &idx, &Device::flex())));
+        let x = || world.pairs.rows(true, &idx, &Device::flex());
+        let a = rows_of(trained.encode(x(), Modality::Image));
+        let b = rows_of(loaded.encode(x(), Modality::Image));
         assert_eq!(a, b, "{kind:?}: activations changed through save/load");
     }
     std::fs::remove_dir_all(&dir).ok();

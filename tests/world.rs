@@ -267,9 +267,18 @@ fn shipped_demo_meets_the_quality_bars_and_the_factor_table() {
     let pairs = file.pairs.centered_with(&means);
     let all: Vec<usize> = (0..pairs.n).collect();
     let enc = |image: bool| {
-        monoscope::base::host::host_rows(bundle.dictionary.encode(pairs.rows(image, &all, &device)))
-            .unwrap()
-            .concat()
+        let modality = if image {
+            monoscope::base::Modality::Image
+        } else {
+            monoscope::base::Modality::Text
+        };
+        monoscope::base::host::host_rows(
+            bundle
+                .dictionary
+                .encode(pairs.rows(image, &all, &device), modality),
+        )
+        .unwrap()
+        .concat()
     };
     let classes: Vec<_> = bundle.features.features.iter().map(|f| f.class).collect();
     let table = factor_table(

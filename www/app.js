@@ -12,6 +12,7 @@ import { InputsView } from "./js/views/inputs.js";
 import { renderFeatures } from "./js/views/features.js";
 import { renderSimilarity } from "./js/views/similarity.js";
 import { DictionaryView } from "./js/views/dictionary.js";
+import { CompareView } from "./js/views/compare.js";
 import { FeatureView } from "./js/views/feature.js";
 import { HeatmapView } from "./js/views/heatmap.js";
 import { mountApplications } from "./js/apps/index.js";
@@ -53,6 +54,7 @@ function createViews() {
   views.features = { render: () => renderFeatures($("features-view"), app) };
   views.similarity = { render: () => renderSimilarity($("similarity-view"), app) };
   views.dictionary = new DictionaryView(app);
+  views.compare = new CompareView();
   views.feature = new FeatureView(app);
   views.heatmap = new HeatmapView(app);
 }

@@ -8,6 +8,8 @@
 //   memory        {}                            -> {bytes}: this wasm instance's memory (= its peak)
 //   load_bundle   {manifest, features, dictionary} (Blobs)               -> summary JSON string
 //   clear_bundle  {}                                                     -> null
+//   compare_bundles {a, b: {label, manifest, features, dictionary}} -> {comparison, svg} (issue 15;
+//                 needs no engine: two bundles' files, compared as `monoscope compare` does)
 //   analyze_image {bytes: ArrayBuffer} -> {embedding: Float32Array, activations?: Float32Array}
 //   analyze_text  {text: string}       -> {embedding, activations?, truncated}
 //   heatmap       {bytes: ArrayBuffer} -> {rows, cols, drops: Float32Array}; sends
@@ -34,7 +36,7 @@
 // Files arrive as Blobs (structured clone shares them, it does not copy the bytes), so the page
 // can hand the same model to a restarted worker without holding a second copy in its own heap.
 
-import init, { Engine, plan_model, wasm_memory_bytes, parse_caption_list } from "./monoscope.js";
+import init, { Engine, plan_model, wasm_memory_bytes, parse_caption_list, compare_bundles } from "./monoscope.js";
 
 // Compile the wasm as soon as the worker starts, while the page is still fetching the model.
 const wasmReady = init({ module_or_path: new URL("./monoscope_bg.wasm", import.meta.url) });
@@ -152,6 +154,13 @@ const handlers = {
       bytesOf(dictionary, "dictionary.safetensors"),
     ]);
     return e.load_bundle(m, f, d);
+  },
+  async compare_bundles({ a, b }) {
+    await wasmReady;
+    const files = (x) =>
+      Promise.all([bytesOf(x.manifest, "manifest.json"), bytesOf(x.features, "features.json"), bytesOf(x.dictionary, "dictionary.safetensors")]);
+    const [fa, fb] = await Promise.all([files(a), files(b)]);
+    return JSON.parse(compare_bundles(String(a.label), ...fa, String(b.label), ...fb));
   },
   async clear_bundle() {
     needEngine().clear_bundle();

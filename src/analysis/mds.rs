@@ -103,6 +103,12 @@ pub struct FeatureMds {
     pub mean_image: f64,
     /// Mean text activation over all pairs.
     pub mean_text: f64,
+    /// Mean squared image activation over all pairs (the Iso-Energy "energy").
+    #[serde(default)]
+    pub energy_image: f64,
+    /// Mean squared text activation over all pairs.
+    #[serde(default)]
+    pub energy_text: f64,
 }
 
 /// Streams paired activation batches and accumulates MDS sums on the device.
@@ -113,6 +119,8 @@ pub struct MdsAccumulator {
     support: Option<Tensor<1>>,
     sum_a: Option<Tensor<1>>,
     sum_b: Option<Tensor<1>>,
+    sum_a2: Option<Tensor<1>>,
+    sum_b2: Option<Tensor<1>>,
 }
 
 fn add(acc: &mut Option<Tensor<1>>, x: Tensor<1>) {
@@ -132,6 +140,8 @@ impl MdsAccumulator {
             support: None,
             sum_a: None,
             sum_b: None,
+            sum_a2: None,
+            sum_b2: None,
         }
     }
 
@@ -145,6 +155,8 @@ impl MdsAccumulator {
             (a.clone() / s.clamp_min(self.eps)).mask_fill(supported.clone().bool_not(), 0.0);
         add(&mut self.ratio, ratio.sum_dim(0).reshape([k]));
         add(&mut self.support, supported.float().sum_dim(0).reshape([k]));
+        add(&mut self.sum_a2, a.clone().square().sum_dim(0).reshape([k]));
+        add(&mut self.sum_b2, b.clone().square().sum_dim(0).reshape([k]));
         add(&mut self.sum_a, a.sum_dim(0).reshape([k]));
         add(&mut self.sum_b, b.sum_dim(0).reshape([k]));
         self.pairs += n as u64;
@@ -162,18 +174,18 @@ impl MdsAccumulator {
             read(self.sum_a)?,
             read(self.sum_b)?,
         );
+        let (a2, b2) = (read(self.sum_a2)?, read(self.sum_b2)?);
         let n = self.pairs.max(1) as f64;
-        Ok(ratio
-            .iter()
-            .zip(&support)
-            .zip(a.iter().zip(&b))
-            .map(|((r, s), (a, b))| {
-                let support = s.round() as u64;
+        Ok((0..ratio.len())
+            .map(|f| {
+                let support = support[f].round() as u64;
                 FeatureMds {
-                    mds: (support > 0).then(|| (*r as f64 / support as f64).clamp(0.0, 1.0)),
+                    mds: (support > 0).then(|| (ratio[f] as f64 / support as f64).clamp(0.0, 1.0)),
                     support,
-                    mean_image: *a as f64 / n,
-                    mean_text: *b as f64 / n,
+                    mean_image: a[f] as f64 / n,
+                    mean_text: b[f] as f64 / n,
+                    energy_image: a2[f] as f64 / n,
+                    energy_text: b2[f] as f64 / n,
                 }
             })
             .collect())
@@ -186,10 +198,13 @@ pub fn mds_of(a: &[f32], b: &[f32], k: usize, eps: f64) -> Vec<FeatureMds> {
     (0..k)
         .map(|f| {
             let (mut sum, mut support, mut sa, mut sb) = (0.0, 0u64, 0.0, 0.0);
+            let (mut sa2, mut sb2) = (0.0, 0.0);
             for i in 0..n {
                 let (x, y) = (a[i * k + f] as f64, b[i * k + f] as f64);
                 sa += x;
                 sb += y;
+                sa2 += x * x;
+                sb2 += y * y;
                 if x + y > eps {
                     sum += x / (x + y);
                     support += 1;
@@ -200,6 +215,8 @@ pub fn mds_of(a: &[f32], b: &[f32], k: usize, eps: f64) -> Vec<FeatureMds> {
                 support,
                 mean_image: sa / n.max(1) as f64,
                 mean_text: sb / n.max(1) as f64,
+                energy_image: sa2 / n.max(1) as f64,
+                energy_text: sb2 / n.max(1) as f64,
             }
         })
         .collect()
@@ -267,6 +284,9 @@ mod tests {
         assert_eq!(m[3].mds, None);
         assert_eq!(m[3].support, 0);
         assert!((m[0].mean_image - 0.5).abs() < 1e-12);
+        assert!((m[0].energy_image - 1.25 / 3.0).abs() < 1e-12);
+        assert!((m[1].energy_text - 10.0 / 3.0).abs() < 1e-12);
+        assert_eq!(m[3].energy_image, 0.0);
     }
 
     #[test]
@@ -285,6 +305,8 @@ mod tests {
             support,
             mean_image: 0.0,
             mean_text: 0.0,
+            energy_image: 0.0,
+            energy_text: 0.0,
         };
         let feats = vec![f(1.0, 20), f(0.0, 20), f(0.5, 20), f(0.5, 20), f(0.9, 3)];
         let (c, t) = classify(&feats, ClassRule::Zscore, 10);

@@ -202,7 +202,8 @@ impl Pgd {
                 let mi = Tensor::<2>::from_data(TensorData::new(mi, [1, d]), &ad);
                 let mt = Tensor::<2>::from_data(TensorData::new(mt, [1, d]), &ad);
                 // The target becomes the prompt's activations of that class.
-                let zt = l2_normalize(dict.encode(target - mt) * mask.clone()).detach();
+                let zt =
+                    l2_normalize(dict.encode(target - mt, Modality::Text) * mask.clone()).detach();
                 (Some((dict, mi, mask)), zt)
             }
         };
@@ -280,7 +281,7 @@ impl Pgd {
             }
             (None, None) => (e * self.target.clone()).sum_dim(1).squeeze_dim(1),
             (Some((dict, mean, mask)), _) => {
-                let v = l2_normalize(dict.encode(e - mean.clone()) * mask.clone());
+                let v = l2_normalize(dict.encode(e - mean.clone(), Modality::Image) * mask.clone());
                 (v * self.target.clone()).sum_dim(1).squeeze_dim(1)
             }
         }

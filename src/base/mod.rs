@@ -3,6 +3,7 @@
 //! centring rule ([`pairs`]) and crash-safe file writes ([`fs`], native only). It depends
 //! on nothing in the crate but [`crate::error`].
 
+pub mod assignment;
 pub mod engines;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fs;

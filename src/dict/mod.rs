@@ -15,20 +15,26 @@
 //! | `matryoshka` | JumpReLU, one learned threshold | BatchTopK, MSE summed over nested prefixes    |
 //! | `jumprelu`   | JumpReLU, one threshold per atom| MSE + λ·L0 with straight-through estimators   |
 //! | `random`     | TopK(k) per sample              | as `topk`, decoder frozen at its random init  |
+//! | `aligned`    | TopK(k) per sample              | paired MSE + AuxK - β·cos(z_image, z_text)    |
+//! | `groupsparse`| TopK(k) per sample              | paired MSE + λ·L2,1 of pair codes, masking    |
+//! | `split`      | TopK(k), one SAE per modality   | each side's MSE + AuxK; latents matched after |
 //!
 //! The three JumpReLU kinds carry a `threshold` [K] tensor, which is exactly SAELens'
 //! JumpReLU inference file (SAELens saves BatchTopK and Matryoshka SAEs the same way).
 
 pub mod ncl;
 pub mod sae;
+pub mod split;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::base::Modality;
 use crate::error::{Error, Result};
 pub use ncl::Ncl;
 pub use sae::{Sae, SaeActivation};
+pub use split::SplitSae;
 
 /// Dictionary features per embedding dimension (SPEC §1: K = 8 d).
 pub const DEFAULT_EXPANSION: usize = 8;
@@ -54,6 +60,16 @@ pub const INITIAL_THRESHOLD: f32 = 1e-2;
 /// (Bussmann et al. 2025, "Learning multi-level features with Matryoshka SAEs", use
 /// groups of growing size; the last prefix is the whole dictionary).
 pub const MATRYOSHKA_FRACTIONS: [usize; 4] = [8, 4, 2, 1];
+/// Alignment weight β of the aligned SAE, in the paper's units (its reconstruction
+/// loss is a per-element mean; ours sums over d, so training multiplies β by d): 4e-4 is
+/// the IsoEnergy code's value for CLIP ViT-B/32 (Dhimoïla et al. 2026, arXiv 2602.06218).
+pub const DEFAULT_ALIGN: f64 = 4e-4;
+/// Group-sparsity weight λ of the group-sparse SAE (Kaushik et al. 2026, arXiv
+/// 2601.20028, main experiments: 0.05 on unit-norm CLIP embeddings).
+pub const DEFAULT_GROUP: f64 = 0.05;
+/// Fraction of latents masked per pair before TopK in the group-sparse SAE's training
+/// (the same paper's p = 0.2).
+pub const DEFAULT_MASK: f64 = 0.2;
 
 /// Which family of dictionary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,11 +94,20 @@ pub enum DictKind {
     /// Random baseline: a TopK SAE whose decoder stays at its random initialisation
     /// (the "frozen decoder" sanity check of Korznikov et al. 2026, arXiv 2602.14111).
     Random,
+    /// Aligned TopK SAE: paired codes are pulled together (Iso-Energy, Dhimoïla et al.
+    /// 2026, arXiv 2602.06218).
+    Aligned,
+    /// Group-sparse TopK SAE with cross-modal random masking (Kaushik et al. 2026, arXiv
+    /// 2601.20028).
+    Groupsparse,
+    /// One TopK SAE per modality, latents matched across modalities after training (Lee
+    /// et al. 2026, arXiv 2606.29888).
+    Split,
 }
 
 impl DictKind {
     /// Every kind, in the order tables list them.
-    pub const ALL: [DictKind; 7] = [
+    pub const ALL: [DictKind; 10] = [
         DictKind::Topk,
         DictKind::Relu,
         DictKind::Ncl,
@@ -90,6 +115,9 @@ impl DictKind {
         DictKind::Matryoshka,
         DictKind::Jumprelu,
         DictKind::Random,
+        DictKind::Aligned,
+        DictKind::Groupsparse,
+        DictKind::Split,
     ];
 
     /// The name used in files and on the command line.
@@ -102,7 +130,16 @@ impl DictKind {
             DictKind::Matryoshka => "matryoshka",
             DictKind::Jumprelu => "jumprelu",
             DictKind::Random => "random",
+            DictKind::Aligned => "aligned",
+            DictKind::Groupsparse => "groupsparse",
+            DictKind::Split => "split",
         }
+    }
+
+    /// Whether training batches hold the image and the text of the same pairs (the
+    /// losses of these kinds compare a pair's two codes).
+    pub fn paired(self) -> bool {
+        matches!(self, DictKind::Aligned | DictKind::Groupsparse)
     }
 
     /// Whether the dictionary is a sparse autoencoder (has a decoder).
@@ -114,7 +151,13 @@ impl DictKind {
     pub fn uses_k(self) -> bool {
         matches!(
             self,
-            DictKind::Topk | DictKind::Batchtopk | DictKind::Matryoshka | DictKind::Random
+            DictKind::Topk
+                | DictKind::Batchtopk
+                | DictKind::Matryoshka
+                | DictKind::Random
+                | DictKind::Aligned
+                | DictKind::Groupsparse
+                | DictKind::Split
         )
     }
 
@@ -158,6 +201,15 @@ pub struct DictConfig {
     /// empty elsewhere).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub widths: Vec<usize>,
+    /// Alignment weight β, in the paper's units (aligned only).
+    #[serde(default = "default_align")]
+    pub align: f64,
+    /// Group-sparsity weight λ (groupsparse only).
+    #[serde(default = "default_group")]
+    pub group: f64,
+    /// Fraction of latents masked per pair in training (groupsparse only).
+    #[serde(default = "default_mask")]
+    pub mask: f64,
 }
 
 fn default_k() -> usize {
@@ -174,6 +226,15 @@ fn default_l0() -> f64 {
 }
 fn default_bandwidth() -> f64 {
     DEFAULT_BANDWIDTH
+}
+fn default_align() -> f64 {
+    DEFAULT_ALIGN
+}
+fn default_group() -> f64 {
+    DEFAULT_GROUP
+}
+fn default_mask() -> f64 {
+    DEFAULT_MASK
 }
 
 /// Matryoshka prefix widths for K features ([`MATRYOSHKA_FRACTIONS`], at least 1 each,
@@ -206,6 +267,9 @@ impl DictConfig {
             } else {
                 Vec::new()
             },
+            align: DEFAULT_ALIGN,
+            group: DEFAULT_GROUP,
+            mask: DEFAULT_MASK,
         }
     }
 
@@ -222,6 +286,13 @@ impl DictConfig {
     pub fn parameters(&self) -> u64 {
         let (d, f, h) = (self.d as u64, self.features as u64, self.hidden as u64);
         match self.kind {
+            // Two SAEs.
+            DictKind::Split => d
+                .saturating_mul(f)
+                .saturating_mul(2)
+                .saturating_add(f)
+                .saturating_add(d)
+                .saturating_mul(2),
             // W_enc, W_dec [d x features], b_enc [features], b_dec [d] (+ threshold
             // [features] for the JumpReLU kinds).
             kind if kind.is_sae() => d
@@ -270,6 +341,18 @@ impl DictConfig {
                 "JumpReLU needs l0 >= 0 and bandwidth > 0".into(),
             ));
         }
+        let finite_non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        if !finite_non_negative(self.align) || !finite_non_negative(self.group) {
+            return Err(Error::Invalid(
+                "align and group must be finite and >= 0".into(),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.mask) {
+            return Err(Error::Invalid(format!(
+                "mask is a fraction of latents in [0, 1); got {}",
+                self.mask
+            )));
+        }
         if self.kind == DictKind::Matryoshka {
             let increasing = self.widths.windows(2).all(|w| w[0] < w[1]);
             if self.widths.first().is_none_or(|w| *w == 0)
@@ -294,7 +377,9 @@ impl DictConfig {
     pub fn init(&self, device: &Device) -> Dictionary {
         let sae = |act| sae::init(self.d, self.features, act, device);
         Dictionary::Sae(match self.kind {
-            DictKind::Topk | DictKind::Random => sae(SaeActivation::TopK(self.k)),
+            DictKind::Topk | DictKind::Random | DictKind::Aligned | DictKind::Groupsparse => {
+                sae(SaeActivation::TopK(self.k))
+            }
             DictKind::Relu => sae(SaeActivation::Relu),
             // BatchTopK's threshold starts at 0 and follows the smallest kept activation
             // (SAELens' `topk_threshold`); JumpReLU's starts at INITIAL_THRESHOLD.
@@ -305,33 +390,45 @@ impl DictConfig {
             DictKind::Ncl => {
                 return Dictionary::Ncl(ncl::init(self.d, self.hidden, self.features, device));
             }
+            DictKind::Split => {
+                return Dictionary::Split(split::init(self.d, self.features, self.k, device));
+            }
         })
     }
 }
 
 /// A trained (or loaded) dictionary.
+// One dictionary exists at a time, so the split variant's size costs nothing worth a Box
+// (which burn's Module derive would not see through).
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Dictionary {
     /// Sparse autoencoder.
     Sae(Sae),
     /// Non-negative contrastive head.
     Ncl(Ncl),
+    /// One sparse autoencoder per modality, latents aligned.
+    Split(SplitSae),
 }
 
 impl Dictionary {
-    /// Feature activations, all >= 0. [n, d] -> [n, K]
-    pub fn encode(&self, x: Tensor<2>) -> Tensor<2> {
+    /// Feature activations of one modality's embeddings, all >= 0. [n, d] -> [n, K]
+    /// (only split dictionaries look at the modality).
+    pub fn encode(&self, x: Tensor<2>, modality: Modality) -> Tensor<2> {
         match self {
             Dictionary::Sae(s) => s.encode(x),
             Dictionary::Ncl(n) => n.forward(x),
+            Dictionary::Split(s) => s.encode(x, modality),
         }
     }
 
-    /// Reconstruction from activations. [n, K] -> [n, d]. NCL heads have no decoder.
-    pub fn decode(&self, z: Tensor<2>) -> Result<Tensor<2>> {
+    /// Reconstruction from one modality's activations. [n, K] -> [n, d]. NCL heads have
+    /// no decoder.
+    pub fn decode(&self, z: Tensor<2>, modality: Modality) -> Result<Tensor<2>> {
         match self {
             Dictionary::Sae(s) => Ok(s.decode(z)),
             Dictionary::Ncl(_) => Err(Error::Invalid("an NCL dictionary has no decoder".into())),
+            Dictionary::Split(s) => Ok(s.decode(z, modality)),
         }
     }
 
@@ -340,6 +437,16 @@ impl Dictionary {
         match self {
             Dictionary::Sae(s) => s.w_dec.dims()[0],
             Dictionary::Ncl(n) => n.fc2.weight.dims()[1],
+            Dictionary::Split(s) => s.image.w_dec.dims()[0],
+        }
+    }
+
+    /// The one decoder both modalities share: every SAE kind but `split` (one decoder per
+    /// modality); NCL heads have none.
+    pub fn shared_sae(&self) -> Option<&Sae> {
+        match self {
+            Dictionary::Sae(s) => Some(s),
+            _ => None,
         }
     }
 }

@@ -113,6 +113,12 @@ pub struct FeatureReport {
     pub mean_image: f64,
     /// Mean activation on texts.
     pub mean_text: f64,
+    /// Mean squared activation on images (absent, 0, in bundles from before issue 15).
+    #[serde(default)]
+    pub energy_image: f64,
+    /// Mean squared activation on texts.
+    #[serde(default)]
+    pub energy_text: f64,
     /// EmbSim of the top image samples.
     pub emb_sim_image: Option<f64>,
     /// EmbSim of the top text samples.

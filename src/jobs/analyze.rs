@@ -19,7 +19,7 @@ use crate::analysis::mds::{
     FeatureClass, FeatureMds, MdsAccumulator, Thresholds, class_counts, classify,
 };
 use crate::analysis::metrics::{Evaluation, WinRates, emb_sim, win_rate};
-use crate::base::{Pairs, SplitMix};
+use crate::base::{Modality, Pairs, SplitMix};
 use crate::dict::Dictionary;
 use crate::error::Result;
 #[cfg(not(target_arch = "wasm32"))]
@@ -89,6 +89,8 @@ pub fn analyze(
             support: mds[f].support,
             mean_image: mds[f].mean_image,
             mean_text: mds[f].mean_text,
+            energy_image: mds[f].energy_image,
+            energy_text: mds[f].energy_text,
             emb_sim_image: sim_i[f],
             emb_sim_text: sim_t[f],
             labels: std::mem::take(&mut labels[f]),
@@ -118,8 +120,8 @@ fn stream(
     let (mut top_i, mut top_t) = (TopM::new(k, config.top_m), TopM::new(k, config.top_m));
     let all: Vec<usize> = (0..input.n).collect();
     for (c, chunk) in all.chunks(config.batch.max(1)).enumerate() {
-        let a = dict.encode(input.rows(true, chunk, device));
-        let b = dict.encode(input.rows(false, chunk, device));
+        let a = dict.encode(input.rows(true, chunk, device), Modality::Image);
+        let b = dict.encode(input.rows(false, chunk, device), Modality::Text);
         top_i.add(a.clone(), c * config.batch)?;
         top_t.add(b.clone(), c * config.batch)?;
         acc.add(a, b);
@@ -148,7 +150,10 @@ fn auto_labels(
     };
     for start in (0..n_words).step_by(config.batch.max(1)) {
         let len = config.batch.min(n_words - start);
-        top.add(dict.encode(embeds.clone().narrow(0, start, len)), start)?;
+        top.add(
+            dict.encode(embeds.clone().narrow(0, start, len), Modality::Text),
+            start,
+        )?;
     }
     Ok(top
         .lists

@@ -1,10 +1,12 @@
 //! The long native jobs behind the CLI, as library functions: [`extract`] (image-caption
 //! list -> paired embeddings, resumable), [`analyze`] (dictionary + embeddings -> result
-//! bundle), [`report`] (bundle -> terminal summary and SVG histogram) and [`init`]
+//! bundle), [`report`] (bundle -> terminal summary and SVG histogram), [`compare`]
+//! (bundles side by side; also in the page) and [`init`]
 //! (random-init checkpoints of real architectures). They tell their
 //! caller how far they are through [`Progress`]; the binary draws bars from it.
 
 pub mod analyze;
+pub mod compare;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod extract;
 #[cfg(not(target_arch = "wasm32"))]

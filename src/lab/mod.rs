@@ -11,6 +11,7 @@
 
 pub mod attack;
 pub mod build;
+pub mod compare;
 pub mod control;
 pub mod heatmap;
 pub mod probe;

@@ -20,10 +20,11 @@ use serde::{Deserialize, Serialize};
 
 use super::optim::{Adam, checked_loss};
 use crate::analysis::metrics::{Evaluation, Quality, quality};
+use crate::base::Modality;
 use crate::base::host::{host_bools, host_vec, scalar};
 pub use crate::base::{Pairs, SplitMix};
 use crate::dict::sae::{keep_top_k, unit_rows};
-use crate::dict::{DictConfig, DictKind, Dictionary, ncl};
+use crate::dict::{DictConfig, DictKind, Dictionary, Sae, ncl};
 use crate::error::{Error, Result};
 
 /// AuxK latents (Gao et al. 2024).
@@ -134,7 +135,16 @@ impl Trainer {
         let state = TrainerState {
             step: 0,
             rng: SplitMix(config.seed),
-            since_fired: vec![0; dict_config.features],
+            // One counter per latent; a split dictionary has two SAEs of K latents.
+            since_fired: vec![
+                0;
+                dict_config.features
+                    * if dict_config.kind == DictKind::Split {
+                        2
+                    } else {
+                        1
+                    }
+            ],
             topk_threshold: 0.0,
         };
         Ok(Self {
@@ -165,7 +175,12 @@ impl Trainer {
             Dictionary::Sae(sae) => {
                 let half = batch / 2;
                 let idx_i = sample(&mut self.state.rng, data.n, half);
-                let idx_t = sample(&mut self.state.rng, data.n, batch - half);
+                // Paired kinds compare the two codes of a pair: the texts of the same pairs.
+                let idx_t = if self.dict_config.kind.paired() {
+                    idx_i.clone()
+                } else {
+                    sample(&mut self.state.rng, data.n, batch - half)
+                };
                 let x = Tensor::cat(
                     vec![
                         data.rows(true, &idx_i, &self.device),
@@ -173,14 +188,68 @@ impl Trainer {
                     ],
                     0,
                 );
+                let TrainerState {
+                    rng,
+                    since_fired,
+                    topk_threshold,
+                    ..
+                } = &mut self.state;
+                let mut side = Side {
+                    rng,
+                    since: since_fired,
+                    topk_threshold,
+                };
                 sae_loss(
                     sae,
                     &self.dict_config,
                     &self.config,
-                    &mut self.state,
+                    &mut side,
                     x,
                     &self.device,
                 )?
+            }
+            Dictionary::Split(split) => {
+                // Each SAE learns its own modality (Lee et al. 2026, §4): independent
+                // samples, loss = the mean of the two sides' losses.
+                let half = batch / 2;
+                let idx_i = sample(&mut self.state.rng, data.n, half);
+                let idx_t = sample(&mut self.state.rng, data.n, batch - half);
+                let features = self.dict_config.features;
+                let TrainerState {
+                    rng,
+                    since_fired,
+                    topk_threshold,
+                    ..
+                } = &mut self.state;
+                let (since_i, since_t) = since_fired.split_at_mut(features);
+                let mut losses = Vec::new();
+                for (sae, image, idx, since) in [
+                    (&split.image, true, &idx_i, since_i),
+                    (&split.text, false, &idx_t, since_t),
+                ] {
+                    let mut side = Side {
+                        rng,
+                        since,
+                        topk_threshold,
+                    };
+                    let x = data.rows(image, idx, &self.device);
+                    losses.push(sae_loss(
+                        sae,
+                        &self.dict_config,
+                        &self.config,
+                        &mut side,
+                        x,
+                        &self.device,
+                    )?);
+                }
+                let (lt, at) = losses.pop().expect("two sides");
+                let (li, ai) = losses.pop().expect("two sides");
+                let aux = match (ai, at) {
+                    (Some(a), Some(b)) => Some((a + b) * 0.5),
+                    (Some(a), None) | (None, Some(a)) => Some(a * 0.5),
+                    (None, None) => None,
+                };
+                ((li + lt) * 0.5, aux)
             }
             Dictionary::Ncl(head) => {
                 let idx = sample(&mut self.state.rng, data.n, batch);
@@ -214,7 +283,7 @@ impl Trainer {
             .filter(|c| **c >= self.config.dead_window)
             .count();
         let dead_fraction = if self.dict_config.kind.uses_k() {
-            dead as f64 / self.dict_config.features as f64
+            dead as f64 / self.state.since_fired.len().max(1) as f64
         } else {
             0.0
         };
@@ -254,27 +323,42 @@ fn sample(rng: &mut SplitMix, n: usize, count: usize) -> Vec<usize> {
 /// threshold.
 fn after_step(dict: Dictionary, kind: DictKind, topk_threshold: f64) -> Dictionary {
     match dict {
-        Dictionary::Sae(mut sae) => {
-            if kind != DictKind::Random {
-                sae.w_dec = sae.w_dec.map(|w| {
-                    let w = unit_rows(w.inner());
-                    Tensor::from_inner(w).require_grad()
-                });
-            }
-            sae.threshold = sae.threshold.map(|t| {
-                t.map(|t| {
-                    let t = t.inner();
-                    let t = match kind {
-                        DictKind::Jumprelu => t.clamp_min(0.0),
-                        _ => t.zeros_like() + topk_threshold as f32,
-                    };
-                    Tensor::from_inner(t).require_grad()
-                })
-            });
-            Dictionary::Sae(sae)
+        Dictionary::Sae(sae) => Dictionary::Sae(after_sae_step(sae, kind, topk_threshold)),
+        Dictionary::Split(mut split) => {
+            split.image = after_sae_step(split.image, kind, topk_threshold);
+            split.text = after_sae_step(split.text, kind, topk_threshold);
+            Dictionary::Split(split)
         }
         other => other,
     }
+}
+
+fn after_sae_step(mut sae: Sae, kind: DictKind, topk_threshold: f64) -> Sae {
+    if kind != DictKind::Random {
+        sae.w_dec = sae.w_dec.map(|w| {
+            let w = unit_rows(w.inner());
+            Tensor::from_inner(w).require_grad()
+        });
+    }
+    sae.threshold = sae.threshold.map(|t| {
+        t.map(|t| {
+            let t = t.inner();
+            let t = match kind {
+                DictKind::Jumprelu => t.clamp_min(0.0),
+                _ => t.zeros_like() + topk_threshold as f32,
+            };
+            Tensor::from_inner(t).require_grad()
+        })
+    });
+    sae
+}
+
+/// The training state one SAE's loss reads and advances: the sampler (group-sparse
+/// masks), its latents' dead counters and BatchTopK's running threshold.
+struct Side<'a> {
+    rng: &'a mut SplitMix,
+    since: &'a mut [u64],
+    topk_threshold: &'a mut f64,
 }
 
 /// The loss of one SAE step on `x` [n, d] (half images, half texts), and its auxiliary
@@ -298,11 +382,24 @@ fn after_step(dict: Dictionary, kind: DictKind, topk_threshold: f64) -> Dictiona
 ///   kernel 1{|u| < 1/2}, and pass nothing to pre through H (SAELens' default,
 ///   `jumprelu_ste_to_input` false). Built from detached factors: θ·g - (θ·g).detach()
 ///   is zero in value and has gradient g.
+/// - `aligned` (Dhimoïla et al. 2026, arXiv 2602.06218, the IsoEnergy code's
+///   `alignment_penalty` with `cosim`): rows i and h+i are the image and text of one
+///   pair; z = TopK_k(pre); the top-1 latent of each of the pair's two codes is zeroed in
+///   both, and loss = ||x - x_hat||^2 + AuxK - β d · mean_i cos(z_image_i, z_text_i)
+///   (β in the paper's per-element units, hence the factor d).
+/// - `groupsparse` (Kaushik et al. 2026, arXiv 2601.20028, §3): paired rows; before
+///   TopK a random fraction p of the latents, the same for a pair's image and text, is
+///   masked out (training only); loss = ||x - x_hat||^2 + AuxK + (λ/2) · mean_i Σ_k
+///   sqrt(z_image_ik^2 + z_text_ik^2) (the paper sums the two modalities' errors per pair
+///   where our MSE averages them, hence λ/2; 1e-12 under the root keeps its gradient
+///   finite at 0, where it is 0). The paper's modality-specific pre-biases b0, b1 are the
+///   shared b_dec here: train on embeddings centred per modality (`--center`, SPEC §2),
+///   which removes the same offsets.
 fn sae_loss(
-    sae: &crate::dict::Sae,
+    sae: &Sae,
     dict: &DictConfig,
     config: &TrainConfig,
-    state: &mut TrainerState,
+    state: &mut Side<'_>,
     x: Tensor<2>,
     device: &Device,
 ) -> Result<(Tensor<1>, Option<Tensor<1>>)> {
@@ -320,8 +417,8 @@ fn sae_loss(
         DictKind::Batchtopk | DictKind::Matryoshka => {
             let (z, min_kept) = batch_top_k(pre.clone(), dict.k)?;
             if let Some(m) = min_kept {
-                state.topk_threshold =
-                    (1.0 - TOPK_THRESHOLD_LR) * state.topk_threshold + TOPK_THRESHOLD_LR * m;
+                *state.topk_threshold =
+                    (1.0 - TOPK_THRESHOLD_LR) * *state.topk_threshold + TOPK_THRESHOLD_LR * m;
             }
             (z, None)
         }
@@ -349,6 +446,14 @@ fn sae_loss(
             let step = h + straight(-kernel);
             (z, Some(step.sum_dim(1).mean() * dict.l0))
         }
+        DictKind::Groupsparse if dict.mask > 0.0 => {
+            let masked = pair_mask(state.rng, n / 2, features, dict.mask, device);
+            let masked = Tensor::cat(vec![masked.clone(), masked], 0);
+            (
+                keep_top_k(pre.clone().mask_fill(masked, -1e9), dict.k),
+                None,
+            )
+        }
         _ => (keep_top_k(pre.clone(), dict.k), None),
     };
     let x_hat = z.clone().matmul(w_dec.clone()) + b_dec.clone();
@@ -364,8 +469,36 @@ fn sae_loss(
             Some((z.clone() * norms).sum_dim(1).mean() * dict.l1)
         }
         DictKind::Jumprelu => l0,
-        _ => aux_k(&z, &pre, &x, &x_hat, &w_dec, config, state, n, device)?,
+        _ => aux_k(&z, &pre, &x, &x_hat, &w_dec, config, state.since, n, device)?,
     };
+    let pair_term = match dict.kind {
+        DictKind::Aligned if dict.align > 0.0 => {
+            let h = n / 2;
+            let (zi, zt) = (z.clone().narrow(0, 0, h), z.clone().narrow(0, h, h));
+            let top1 = |c: &Tensor<2>| {
+                let c = c.clone().detach();
+                c.clone().equal(c.max_dim(1).expand([h, features]))
+            };
+            let drop = top1(&zi).bool_or(top1(&zt));
+            let (zi, zt) = (zi.mask_fill(drop.clone(), 0.0), zt.mask_fill(drop, 0.0));
+            let norm = |c: Tensor<2>| c.square().sum_dim(1).sqrt().clamp_min(1e-8);
+            let cos = (zi.clone() * zt.clone()).sum_dim(1) / (norm(zi) * norm(zt));
+            Some(-cos.mean() * (dict.align * dict.d as f64))
+        }
+        DictKind::Groupsparse if dict.group > 0.0 => {
+            let h = n / 2;
+            let (zi, zt) = (z.clone().narrow(0, 0, h), z.clone().narrow(0, h, h));
+            let l21 = (zi.square() + zt.square() + 1e-12).sqrt().sum_dim(1).mean();
+            Some(l21 * (dict.group / 2.0))
+        }
+        _ => None,
+    };
+    if let Some(p) = pair_term {
+        aux = Some(match aux {
+            Some(a) => a + p,
+            None => p,
+        });
+    }
     if dict.kind == DictKind::Matryoshka {
         // Σ over the inner prefixes; the full width is `mse` itself.
         let mut partial = b_dec.clone().expand(x.dims());
@@ -384,6 +517,29 @@ fn sae_loss(
         }
     }
     Ok((mse, aux))
+}
+
+/// Which latents are masked for each of `pairs` pairs: each independently with
+/// probability `p`, drawn from the trainer's seeded sampler (so a resumed run draws the
+/// same masks). [pairs, K], true = masked.
+fn pair_mask(
+    rng: &mut SplitMix,
+    pairs: usize,
+    features: usize,
+    p: f64,
+    device: &Device,
+) -> Tensor<2, burn::tensor::Bool> {
+    // 16 bits per draw, four draws per u64: p is resolved to 1/65536.
+    let cut = (p * 65536.0).round() as u64;
+    let mut bits = Vec::with_capacity(pairs * features);
+    while bits.len() < pairs * features {
+        let r = rng.next_u64();
+        for s in 0..4 {
+            bits.push(((r >> (16 * s)) & 0xFFFF) < cut);
+        }
+    }
+    bits.truncate(pairs * features);
+    Tensor::<2, burn::tensor::Bool>::from_data(TensorData::new(bits, [pairs, features]), device)
 }
 
 /// BatchTopK's learning rate of the running inference threshold (SAELens
@@ -426,11 +582,11 @@ fn aux_k(
     x_hat: &Tensor<2>,
     w_dec: &Tensor<2>,
     config: &TrainConfig,
-    state: &mut TrainerState,
+    since: &mut [u64],
     n: usize,
     device: &Device,
 ) -> Result<Option<Tensor<1>>> {
-    let features = state.since_fired.len();
+    let features = since.len();
     // z >= 0, so a column fired iff its sum is positive: one reduction, where
     // `greater_elem(0).any_dim(0)` cost 80 ms per step on the CPU.
     let fired: Vec<bool> = host_bools(
@@ -440,7 +596,7 @@ fn aux_k(
             .greater_elem(0.0)
             .reshape([features]),
     )?;
-    let dead = mark_dead(&mut state.since_fired, &fired, n as u64, config.dead_window);
+    let dead = mark_dead(since, &fired, n as u64, config.dead_window);
     let n_dead = dead.iter().filter(|d| **d).count();
     if n_dead == 0 || config.aux_coef == 0.0 {
         return Ok(None);
@@ -468,12 +624,17 @@ pub fn evaluate(
     let idx: Vec<usize> = (0..data.n.min(max_rows)).collect();
     let k = dict.features();
     let q = |image: bool| -> Result<Quality> {
+        let modality = if image {
+            Modality::Image
+        } else {
+            Modality::Text
+        };
         let x = data.rows(image, &idx, device);
-        let z = dict.encode(x.clone());
+        let z = dict.encode(x.clone(), modality);
         let host = host_vec::<2>;
         let zs = host(z.clone())?;
         let xs = host(x)?;
-        let xh = match dict.decode(z) {
+        let xh = match dict.decode(z, modality) {
             Ok(r) => host(r)?,
             Err(_) => xs.clone(),
         };
@@ -532,4 +693,113 @@ impl Trainer {
         )?;
         saved.adam(&mut self.adam, &self.device.clone().inner())
     }
+}
+
+/// Pairs the post-hoc alignment of split dictionaries reads (Lee et al. 2026 use up to
+/// 50k paired training samples).
+pub const ALIGN_PAIRS: usize = 50_000;
+/// Pairs encoded per pass during the alignment.
+const ALIGN_CHUNK: usize = 4096;
+
+/// How a split dictionary's latents were matched.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alignment {
+    /// Pairs read.
+    pub pairs: usize,
+    /// Slots whose image and text latents both fired.
+    pub matched_alive: usize,
+    /// Mean Pearson correlation of those slots' two latents.
+    pub mean_correlation: f64,
+}
+
+/// The post-hoc alignment of a split dictionary (Lee et al. 2026, arXiv 2606.29888,
+/// §4.3; their `hungarian.py`): C[i, j] is the Pearson correlation of image latent i
+/// and text latent j over the first [`ALIGN_PAIRS`] pairs; latents that never fired (or
+/// never vary) are excluded by a cost of 1e9; the assignment maximising Σ_i C[i, π(i)]
+/// reorders the text latents so that text latent i is old latent π(i). Other kinds are
+/// returned unchanged.
+pub fn align_split(
+    dict: Dictionary,
+    pairs: &Pairs,
+    device: &Device,
+) -> Result<(Dictionary, Option<Alignment>)> {
+    let Dictionary::Split(split) = dict else {
+        return Ok((dict, None));
+    };
+    let n = pairs.n.min(ALIGN_PAIRS);
+    if n < 2 {
+        return Err(Error::Invalid(
+            "aligning a split dictionary needs at least 2 pairs".into(),
+        ));
+    }
+    let k = split.image.w_dec.dims()[0];
+    let (mut sa, mut sb, mut saa, mut sbb) = (None, None, None, None);
+    let mut sab: Option<Tensor<2>> = None;
+    let acc = |t: &mut Option<Tensor<1>>, x: Tensor<1>| {
+        *t = Some(match t.take() {
+            Some(a) => a + x,
+            None => x,
+        })
+    };
+    for start in (0..n).step_by(ALIGN_CHUNK) {
+        let idx: Vec<usize> = (start..(start + ALIGN_CHUNK).min(n)).collect();
+        let za = split.encode(pairs.rows(true, &idx, device), Modality::Image);
+        let zb = split.encode(pairs.rows(false, &idx, device), Modality::Text);
+        acc(&mut sa, za.clone().sum_dim(0).reshape([k]));
+        acc(&mut sb, zb.clone().sum_dim(0).reshape([k]));
+        acc(&mut saa, za.clone().square().sum_dim(0).reshape([k]));
+        acc(&mut sbb, zb.clone().square().sum_dim(0).reshape([k]));
+        let ab = za.transpose().matmul(zb);
+        sab = Some(match sab {
+            Some(s) => s + ab,
+            None => ab,
+        });
+    }
+    let read = |t: Option<Tensor<1>>| host_vec(t.expect("at least one chunk"));
+    let (sa, sb, saa, sbb) = (read(sa)?, read(sb)?, read(saa)?, read(sbb)?);
+    let sab = host_vec(sab.expect("at least one chunk"))?;
+    let nf = n as f64;
+    let stats = |s: &[f32], ss: &[f32]| -> Vec<(f64, f64)> {
+        s.iter()
+            .zip(ss)
+            .map(|(s, ss)| {
+                let mean = *s as f64 / nf;
+                (mean, (*ss as f64 / nf - mean * mean).max(0.0).sqrt())
+            })
+            .collect()
+    };
+    let (a, b) = (stats(&sa, &saa), stats(&sb, &sbb));
+    // Below this standard deviation a latent is silent (it never fired, or fires alike on
+    // every pair) and has no correlation to match on.
+    const SILENT: f64 = 1e-12;
+    const EXCLUDED: f64 = 1e9;
+    let mut corr = vec![f64::NAN; k * k];
+    let mut cost = vec![EXCLUDED; k * k];
+    for i in 0..k {
+        for j in 0..k {
+            if a[i].1 > SILENT && b[j].1 > SILENT {
+                let c = (sab[i * k + j] as f64 / nf - a[i].0 * b[j].0) / (a[i].1 * b[j].1);
+                corr[i * k + j] = c;
+                cost[i * k + j] = -c;
+            }
+        }
+    }
+    let perm = crate::base::assignment::min_cost_assignment(&cost, k);
+    let matched: Vec<f64> = (0..k)
+        .map(|i| corr[i * k + perm[i]])
+        .filter(|c| c.is_finite())
+        .collect();
+    let alignment = Alignment {
+        pairs: n,
+        matched_alive: matched.len(),
+        mean_correlation: if matched.is_empty() {
+            f64::NAN
+        } else {
+            matched.iter().sum::<f64>() / matched.len() as f64
+        },
+    };
+    Ok((
+        Dictionary::Split(split.permute_text(&perm)),
+        Some(alignment),
+    ))
 }

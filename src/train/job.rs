@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::tensor::Device;
 
 use super::checkpoint;
-use super::dict::{TrainConfig, Trainer, evaluate};
+use super::dict::{TrainConfig, Trainer, align_split, evaluate};
 use crate::base::fs::create_dir;
 use crate::dict::DictConfig;
 use crate::error::{Error, Result};
@@ -108,17 +108,20 @@ pub fn run(
             trainer.save_checkpoint(&ckpt)?;
         }
     }
+    // Split dictionaries: text latents matched to image latents after training (the
+    // checkpoint keeps the unmatched ones, so a resumed run matches from the same state).
+    let (dict, alignment) = align_split(trainer.finish(), pairs, device)?;
     let file = DictFile {
         format: FORMAT.into(),
         config: job.dict,
         center_input: true,
         provenance: serde_json::json!({
             "embeddings": job.source.display().to_string(), "model": job.embeddings.meta.model,
-            "train": job.config, "final": last,
+            "train": job.config, "final": last, "alignment": alignment,
         }),
         weights: None,
     };
-    save_dir(out, &file, &trainer.finish())?;
+    save_dir(out, &file, &dict)?;
     Ok(log_path)
 }
 

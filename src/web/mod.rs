@@ -55,6 +55,38 @@ fn memory_bytes() -> u64 {
 /// Whether a model fits before its weights are downloaded: `config_json` and the size of
 /// `model.safetensors` (0 when not known yet). Returns `{parameters, tensors, needed_bytes,
 /// in_use_bytes, limit_bytes}` as JSON, or fails with a message saying why it cannot fit.
+/// Compares two result bundles (each `manifest.json`, `features.json`,
+/// `dictionary.safetensors` and a label); returns `{comparison, svg}` as JSON, as
+/// `monoscope compare` computes them (without Bridge Scores and factor table).
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn compare_bundles(
+    a_label: String,
+    a_manifest: Vec<u8>,
+    a_features: Vec<u8>,
+    a_dictionary: Vec<u8>,
+    b_label: String,
+    b_manifest: Vec<u8>,
+    b_features: Vec<u8>,
+    b_dictionary: Vec<u8>,
+) -> Result<String, JsValue> {
+    use crate::lab::compare::{BundleBytes, compare_bundles};
+    let a = BundleBytes {
+        label: &a_label,
+        manifest: &a_manifest,
+        features: &a_features,
+        dictionary: &a_dictionary,
+    };
+    let b = BundleBytes {
+        label: &b_label,
+        manifest: &b_manifest,
+        features: &b_features,
+        dictionary: &b_dictionary,
+    };
+    let report = compare_bundles(&a, &b).map_err(js_err)?;
+    serde_json::to_string(&report).map_err(js_err)
+}
+
 #[wasm_bindgen]
 pub fn plan_model(config_json: Vec<u8>, weights_bytes: f64) -> Result<String, JsValue> {
     let config = crate::clip::ClipConfig::from_json(&config_json).map_err(js_err)?;

@@ -1,7 +1,7 @@
-// Every dictionary kind runs in the page (issue 15): a small bundle of each kind
-// (relu, ncl, batchtopk, matryoshka, jumprelu, random; topk is the demo bundle), made by
-// scripts/test.sh for the demo model (tests/out/kinds/KIND/bundle), is loaded through the
-// bundle file input, and the page's feature activations of its default inputs equal the
+// Every dictionary kind runs in the page (issue 15): a small bundle of each kind (relu,
+// ncl, batchtopk, matryoshka, jumprelu, random, aligned, groupsparse, split; topk is the
+// demo bundle), made by scripts/test.sh for the demo model (tests/out/kinds/KIND/bundle), is
+// loaded through the bundle file input, and the page's feature activations of its default inputs equal the
 // CLI's (`monoscope embed --bundle`, tests/out/kinds/KIND/native.json), on the CPU backend
 // and on WebGPU where the headless Chromium has an adapter.
 // Run: node --test tests/browser/   (scripts/test.sh does all of it)
@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import * as h from "./helpers.mjs";
 
-const KINDS = ["relu", "ncl", "batchtopk", "matryoshka", "jumprelu", "random"];
+const KINDS = ["relu", "ncl", "batchtopk", "matryoshka", "jumprelu", "random", "aligned", "groupsparse", "split"];
 const DIR = path.join(h.OUT, "kinds");
 const FILES = ["manifest.json", "features.json", "dictionary.safetensors"];
 // The page's embeddings agree with the CLI's to cosine >= 0.99999 on the demo model; the
@@ -103,3 +103,44 @@ for (const backend of ["cpu", "webgpu"]) {
     });
   });
 }
+
+test("the dictionary view compares the loaded bundle with another one", async (t) => {
+  const { context, page, consoleErrors } = await h.newPage(browser, t);
+  try {
+    await page.goto(`${server.origin}/?backend=cpu`);
+    const r = await h.waitIdle(page, 1);
+    assert.equal(r.state, "ready", `page error: ${r.error}`);
+    await page.click("#compare-box summary");
+    const other = path.join(DIR, "jumprelu", "bundle");
+    await page.setInputFiles("#compare-files", FILES.map((f) => path.join(other, f)));
+    await page.waitForFunction(() => window.__monoscope.comparison || !document.getElementById("compare-error").hidden);
+    assert.ok(await page.isHidden("#compare-error"), `comparison refused: ${await page.textContent("#compare-error")}`);
+    const c = await page.evaluate(() => window.__monoscope.comparison);
+    const demo = h.DEMO_MANIFEST;
+    const theirs = JSON.parse(readFileSync(path.join(other, "manifest.json"), "utf8"));
+    assert.deepEqual(c.bundles.map((b) => b.kind), ["topk", "jumprelu"]);
+    assert.deepEqual(c.bundles[0].class_counts, demo.class_counts);
+    assert.deepEqual(c.bundles[1].class_counts, theirs.class_counts);
+    assert.equal(c.bundles[1].quality.image.fvu, theirs.metrics.quality.image.fvu);
+    // Both have 32-wide decoders: one overlap entry, over the demo's 256 features.
+    assert.equal(c.overlaps.length, 1);
+    assert.equal(c.overlaps[0].of, 256);
+    // The table shows one column per bundle and the same rows as the CLI.
+    const headers = await page.$$eval("#compare-view thead th", (ths) => ths.map((x) => x.textContent));
+    assert.equal(headers.length, 3);
+    const rows = await page.$$eval("#compare-view tbody th", (ths) => ths.map((x) => x.textContent));
+    for (const want of ["FVU image / text", "classes ImgD / TextD / CrossD / Rare (MDS)", "classes by Iso-Energy", "mean EmbSim image / text"]) {
+      assert.ok(rows.includes(want), `row ${want}`);
+    }
+    assert.ok((await page.$$("#compare-view .share-bar")).length >= 3, "class share bars (the demo bundle has no energies: MDS only)");
+    await h.screenshot(page, "dictionary-compare");
+
+    // A wrong set of files is an error next to the input; the page stays usable.
+    await page.setInputFiles("#compare-files", [path.join(other, "manifest.json")]);
+    await page.waitForSelector("#compare-error:not([hidden])");
+    assert.match(await page.textContent("#compare-error"), /missing features\.json/);
+    await h.assertNoCspViolations(page, consoleErrors);
+  } finally {
+    await context.close();
+  }
+});

@@ -4,7 +4,7 @@
 
 use burn::tensor::Device;
 use monoscope::analysis::mds::{ClassRule, FeatureClass, MdsAccumulator, classify};
-use monoscope::base::{Pairs, SplitMix};
+use monoscope::base::{Modality, Pairs, SplitMix};
 use monoscope::dict::Dictionary;
 
 /// Planted world: unit atoms in R^d; a third used only by images, a third only by texts,
@@ -97,10 +97,15 @@ impl Recovery {
 /// Matches decoder rows to atoms and classifies the matched features by MDS.
 pub fn recovery(dictionary: &Dictionary, world: &Planted, per_group: usize) -> Recovery {
     let device = Device::flex();
-    let Dictionary::Sae(sae) = dictionary else {
-        panic!("an SAE")
+    let rows = |t| monoscope::base::host::host_rows(t).unwrap();
+    // A split dictionary's slot j has an image atom and a text atom: both are searched,
+    // and a match names the slot (index mod K).
+    let decoder: Vec<Vec<f32>> = match dictionary {
+        Dictionary::Sae(sae) => rows(sae.w_dec.val()),
+        Dictionary::Split(s) => [rows(s.image.w_dec.val()), rows(s.text.w_dec.val())].concat(),
+        Dictionary::Ncl(_) => panic!("an SAE"),
     };
-    let decoder = monoscope::base::host::host_rows(sae.w_dec.val()).unwrap();
+    let k = dictionary.features();
     let best: Vec<(usize, f32)> = world
         .atoms
         .iter()
@@ -108,7 +113,7 @@ pub fn recovery(dictionary: &Dictionary, world: &Planted, per_group: usize) -> R
             decoder
                 .iter()
                 .enumerate()
-                .map(|(i, row)| (i, row.iter().zip(atom).map(|(a, b)| a * b).sum::<f32>()))
+                .map(|(i, row)| (i % k, row.iter().zip(atom).map(|(a, b)| a * b).sum::<f32>()))
                 .max_by(|a, b| a.1.total_cmp(&b.1))
                 .unwrap()
         })
@@ -119,8 +124,8 @@ pub fn recovery(dictionary: &Dictionary, world: &Planted, per_group: usize) -> R
     let n = world.pairs.n;
     let mut acc = MdsAccumulator::new(1e-6);
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        let a = dictionary.encode(world.pairs.rows(true, chunk, &device));
-        let b = dictionary.encode(world.pairs.rows(false, chunk, &device));
+        let a = dictionary.encode(world.pairs.rows(true, chunk, &device), Modality::Image);
+        let b = dictionary.encode(world.pairs.rows(false, chunk, &device), Modality::Text);
         acc.add(a, b);
     }
     let mds = acc.finish().unwrap();

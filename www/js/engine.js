@@ -180,6 +180,14 @@ export class EngineClient {
     return summary;
   }
 
+  // The loaded bundle against another one (blobs {manifest, features, dictionary}):
+  // resolves to {comparison, svg}, as `monoscope compare` computes them.
+  async compareWith(other, label, ownLabel) {
+    await this.ensureReady();
+    if (!this.bundle) throw new Error("load a bundle first: the comparison is between the loaded bundle and another");
+    return this.call("compare_bundles", { a: { label: ownLabel, ...this.bundle }, b: { label, ...other } });
+  }
+
   async clearBundle() {
     await this.ensureReady();
     await this.call("clear_bundle");

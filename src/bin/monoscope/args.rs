@@ -86,6 +86,12 @@ pub enum Kind {
     Jumprelu,
     /// Random baseline: TopK SAE with its decoder frozen at the random initialisation.
     Random,
+    /// Aligned TopK SAE: a pair's image and text codes are pulled together (Iso-Energy).
+    Aligned,
+    /// Group-sparse TopK SAE: L2,1 penalty over a pair's codes, cross-modal masking.
+    Groupsparse,
+    /// One TopK SAE per modality, latents matched across modalities after training.
+    Split,
 }
 
 impl From<Kind> for DictKind {
@@ -98,6 +104,9 @@ impl From<Kind> for DictKind {
             Kind::Matryoshka => DictKind::Matryoshka,
             Kind::Jumprelu => DictKind::Jumprelu,
             Kind::Random => DictKind::Random,
+            Kind::Aligned => DictKind::Aligned,
+            Kind::Groupsparse => DictKind::Groupsparse,
+            Kind::Split => DictKind::Split,
         }
     }
 }

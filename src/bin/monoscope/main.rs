@@ -15,6 +15,8 @@ mod args;
 #[cfg(not(target_arch = "wasm32"))]
 mod bench;
 #[cfg(not(target_arch = "wasm32"))]
+mod compare;
+#[cfg(not(target_arch = "wasm32"))]
 mod embed;
 #[cfg(not(target_arch = "wasm32"))]
 mod extract;
@@ -69,7 +71,7 @@ mod cli {
     use clap::{Parser, Subcommand};
     use monoscope::Result;
 
-    use super::{analyze, apps, bench, embed, extract, init, report, train, world};
+    use super::{analyze, apps, bench, compare, embed, extract, init, report, train, world};
 
     /// monoscope: look inside CLIP, on your own machine.
     #[derive(Parser)]
@@ -100,6 +102,13 @@ mod cli {
         Analyze(analyze::AnalyzeArgs),
         /// Summarise a result bundle in the terminal and draw its MDS histogram as SVG.
         Report(report::ReportArgs),
+        /// Compare result bundles side by side: FVU, explained variance and cosine per
+        /// modality, L0, dead features, class counts by MDS and by the Iso-Energy rule,
+        /// mean EmbSim, WinRates, optionally Bridge Scores (--embeddings) and the demo
+        /// world's factor score (--world-model), and the class overlap of every two
+        /// bundles over features matched by decoder cosine. Markdown on stdout, --json,
+        /// --svg.
+        Compare(compare::CompareArgs),
         /// Measure dictionary training throughput (samples/s) on random data; compare with
         /// `scripts/sae_reference.py bench --monoscope-json FILE`.
         BenchTrain(bench::BenchTrainArgs),
@@ -178,6 +187,7 @@ mod cli {
             Command::Train(a) => train::run(a),
             Command::Analyze(a) => analyze::run(a),
             Command::Report(a) => report::run(a),
+            Command::Compare(a) => compare::run(a),
             Command::BenchTrain(a) => bench::train(a),
             Command::BenchAnalyze(a) => bench::analyze(a),
             Command::WorldTrain(a) => world::train(a),

@@ -7,8 +7,8 @@ use indicatif::ProgressBar;
 use monoscope::Result;
 use monoscope::base::fs::read_file;
 use monoscope::dict::{
-    DEFAULT_BANDWIDTH, DEFAULT_EXPANSION, DEFAULT_L0, DEFAULT_L1, DEFAULT_TEMPERATURE,
-    DEFAULT_TOPK, matryoshka_widths,
+    DEFAULT_ALIGN, DEFAULT_BANDWIDTH, DEFAULT_EXPANSION, DEFAULT_GROUP, DEFAULT_L0, DEFAULT_L1,
+    DEFAULT_MASK, DEFAULT_TEMPERATURE, DEFAULT_TOPK, matryoshka_widths,
 };
 use monoscope::dict::{DictConfig, DictKind};
 use monoscope::io::embeddings::EmbeddingsFile;
@@ -30,7 +30,7 @@ pub struct TrainArgs {
     /// Number of features K (default 8 x the embedding width).
     #[arg(long)]
     features: Option<usize>,
-    /// Active features per sample (topk, random; on average over a batch for batchtopk
+    /// Active features per sample (topk, random, aligned, groupsparse; on average over a batch for batchtopk
     /// and matryoshka).
     #[arg(long, default_value_t = DEFAULT_TOPK)]
     k: usize,
@@ -43,6 +43,15 @@ pub struct TrainArgs {
     /// Bandwidth ε of the straight-through estimators (jumprelu).
     #[arg(long, default_value_t = DEFAULT_BANDWIDTH)]
     bandwidth: f64,
+    /// Alignment weight β in the paper's per-element units (aligned).
+    #[arg(long, default_value_t = DEFAULT_ALIGN)]
+    align: f64,
+    /// Group-sparsity weight λ (groupsparse).
+    #[arg(long, default_value_t = DEFAULT_GROUP)]
+    group: f64,
+    /// Fraction of latents masked per pair before TopK in training (groupsparse).
+    #[arg(long, default_value_t = DEFAULT_MASK)]
+    mask: f64,
     /// Nested prefix widths, comma-separated and increasing, the last = the feature
     /// count (matryoshka; default K/8,K/4,K/2,K).
     #[arg(long, value_delimiter = ',')]
@@ -139,6 +148,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
         l0: a.l0,
         bandwidth: a.bandwidth,
         widths,
+        align: a.align,
+        group: a.group,
+        mask: a.mask,
     };
     let config = TrainConfig {
         steps: a.steps,

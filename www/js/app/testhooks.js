@@ -2,7 +2,7 @@
 // budgets script and widget tests wait on these). window.__monoscopeDebug: crashing the
 // worker and the applications' panels, for the tests.
 
-import { state, runtime } from "./state.js";
+import { state, runtime, views } from "./state.js";
 
 const TOP = 16; // features listed per input
 
@@ -57,6 +57,10 @@ export function installStateHook(apps) {
     },
     get feature() {
       return state.feature;
+    },
+    // The dictionary view's last comparison (issue 15), or null.
+    get comparison() {
+      return views.compare?.last ?? null;
     },
     get firstResultMs() {
       return state.firstResultMs;
