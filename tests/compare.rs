@@ -201,6 +201,42 @@ fn compare_two_demo_bundles() {
         1 + svg.matches("<rect").count() - 4
     );
 
+    // The page's path (bundle bytes in, `lab::compare`) gives the CLI's rows.
+    let files = |dir: &str, label: &'static str| {
+        let f = |name: &str| common::read(format!("{dir}/{name}"));
+        (
+            label,
+            f("manifest.json"),
+            f("features.json"),
+            f("dictionary.safetensors"),
+        )
+    };
+    let (fa, fb) = (files(&a, "a"), files(&b, "b"));
+    fn bytes<'a>(
+        f: &'a (&'static str, Vec<u8>, Vec<u8>, Vec<u8>),
+    ) -> monoscope::lab::compare::BundleBytes<'a> {
+        monoscope::lab::compare::BundleBytes {
+            label: f.0,
+            manifest: &f.1,
+            features: &f.2,
+            dictionary: &f.3,
+        }
+    }
+    let page = monoscope::lab::compare::compare_bundles(&bytes(&fa), &bytes(&fb), &device).unwrap();
+    let page = serde_json::to_value(&page.comparison).unwrap();
+    for (i, row) in page["bundles"].as_array().unwrap().iter().enumerate() {
+        for key in [
+            "class_counts",
+            "energy_class_counts",
+            "quality",
+            "mean_emb_sim",
+            "win_rates",
+        ] {
+            assert_eq!(row[key], rows[i][key], "{key} of bundle {i}");
+        }
+    }
+    assert_eq!(page["overlaps"][0], overlaps[0]);
+
     // A broken bundle is named in a clear error.
     let (ok, _, stderr) = cli(&["compare", &a, &p("nothing-here")], None);
     assert!(!ok && stderr.contains("nothing-here"), "{stderr}");

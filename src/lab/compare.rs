@@ -31,11 +31,16 @@ pub struct CompareReport {
     pub svg: String,
 }
 
-/// Parses both bundles on the CPU device and compares them.
-pub fn compare_bundles(a: &BundleBytes<'_>, b: &BundleBytes<'_>) -> Result<CompareReport> {
-    let device = Device::flex();
+/// Parses both bundles onto `device` and compares them. The decoders are read back
+/// synchronously, so `device` must allow that (any CPU device; the page passes its CPU
+/// backend, as for the bundle it analyses with).
+pub fn compare_bundles(
+    a: &BundleBytes<'_>,
+    b: &BundleBytes<'_>,
+    device: &Device,
+) -> Result<CompareReport> {
     let parse = |x: &BundleBytes<'_>| {
-        from_bytes_parts(x.manifest, x.features, x.dictionary, &device)
+        from_bytes_parts(x.manifest, x.features, x.dictionary, device)
             .map_err(|e| Error::Invalid(format!("{}: {e}", x.label)))
     };
     let (ba, bb) = (parse(a)?, parse(b)?);

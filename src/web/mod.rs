@@ -83,7 +83,8 @@ pub fn compare_bundles(
         features: &b_features,
         dictionary: &b_dictionary,
     };
-    let report = compare_bundles(&a, &b).map_err(js_err)?;
+    // The CPU backend, as for the bundle the page analyses with (synchronous read-backs).
+    let report = compare_bundles(&a, &b, &Device::flex()).map_err(js_err)?;
     serde_json::to_string(&report).map_err(js_err)
 }
 
