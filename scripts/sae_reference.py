@@ -116,7 +116,7 @@ KINDS = ("topk", "relu", "batchtopk", "matryoshka", "jumprelu", "random", "align
 
 
 class SAE(torch.nn.Module):
-    """Every SAE kind of monoscope (src/train/dict.rs `sae_loss` cites each paper):
+    """Every SAE kind of monoscope (src/train/losses.rs `sae_loss` cites each paper):
     topk, relu, batchtopk, matryoshka, jumprelu, random (decoder frozen), aligned and
     groupsparse (rows i and B/2+i of a batch are one pair). `split` is two topk SAEs
     (class SplitSAE)."""

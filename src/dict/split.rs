@@ -2,7 +2,7 @@
 //! arXiv 2606.29888): one TopK SAE per modality, trained independently, so each keeps its
 //! modality's own atom directions; after training the text SAE's latents are permuted so
 //! that text latent j is the one whose activations correlate best with image latent j on
-//! paired data (a min-cost assignment, `crate::train::dict::align_split`). Feature j of
+//! paired data (a min-cost assignment, `crate::train::align::align_split`). Feature j of
 //! the dictionary is then image latent j on images and text latent j on texts; its MDS
 //! and classes are computed as for any dictionary (SPEC §2).
 //!
