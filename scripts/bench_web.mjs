@@ -12,9 +12,12 @@
 // The page's wasm runs on one thread (wasm threads need a nightly toolchain), so ORT gets
 // numThreads 1 for the like-for-like ratio; with --ort-threads 2 it also runs with two
 // threads, which needs a cross-origin-isolated page (the server below sends COOP/COEP).
+// With --engines N the page also runs with `?engines=N`: N engine workers, each with its
+// own copy of the model, share every batch (batch 1 stays on one). Its ratio is against
+// ORT with N threads (pass --ort-threads N too).
 // Prints ms per image (median of --iters calls after a warm-up) and the ratios
-// monoscope speed / ORT speed.
-//   node scripts/bench_web.mjs MODEL_DIR [--batch 8] [--iters 5] [--ort-threads 2] [--json OUT]
+// monoscope speed / ORT speed, each against ORT with the same thread count.
+//   node scripts/bench_web.mjs MODEL_DIR [--batch 8] [--iters 5] [--ort-threads 2] [--engines 2] [--json OUT]
 // Needs `trunk build --release` (dist/), `npm ci` (onnxruntime-web, playwright-core) and
 // Chromium. MODEL_DIR: e.g. the one `scripts/extract_reference.py --work W` makes (W/vit-b-32).
 
@@ -32,17 +35,18 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run"];
 
 function args() {
-  const a = { batch: 8, iters: 5, ortThreads: [1], json: null, model: null };
+  const a = { batch: 8, iters: 5, ortThreads: [1], engines: [1], json: null, model: null };
   const v = process.argv.slice(2);
   for (let i = 0; i < v.length; i++) {
     if (v[i] === "--batch") a.batch = Number(v[++i]);
     else if (v[i] === "--iters") a.iters = Number(v[++i]);
     else if (v[i] === "--ort-threads") a.ortThreads = [1, Number(v[++i])];
+    else if (v[i] === "--engines") a.engines = [1, Number(v[++i])];
     else if (v[i] === "--json") a.json = v[++i];
     else if (!a.model) a.model = path.resolve(v[i]);
     else throw new Error(`unknown argument ${v[i]}`);
   }
-  if (!a.model) throw new Error("usage: node scripts/bench_web.mjs MODEL_DIR [--batch 8] [--iters 5] [--ort-threads 2] [--json OUT]");
+  if (!a.model) throw new Error("usage: node scripts/bench_web.mjs MODEL_DIR [--batch 8] [--iters 5] [--ort-threads 2] [--engines 2] [--json OUT]");
   for (const f of ["config.json", "model.safetensors", "tokenizer.json", "image_tower.onnx"]) {
     if (!existsSync(path.join(a.model, f))) throw new Error(`${path.join(a.model, f)} is missing (see the header of this script)`);
   }
@@ -78,13 +82,15 @@ function serve(model) {
   return new Promise((ok) => server.listen(0, "127.0.0.1", () => ok(server)));
 }
 
-async function monoscope(browser, origin, a) {
+async function monoscope(browser, origin, a, engines) {
   const page = await browser.newPage();
   page.on("pageerror", (e) => console.error("page error:", e.message));
-  await page.goto(`${origin}/?backend=cpu&model=/bench/&bundle=none`);
+  await page.goto(`${origin}/?backend=cpu&model=/bench/&bundle=none&engines=${engines}`);
   await page.waitForFunction(() => window.__monoscope?.state === "ready" || window.__monoscope?.state === "error", null, { timeout: 10 * 60 * 1000 });
   const state = await page.evaluate(() => ({ state: window.__monoscope.state, error: window.__monoscope.error }));
   if (state.state !== "ready") throw new Error(`the page did not load the model: ${state.error}`);
+  // Helper engines load the model after the page is ready.
+  await page.waitForFunction((n) => window.__monoscope.engines?.parallelism === n, engines, { timeout: 10 * 60 * 1000 });
   const r = await page.evaluate(
     async ({ batch, iters }) => {
       const dbg = window.__monoscopeDebug;
@@ -142,15 +148,19 @@ const server = await serve(a.model);
 const origin = `http://127.0.0.1:${server.address().port}`;
 const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 try {
-  const mono = await monoscope(browser, origin, a);
-  const rows = [{ who: "monoscope (page, CPU backend, 1 thread)", ...mono }];
-  for (const t of a.ortThreads) rows.push({ who: `onnxruntime-web (wasm, ${t} thread${t > 1 ? "s" : ""})`, ...(await ort(browser, origin, a, t)) });
-  const ort1 = rows[1];
+  const rows = [];
+  for (const n of a.engines) {
+    const who = n > 1 ? `monoscope (page, CPU backend, ${n} engine workers)` : "monoscope (page, CPU backend, 1 thread)";
+    rows.push({ who, threads: n, ...(await monoscope(browser, origin, a, n)) });
+  }
+  for (const t of a.ortThreads) rows.push({ who: `onnxruntime-web (wasm, ${t} thread${t > 1 ? "s" : ""})`, threads: t, ort: true, ...(await ort(browser, origin, a, t)) });
   console.log(`random-init ViT-B/32 image tower, headless Chromium, ms per image (median of ${a.iters})`);
-  console.log(`| run | batch 1 | batch ${a.batch} | speed vs ORT 1 thread, batch 1 | batch ${a.batch} |`);
+  console.log(`| run | batch 1 | batch ${a.batch} | speed vs ORT with as many threads, batch 1 | batch ${a.batch} |`);
   console.log("|---|---:|---:|---:|---:|");
   for (const r of rows) {
-    console.log(`| ${r.who} | ${r.b1.toFixed(0)} | ${r.bN.toFixed(0)} | ${(ort1.b1 / r.b1).toFixed(2)}x | ${(ort1.bN / r.bN).toFixed(2)}x |`);
+    const ref = rows.find((x) => x.ort && x.threads === r.threads);
+    const ratio = (k) => (ref ? `${(ref[k] / r[k]).toFixed(2)}x` : "–");
+    console.log(`| ${r.who} | ${r.b1.toFixed(0)} | ${r.bN.toFixed(0)} | ${ratio("b1")} | ${ratio("bN")} |`);
   }
   if (a.json) writeFileSync(a.json, JSON.stringify({ batch: a.batch, iters: a.iters, rows }, null, 1));
 } finally {

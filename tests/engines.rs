@@ -1,12 +1,14 @@
 //! A batch split over single-threaded CPU engines (issue 12, `base::engines`): parts of
 //! PART_ROWS rows cover the batch in order, and embeddings of a split batch equal those of
 //! each input on its own (1e-5: the same f32 ops, GEMMs blocked over other row counts).
+//! Idle engines share a lone part's token rows (`fork_rows`) without changing a bit.
 
 mod common;
 
 use burn::tensor::Device;
-use monoscope::base::engines::{PART_ROWS, split_rows, splits};
+use monoscope::base::engines::{PART_ROWS, fork_rows, split_rows, splits};
 use monoscope::base::host::host_rows;
+use monoscope::base::host::l2_normalize;
 
 #[test]
 fn parts_cover_the_batch_in_order() {
@@ -61,5 +63,129 @@ fn a_split_batch_embeds_like_single_inputs() {
         let one = host_rows(embedder.embed_texts(&prompts[i..i + 1]).unwrap()).unwrap();
         let diff = common::max_abs_diff(&texts[i], &one[0]);
         assert!(diff <= 1e-5, "prompt {i}: {diff}");
+    }
+}
+
+#[test]
+fn idle_engines_are_lent_to_a_lone_part() {
+    let flex = Device::flex();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // One part (batch 1): the part's engine shares 1024 rows with every idle engine.
+    let runs = split_rows(1, &flex, |_| {
+        fork_rows(1024, |r| {
+            (r, std::thread::current().name().map(String::from))
+        })
+    })
+    .remove(0);
+    let ranges: Vec<_> = runs.iter().map(|(r, _)| r.clone()).collect();
+    assert_eq!(ranges[0].start, 0);
+    assert_eq!(ranges.last().unwrap().end, 1024);
+    for w in ranges.windows(2) {
+        assert_eq!(w[0].end, w[1].start, "{ranges:?}");
+    }
+    let threads: std::collections::BTreeSet<_> = runs.iter().map(|(_, t)| t.clone()).collect();
+    if cores > 1 {
+        assert_eq!(ranges.len(), cores.min(1024 / 16), "{ranges:?}");
+        assert_eq!(
+            threads.len(),
+            ranges.len(),
+            "each range on its own engine: {threads:?}"
+        );
+        assert!(threads.iter().all(|t| {
+            t.as_deref()
+                .is_some_and(|n| n.starts_with("monoscope-engine-"))
+        }));
+    } else {
+        assert_eq!(ranges.len(), 1);
+    }
+    // Too few rows to share: one range.
+    assert_eq!(
+        split_rows(1, &flex, |_| fork_rows(20, |r| r)).remove(0),
+        vec![0..20]
+    );
+    // A part for every engine: none is idle, nothing is lent.
+    let busy = split_rows(cores * PART_ROWS, &flex, |_| fork_rows(1024, |r| r).len());
+    assert!(busy.iter().all(|&n| n == 1), "{busy:?}");
+    // Outside the engines (other callers, autodiff): one range.
+    assert_eq!(fork_rows(1024, |r| r), vec![0..1024]);
+}
+
+#[test]
+fn rows_shared_with_idle_engines_keep_the_bits() {
+    let device = Device::flex();
+    let embedder = common::demo_embedder(&device);
+    let dir = common::demo_dir().join("images");
+    let pixels = embedder
+        .preprocess(&common::read(dir.join("scene-0.png")))
+        .unwrap();
+    // Batch 1 through the engines: the demo model's 65 image tokens are shared with the
+    // idle engine on a multi-core machine.
+    let forked = host_rows(
+        embedder
+            .embed_pixels(std::slice::from_ref(&pixels))
+            .unwrap(),
+    )
+    .unwrap();
+    // The same forward pass on one thread that no engine helps.
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let whole = one.install(|| {
+        let batch = embedder.pixel_batch(std::slice::from_ref(&pixels)).unwrap();
+        host_rows(l2_normalize(embedder.model.image_features(batch, false).0)).unwrap()
+    });
+    assert_eq!(forked, whole, "bit for bit");
+    // And a prompt (the text tower).
+    let forked = host_rows(embedder.embed_texts(&["a big red circle"]).unwrap()).unwrap();
+    let whole = one.install(|| {
+        let (batch, _) = embedder.text_batch(&["a big red circle"]).unwrap();
+        host_rows(l2_normalize(embedder.model.text_features(&batch, false).0)).unwrap()
+    });
+    assert_eq!(forked, whole, "bit for bit");
+}
+
+#[test]
+fn a_linear_layer_cut_into_row_ranges_keeps_the_bits_at_vit_b_shapes() {
+    use burn::nn::LinearConfig;
+    use burn::tensor::{Distribution, Tensor};
+    let device = Device::flex();
+    // ViT-B/32's MLP at batch 1 and 8 (50 and 400 token rows), 768 -> 3072 and 3072 -> 768:
+    // the inner dimension is where GEMM blocking could reorder sums, and it is never cut.
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let bits = |t: Tensor<2>| -> Vec<u32> {
+        t.into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    };
+    for (d_in, d_out) in [(768, 3072), (3072, 768)] {
+        let linear = LinearConfig::new(d_in, d_out).init(&device);
+        for rows in [50, 400] {
+            let x = Tensor::<2>::random([rows, d_in], Distribution::Normal(0.0, 1.0), &device);
+            let whole = one.install(|| bits(linear.forward(x.clone())));
+            // Ranges of at least MIN_FORK_ROWS (16) rows, as fork_rows cuts them.
+            for step in [16, 17, 24, 25, 31, 39, 48, 64, 200] {
+                let parts: Vec<Tensor<2>> = (0..rows)
+                    .step_by(step)
+                    .map(|a| {
+                        one.install(|| {
+                            linear.forward(x.clone().slice([a..(a + step).min(rows), 0..d_in]))
+                        })
+                    })
+                    .collect();
+                let cut = bits(Tensor::cat(parts, 0));
+                let differ = cut.iter().zip(&whole).filter(|(a, b)| a != b).count();
+                assert_eq!(
+                    differ, 0,
+                    "{rows} rows, {d_in} -> {d_out}, ranges of {step}: values that differ"
+                );
+            }
+        }
     }
 }

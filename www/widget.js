@@ -8,10 +8,10 @@
 //
 // Attributes (all optional): model, bundle, prompt ("|" separates several), image (same-site
 // URLs, "|" separated), feature, panels (inputs,features,similarity,dictionary,feature,heatmap),
-// backend (auto|webgpu|cpu), height (CSS length or pixels; default: fit the content), and src
-// (the app page; default: index.html next to this script). The app runs in an iframe, so its
-// CSP and worker stay its own; relative image/model paths are resolved against the course page
-// before they are handed to the app.
+// backend (auto|webgpu|cpu), engines (1-8), height (CSS length or pixels; default: fit the
+// content), and src (the app page; default: index.html next to this script). The app runs in
+// an iframe, so its CSP and worker stay its own; relative image/model paths are resolved
+// against the course page before they are handed to the app.
 
 (() => {
   // Where this script was loaded from: the app lives next to it. document.currentScript is
@@ -20,11 +20,11 @@
     document.currentScript ||
     Array.from(document.querySelectorAll("script[src]")).find((s) => /(^|\/)widget\.js([?#]|$)/.test(s.src));
   const APP_URL = new URL("index.html", script ? script.src : location.href);
-  const PASSED = ["model", "bundle", "feature", "panels", "backend"];
+  const PASSED = ["model", "bundle", "feature", "panels", "backend", "engines"];
 
   class MonoscopeWidget extends HTMLElement {
     static get observedAttributes() {
-      return ["model", "bundle", "prompt", "image", "feature", "panels", "backend", "height", "src"];
+      return ["model", "bundle", "prompt", "image", "feature", "panels", "backend", "engines", "height", "src"];
     }
 
     constructor() {

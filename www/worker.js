@@ -12,6 +12,8 @@
 //                 needs no engine: two bundles' files, compared as `monoscope compare` does)
 //   analyze_image {bytes: ArrayBuffer} -> {embedding: Float32Array, activations?: Float32Array}
 //   analyze_text  {text: string}       -> {embedding, activations?, truncated}
+//   analyze_images {images: [bytes]}   -> [{embedding, activations?} | {error}], one forward pass
+//   analyze_texts {texts: [string]}    -> [{embedding, activations?, truncated} | {error}], one pass
 //   heatmap       {bytes: ArrayBuffer} -> {rows, cols, drops: Float32Array}; sends
 //                 {type: "progress", id, done, total} while it runs
 //   render_scene  {name, side}         -> {width, height, rgba: Uint8Array}
@@ -171,6 +173,12 @@ const handlers = {
   },
   async analyze_text({ text }) {
     return await needEngine().analyze_text(String(text));
+  },
+  async analyze_images({ images }) {
+    return await needEngine().analyze_images((images || []).map((b) => new Uint8Array(b)));
+  },
+  async analyze_texts({ texts }) {
+    return await needEngine().analyze_texts((texts || []).map(String));
   },
   async heatmap({ bytes }, id) {
     const progress = (done, total) => self.postMessage({ type: "progress", id, done, total });

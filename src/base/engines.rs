@@ -11,6 +11,13 @@
 //! count), so the batch is cut into parts of [`PART_ROWS`] rows whatever the core count,
 //! and the engines take parts in turn: a batch gives the same bits on 2 cores and on 64,
 //! as `extract`'s resume and shards across machines of one CPU kind need.
+//!
+//! When a batch has fewer parts than there are engines (batch 1 on 2 cores leaves one
+//! idle), the idle engines are lent to the busy ones: the transformer layers hand ranges of
+//! each linear layer's token rows to them ([`fork_rows`], `clip::blocks`). GEMM sums each
+//! output over the inner dimension in blocks chosen from that dimension alone, so cutting
+//! rows leaves every value's arithmetic unchanged and the bits still do not depend on the
+//! core count (`tests/engines.rs` checks this at ViT-B/32's shapes).
 
 use std::ops::Range;
 
@@ -41,11 +48,37 @@ pub fn split_rows<T: Send>(
     vec![f(0..rows)]
 }
 
+/// Runs `f` on row ranges covering `0..rows`: one range on the calling thread and one on
+/// each idle engine it was lent ([`split_rows`] lends the engines its parts leave idle, e.g.
+/// every engine but one at batch 1), and returns the results in row order. Without idle
+/// engines (other devices, wasm, batches with a part for every engine) it is
+/// `vec![f(0..rows)]`.
+pub fn fork_rows<T: Send>(rows: usize, f: impl Fn(Range<usize>) -> T + Sync) -> Vec<T> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        native::fork_rows(rows, &f)
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        vec![f(0..rows)]
+    }
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
+    use std::cell::RefCell;
     use std::ops::Range;
-    use std::sync::OnceLock;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Mutex, OnceLock};
+
+    /// A range of fewer rows than this is not worth handing to another engine (the fork
+    /// costs tens of microseconds; ViT-B/32's 50 tokens make two ranges of 25).
+    const MIN_FORK_ROWS: usize = 16;
+
+    thread_local! {
+        /// The idle engines (indices into [`pools`]) lent to the part this thread runs.
+        static HELPERS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    }
 
     /// One single-thread rayon pool per core, made once: flex's ops called inside
     /// `pool.install` see one rayon thread and run single-threaded.
@@ -76,15 +109,21 @@ mod native {
             .map(|start| start..(start + super::PART_ROWS).min(rows))
             .collect();
         // Each engine takes the next part not yet taken; results go back by part index.
+        // Engines without a part of their own are lent, round robin, to those with one.
+        let busy = ranges.len().min(pools.len());
         let next = AtomicUsize::new(0);
         let mut results: Vec<(usize, T)> = std::thread::scope(|s| {
             let handles: Vec<_> = pools
                 .iter()
-                .take(ranges.len())
-                .map(|pool| {
+                .take(busy)
+                .enumerate()
+                .map(|(e, pool)| {
                     let (next, ranges) = (&next, &ranges);
+                    let helpers: Vec<usize> =
+                        (busy..pools.len()).filter(|j| j % busy == e).collect();
                     s.spawn(move || {
                         pool.install(|| {
+                            let _lent = Lent::new(helpers);
                             let mut done = Vec::new();
                             loop {
                                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -103,5 +142,75 @@ mod native {
         });
         results.sort_by_key(|(i, _)| *i);
         results.into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// The engines lent to this thread while it runs parts; taken back on drop, a panic's
+    /// unwinding included, so a thread that later helps another engine has none of its own
+    /// (a helper lending to a busy engine could wait on it forever).
+    struct Lent;
+
+    impl Lent {
+        fn new(helpers: Vec<usize>) -> Self {
+            HELPERS.with(|h| *h.borrow_mut() = helpers);
+            Lent
+        }
+    }
+
+    impl Drop for Lent {
+        fn drop(&mut self) {
+            HELPERS.with(|h| h.borrow_mut().clear());
+        }
+    }
+
+    pub(super) fn fork_rows<T: Send>(
+        rows: usize,
+        f: &(impl Fn(Range<usize>) -> T + Sync),
+    ) -> Vec<T> {
+        let helpers = HELPERS.with(|h| h.borrow().clone());
+        let ways = (helpers.len() + 1).min(rows / MIN_FORK_ROWS).max(1);
+        if ways == 1 {
+            return vec![f(0..rows)];
+        }
+        let step = rows.div_ceil(ways);
+        let ranges: Vec<Range<usize>> = (0..rows)
+            .step_by(step)
+            .map(|start| start..(start + step).min(rows))
+            .collect();
+        let slots: Vec<Mutex<Option<T>>> = ranges.iter().map(|_| Mutex::new(None)).collect();
+        spread(&helpers, &ranges, &slots, f);
+        // Every slot is filled unless a range panicked, which the scope has re-raised.
+        slots
+            .into_iter()
+            .zip(ranges)
+            .map(|(m, r)| {
+                let t = m.into_inner().unwrap_or_else(|p| p.into_inner());
+                t.unwrap_or_else(|| f(r))
+            })
+            .collect()
+    }
+
+    /// Range 0 on the calling thread, range i + 1 on helper i: each helper's pool gets its
+    /// job through an `in_place_scope`, nested so that all of them run at once.
+    fn spread<T: Send>(
+        helpers: &[usize],
+        ranges: &[Range<usize>],
+        slots: &[Mutex<Option<T>>],
+        f: &(impl Fn(Range<usize>) -> T + Sync),
+    ) {
+        let last = ranges.len() - 1;
+        match helpers.get(last.wrapping_sub(1)) {
+            Some(&h) if last > 0 => pools()[h].in_place_scope(|s| {
+                s.spawn(|_| {
+                    let t = f(ranges[last].clone());
+                    *slots[last].lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
+                });
+                spread(helpers, &ranges[..last], &slots[..last], f);
+            }),
+            _ => {
+                for (r, slot) in ranges.iter().zip(slots) {
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(f(r.clone()));
+                }
+            }
+        }
     }
 }

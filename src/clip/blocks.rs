@@ -8,6 +8,7 @@ use burn::tensor::activation::{gelu, gelu_approximate, sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 
 use super::config::Activation;
+use crate::base::engines::fork_rows;
 
 /// Additive mask value for forbidden attention positions. Finite (unlike -inf) so that
 /// no backend can turn `-inf - -inf` into NaN; exp() of it is exactly 0 in f32.
@@ -15,6 +16,36 @@ pub const MASKED: f32 = -1e9;
 
 /// `quick_gelu` slope, from OpenAI CLIP's `QuickGELU` (`x * sigmoid(1.702 * x)`).
 const QUICK_GELU_SLOPE: f64 = 1.702;
+
+/// `linear.forward(x)` for `x`: [batch, tokens, in] -> [batch, tokens, out], its token rows
+/// shared with the idle engines this thread was lent ([`fork_rows`]: batch 1 on a multi-core
+/// CPU), each range followed by `then` (an element-wise op on [rows, out], so it runs on the
+/// range's own engine). Rows, not output columns, are cut: a range of rows of the
+/// (contiguous) input is a view, while a column range of the weight is strided and the CPU
+/// backend copies it before every GEMM (measured: that copy ate the gain).
+fn linear_then(
+    linear: &Linear,
+    x: Tensor<3>,
+    then: impl Fn(Tensor<2>) -> Tensor<2> + Sync,
+) -> Tensor<3> {
+    let [b, t, d_in] = x.dims();
+    let x = x.reshape([b * t, d_in]); // [rows, in]
+    let mut parts = fork_rows(b * t, |rows| {
+        then(linear.forward(x.clone().slice([rows, 0..d_in]))) // [range, out]
+    });
+    let y = if parts.len() == 1 {
+        parts.remove(0)
+    } else {
+        Tensor::cat(parts, 0)
+    };
+    let [_, d_out] = y.dims();
+    y.reshape([b, t, d_out])
+}
+
+/// `linear.forward(x)`, rows shared as in [`linear_then`].
+fn linear(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
+    linear_then(linear, x, |y| y)
+}
 
 /// Applies a feed-forward activation.
 pub fn activate<const D: usize>(x: Tensor<D>, act: Activation) -> Tensor<D> {
@@ -99,17 +130,16 @@ impl Attention {
         let h = self.num_heads;
         let d = w / h;
         let split = |y: Tensor<3>| y.reshape([b, t, h, d]).swap_dims(1, 2); // [b, h, t, d]
-        let q = split(self.q_proj.forward(x.clone()));
-        let k = split(self.k_proj.forward(x.clone()));
-        let v = split(self.v_proj.forward(x));
+        let q = split(linear(&self.q_proj, x.clone()));
+        let k = split(linear(&self.k_proj, x.clone()));
+        let v = split(linear(&self.v_proj, x));
         let scale = (d as f64).powf(-0.5);
         let mut scores = q.matmul(k.swap_dims(2, 3)) * scale; // [b, h, t, t]
         if let Some(mask) = mask {
             scores = scores + mask;
         }
         let ctx = softmax(scores, 3).matmul(v); // [b, h, t, d]
-        self.out_proj
-            .forward(ctx.swap_dims(1, 2).reshape([b, t, w]))
+        linear(&self.out_proj, ctx.swap_dims(1, 2).reshape([b, t, w]))
     }
 }
 
@@ -127,7 +157,8 @@ pub struct Mlp {
 impl Mlp {
     /// [batch, tokens, width] -> [batch, tokens, width]
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(activate(self.fc1.forward(x), self.act))
+        let hidden = linear_then(&self.fc1, x, |h| activate(h, self.act));
+        linear(&self.fc2, hidden)
     }
 }
 

@@ -151,6 +151,28 @@ impl VisionConfig {
     }
 }
 
+impl ClipConfig {
+    /// The image tower's (tokens, MLP width, heads): what sizes its activations.
+    pub fn vision_tokens(&self) -> (usize, usize, usize) {
+        let v = &self.vision;
+        (
+            v.num_positions(),
+            v.intermediate_size,
+            v.num_attention_heads,
+        )
+    }
+
+    /// The text tower's (context length, MLP width, heads).
+    pub fn text_tokens(&self) -> (usize, usize, usize) {
+        let t = &self.text;
+        (
+            t.max_position_embeddings,
+            t.intermediate_size,
+            t.num_attention_heads,
+        )
+    }
+}
+
 /// A whole CLIP model's hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClipConfig {

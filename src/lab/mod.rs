@@ -28,6 +28,13 @@ use crate::inspect::{Lens, LensSummary};
 use crate::pipeline::Embedder;
 use crate::world::decoder::ImageDecoder;
 
+/// The most memory the largest activation tensor of one batched forward pass may take
+/// (f32 bytes): a page's wasm heap is 4 GiB at most and also holds the model, and a
+/// ViT-L/14 at 336 px takes ~21 MB per image in its attention scores (16 heads x 577^2),
+/// so its batches stay at 3 images while a ViT-B/32 (0.6 MB per image) takes any batch the
+/// queue sends.
+pub const BATCH_ACTIVATION_BYTES: usize = 64 << 20;
+
 /// A loaded model with its optional bundle and demo decoder.
 #[derive(Debug)]
 pub struct Lab {
@@ -199,6 +206,73 @@ impl Lab {
         self.report(rows.remove(0), Modality::Text, truncated[0])
     }
 
+    /// Embeddings and activations of several encoded image files in one forward pass (the
+    /// page's queue sends what is pending, issue 12). A file that cannot be decoded fails
+    /// alone, in its slot; the others are still analysed.
+    pub async fn analyze_images(&self, images: &[Vec<u8>]) -> Result<Vec<Result<InputReport>>> {
+        let mut pixels = Vec::with_capacity(images.len());
+        let slots: Vec<Result<()>> = images
+            .iter()
+            .map(|bytes| self.preprocess(bytes).map(|p| pixels.push(p)))
+            .collect();
+        let mut rows = Vec::with_capacity(pixels.len());
+        for chunk in pixels.chunks(batch_limit(self.embedder.config.vision_tokens())) {
+            rows.extend(self.embed_pixels(chunk).await?);
+        }
+        let truncated = vec![false; rows.len()];
+        self.reports(slots, rows, truncated, Modality::Image)
+    }
+
+    /// Embeddings and activations of several prompts in one forward pass. A blank prompt
+    /// fails alone, in its slot.
+    pub async fn analyze_texts(&self, texts: &[String]) -> Result<Vec<Result<InputReport>>> {
+        let mut valid = Vec::with_capacity(texts.len());
+        let slots: Vec<Result<()>> = texts
+            .iter()
+            .map(|t| {
+                self.truncated_prompts(std::slice::from_ref(t))
+                    .map(|_| valid.push(t.clone()))
+            })
+            .collect();
+        let (mut rows, mut truncated) = (Vec::new(), Vec::new());
+        for chunk in valid.chunks(batch_limit(self.embedder.config.text_tokens())) {
+            let (r, t) = self.embed_prompts(chunk).await?;
+            rows.extend(r);
+            truncated.extend(t);
+        }
+        self.reports(slots, rows, truncated, Modality::Text)
+    }
+
+    /// Fills the slots that did not fail with the batch's rows, in order.
+    fn reports(
+        &self,
+        slots: Vec<Result<()>>,
+        rows: Vec<Vec<f32>>,
+        truncated: Vec<bool>,
+        modality: Modality,
+    ) -> Result<Vec<Result<InputReport>>> {
+        let mut acts = if rows.is_empty() {
+            None
+        } else {
+            self.activations(&rows, modality)?.map(Vec::into_iter)
+        };
+        let mut done = rows.into_iter().zip(truncated);
+        Ok(slots
+            .into_iter()
+            .map(|slot| {
+                slot?;
+                let (embedding, truncated) = done
+                    .next()
+                    .ok_or_else(|| Error::Invalid("fewer embeddings than inputs".into()))?;
+                Ok(InputReport {
+                    embedding,
+                    activations: acts.as_mut().and_then(Iterator::next),
+                    truncated,
+                })
+            })
+            .collect())
+    }
+
     fn report(
         &self,
         embedding: Vec<f32>,
@@ -214,4 +288,12 @@ impl Lab {
             truncated,
         })
     }
+}
+
+/// How many inputs one forward pass of [`Lab::analyze_images`] / [`Lab::analyze_texts`]
+/// takes: as many as keep the largest activation tensor of a layer within
+/// [`BATCH_ACTIVATION_BYTES`]. `(tokens, mlp, heads)` is a tower's shape.
+fn batch_limit((tokens, mlp, heads): (usize, usize, usize)) -> usize {
+    let per_input = 4 * tokens * mlp.max(heads * tokens);
+    (BATCH_ACTIVATION_BYTES / per_input.max(1)).max(1)
 }

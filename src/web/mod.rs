@@ -140,6 +140,27 @@ fn analysis_object(r: &InputReport) -> Result<Object, JsValue> {
     Ok(out)
 }
 
+/// One entry per input: `{embedding, activations, truncated}` or `{error: message}`.
+fn analyses_array(reports: Vec<crate::error::Result<InputReport>>) -> Result<JsValue, JsValue> {
+    let out = Array::new();
+    for r in reports {
+        let entry = match r {
+            Ok(r) => {
+                let obj = analysis_object(&r)?;
+                set(&obj, "truncated", &JsValue::from_bool(r.truncated))?;
+                obj
+            }
+            Err(e) => {
+                let obj = Object::new();
+                set(&obj, "error", &JsValue::from_str(&e.to_string()))?;
+                obj
+            }
+        };
+        out.push(&entry);
+    }
+    Ok(out.into())
+}
+
 /// `progress(done, total)` for the page (a failing callback must not stop the work).
 fn report_progress(progress: &Function) -> impl FnMut(usize, usize) + '_ {
     move |done, total| {
@@ -230,6 +251,34 @@ impl Engine {
             let out = analysis_object(&r)?;
             set(&out, "truncated", &JsValue::from_bool(r.truncated))?;
             Ok(out.into())
+        })
+    }
+
+    /// [`Engine::analyze_image`] for several files (an Array of Uint8Array) in one forward
+    /// pass; resolves to an Array with, per file, its analysis or `{error: message}`.
+    pub fn analyze_images(&self, images: Array) -> Promise {
+        let lab = self.lab.clone();
+        let images: Vec<Vec<u8>> = images
+            .iter()
+            .map(|b| Uint8Array::new(&b).to_vec())
+            .collect();
+        future_to_promise(async move {
+            let reports = lab.analyze_images(&images).await.map_err(js_err)?;
+            analyses_array(reports)
+        })
+    }
+
+    /// [`Engine::analyze_text`] for several prompts (an Array of strings) in one forward
+    /// pass; resolves to an Array with, per prompt, its analysis or `{error: message}`.
+    pub fn analyze_texts(&self, texts: Array) -> Promise {
+        let lab = self.lab.clone();
+        let texts: Vec<String> = texts
+            .iter()
+            .map(|t| t.as_string().unwrap_or_default())
+            .collect();
+        future_to_promise(async move {
+            let reports = lab.analyze_texts(&texts).await.map_err(js_err)?;
+            analyses_array(reports)
         })
     }
 

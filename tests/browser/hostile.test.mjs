@@ -510,8 +510,9 @@ test("50 images dropped at once: progress in the status line, all analysed, the 
     assert.ok(longest < 1000, `the longest main-thread task took ${longest.toFixed(0)} ms`);
     assert.ok(slowestPing < 2000, `the slowest round trip to the page took ${slowestPing} ms`);
 
-    // Bounded memory: the engine analyses one image at a time and keeps nothing per image,
-    // so its heap (which never shrinks) grows by at most one image's transient buffers. Were
+    // Bounded memory: the engine analyses one batch at a time (up to 8 images, queue.js) and
+    // keeps nothing per image, so its heap (which never shrinks) grows by at most one
+    // batch's transient buffers. Were
     // it to keep each PNG's decoded pixels (512 x 512 x 3 bytes as RGB8, 40 PNGs: 31.5 MB),
     // the heap would have to grow by at least that minus its whole size before the drop,
     // even if all of it had been free: growth must stay below that.

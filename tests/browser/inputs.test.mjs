@@ -84,6 +84,97 @@ test("a corrupt image and a non-image file show errors on their cards; the rest 
   }
 });
 
+test("pending inputs go to the engine in batches: each result is its analysis alone, and a bad file fails alone", async (t) => {
+  const { context, page, requests, consoleErrors } = await h.newPage(env.browser, t);
+  try {
+    await page.goto(`${env.server.origin}/?backend=cpu&prompt=a%20big%20red%20circle&prompt=two%20small%20blue%20squares&prompt=a%20green%20triangle`);
+    let r = await h.waitIdle(page, 1);
+    assert.equal(r.state, "ready", `page error: ${r.error}`);
+    const good = [1, 2, 3, 4, 5].map((i) => DEMO(i));
+    await page.setInputFiles("#image-input", [file(good[0]), file(TRUNCATED_JPEG, "image/jpeg"), ...good.slice(1).map((p) => file(p))]);
+    r = await h.waitIdle(page, 2);
+    assert.equal(r.state, "ready", `page error: ${r.error}`);
+    const sizes = await page.evaluate(() => window.__monoscope.batchSizes);
+    t.diagnostic(`inputs per engine call: ${sizes.join(", ")}`);
+    assert.ok(sizes.some((n) => n > 1), "pending inputs shared a forward pass");
+    assert.ok(Math.max(...sizes) <= 8, "at most 8 inputs per call");
+    const bad = r.images.find((x) => x.name === "truncated.jpg");
+    assert.equal(bad.status, "error");
+    assert.ok(bad.error.length > 5, "the bad file has its own message");
+
+    // Each batched result against the same input analysed alone: the same embedding up to
+    // float rounding (GEMM blocking follows the batch size) and the same activations.
+    const alone = (kind, input) =>
+      page.evaluate(
+        async ({ kind, input }) => {
+          const dbg = window.__monoscopeDebug;
+          const res = kind === "image" ? await dbg.analyzeImage(new Uint8Array(input).buffer) : await dbg.analyzeText(input);
+          return { embedding: Array.from(res.embedding), activations: Array.from(res.activations) };
+        },
+        { kind, input },
+      );
+    const check = (x, one) => {
+      assert.equal(x.status, "ok", `${x.name ?? x.text}: ${x.error}`);
+      assert.ok(h.cosine(x.embedding, one.embedding) >= 0.99999, `${x.name ?? x.text}: same embedding`);
+      assert.ok(x.top.length > 0, `${x.name ?? x.text}: has features`);
+      for (const [k, v] of x.top) assert.ok(Math.abs(one.activations[k] - v) <= 1e-4 * Math.max(1, Math.abs(v)), `${x.name ?? x.text}: feature ${k}`);
+    };
+    for (const p of good) check(r.images.find((x) => x.name === path.basename(p)), await alone("image", [...readFileSync(p)]));
+    assert.equal(r.prompts.length, 3);
+    for (const x of r.prompts) check(x, await alone("text", x.text));
+    h.assertSameOrigin(requests, env.server.origin);
+    await h.assertNoCspViolations(page, consoleErrors);
+  } finally {
+    await context.close();
+  }
+});
+
+test("?engines=2 shares each batch with a helper worker that follows the model and bundle", async (t) => {
+  const { context, page, requests, consoleErrors } = await h.newPage(env.browser, t);
+  try {
+    await page.goto(`${env.server.origin}/?backend=cpu&engines=2&prompt=a%20big%20red%20circle`);
+    let r = await h.waitIdle(page, 1);
+    assert.equal(r.state, "ready", `page error: ${r.error}`);
+    assert.match(page.url(), /engines=2/, "the link keeps the setting");
+    await page.waitForFunction(() => window.__monoscope.engines?.parallelism === 2, null, { timeout: 60_000 });
+    assert.equal(page.workers().length, 2, "two engine workers");
+
+    const good = [0, 1, 2, 3, 4, 5].map((i) => DEMO(i));
+    await page.setInputFiles("#image-input", good.map((p) => file(p)));
+    r = await h.waitIdle(page, 2);
+    const engines = await page.evaluate(() => window.__monoscope.engines);
+    t.diagnostic(`batches ${(await page.evaluate(() => window.__monoscope.batchSizes)).join(", ")}; helper calls ${engines.helperCalls}`);
+    assert.ok(engines.helperCalls[0] > 0, "the helper took a share");
+    // Each result equals the same image analysed alone by the main engine.
+    for (const p of good) {
+      const x = r.images.find((y) => y.name === path.basename(p));
+      assert.equal(x.status, "ok", `${x.name}: ${x.error}`);
+      const one = await page.evaluate(async (bytes) => {
+        const res = await window.__monoscopeDebug.analyzeImage(new Uint8Array(bytes).buffer);
+        return { embedding: Array.from(res.embedding), activations: Array.from(res.activations) };
+      }, [...readFileSync(p)]);
+      assert.ok(h.cosine(x.embedding, one.embedding) >= 0.99999, `${x.name}: same embedding`);
+      assert.ok(x.top.length > 0);
+      for (const [k, v] of x.top) assert.ok(Math.abs(one.activations[k] - v) <= 1e-4 * Math.max(1, Math.abs(v)), `${x.name}: feature ${k}`);
+    }
+
+    // Without a bundle, the helper (once it has dropped it too) gives no activations either.
+    const calls = engines.helperCalls[0];
+    await page.click("#bundle-none");
+    await page.waitForFunction(() => window.__monoscope.bundle === null && window.__monoscope.engines.parallelism === 2, null, { timeout: 60_000 });
+    await page.click("#rerun");
+    r = await h.waitIdle(page, 3);
+    assert.ok(r.images.every((x) => x.status === "ok" && x.top.length === 0), "no activations without a bundle");
+    // The re-run went out before the helper had dropped the bundle or after; either way it
+    // is not used until it has, so no stale activation can appear.
+    t.diagnostic(`helper calls after the bundle change: ${(await page.evaluate(() => window.__monoscope.engines.helperCalls))[0] - calls}`);
+    h.assertSameOrigin(requests, env.server.origin);
+    await h.assertNoCspViolations(page, consoleErrors);
+  } finally {
+    await context.close();
+  }
+});
+
 test("an empty prompt and an off-site image URL are errors of those inputs", async (t) => {
   const { context, page, requests, consoleErrors } = await h.newPage(env.browser, t);
   try {

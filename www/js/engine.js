@@ -2,6 +2,8 @@
 // restart with the same model and bundle after a crash. The main thread never runs wasm.
 
 const MAX_INIT_CRASHES = 3;
+// Helper workers that crash or fail to load this many times are not started again.
+const MAX_HELPER_FAILURES = 3;
 
 export class WorkerCrashed extends Error {
   constructor(message) {
@@ -12,10 +14,19 @@ export class WorkerCrashed extends Error {
 
 export class EngineClient {
   // workerUrl: URL of worker.js. onCrash(err) is called after the worker died and was dropped.
-  constructor({ workerUrl, backend, onCrash }) {
+  // helpers: extra engine workers for batches on the CPU backend (issue 12). The wasm build
+  // runs on one thread (wasm threads need a nightly toolchain), so a batch of inputs is
+  // shared between this worker and `helpers` more, each with its own copy of the model (the
+  // model's memory times 1 + helpers). They follow this engine's model and bundle, serve
+  // analyzeImages / analyzeTexts / embedImages only, and one that crashes is dropped (its
+  // share goes to this worker).
+  constructor({ workerUrl, backend, onCrash, helpers = 0 }) {
     this.workerUrl = workerUrl;
     this.backend = backend;
     this.onCrash = onCrash;
+    this.helperCount = helpers;
+    this.helpers = []; // {client, model, bundle, synced, calls}
+    this.helperFailures = 0;
     this.worker = null;
     this.pending = new Map(); // id -> {resolve, reject, onProgress}
     this.nextId = 1;
@@ -110,6 +121,7 @@ export class EngineClient {
       }
       this.initCrashes = 0;
       this.loaded = loaded;
+      this.syncHelpers();
       return { ...loaded, bundle: summary, bundleError };
     })();
     const ready = attempt.then(
@@ -177,6 +189,7 @@ export class EngineClient {
     await this.ensureReady();
     const summary = await this.call("load_bundle", bundle);
     this.bundle = bundle;
+    this.syncHelpers();
     return summary;
   }
 
@@ -192,6 +205,82 @@ export class EngineClient {
     await this.ensureReady();
     await this.call("clear_bundle");
     this.bundle = null;
+    this.syncHelpers();
+  }
+
+  // Engines that take a share of the next batch: this one and every helper holding its
+  // model and bundle.
+  get parallelism() {
+    return 1 + this.helpers.filter((h) => h.synced).length;
+  }
+
+  // Brings the helpers to this engine's model and bundle, in the background: until a helper
+  // has them, batches run without it. Helpers exist only on the CPU backend.
+  syncHelpers() {
+    const wanted = this.loaded?.backend === "cpu" && this.helperFailures < MAX_HELPER_FAILURES ? this.helperCount : 0;
+    while (this.helpers.length > wanted) this.dropHelper(this.helpers[this.helpers.length - 1], false);
+    while (this.helpers.length < wanted) {
+      const h = { client: null, model: null, bundle: null, synced: false, calls: 0 };
+      h.client = new EngineClient({ workerUrl: this.workerUrl, backend: "cpu", onCrash: () => this.dropHelper(h, true) });
+      this.helpers.push(h);
+    }
+    for (const h of this.helpers) {
+      if (h.model === this.model && h.bundle === this.bundle) continue;
+      const [model, bundle] = [this.model, this.bundle];
+      // Same model: only the bundle changes (no second download or load of the weights).
+      let job;
+      if (h.model !== model) job = h.client.load(model, bundle).then((r) => !r.bundleError);
+      else if (bundle) job = h.client.loadBundle(bundle).then(() => true);
+      else job = h.client.clearBundle().then(() => true);
+      Object.assign(h, { model, bundle, synced: false });
+      job.then(
+        (ok) => {
+          if (h.model !== model || h.bundle !== bundle) return; // superseded meanwhile
+          if (ok) h.synced = true;
+          else this.dropHelper(h, true);
+        },
+        () => h.model === model && h.bundle === bundle && this.dropHelper(h, true),
+      );
+    }
+  }
+
+  dropHelper(h, failed) {
+    const i = this.helpers.indexOf(h);
+    if (i < 0) return;
+    this.helpers.splice(i, 1);
+    h.synced = false;
+    if (failed) this.helperFailures += 1;
+    // Its calls in flight reject (their slices then run on this engine); no restart.
+    if (h.client.worker) h.client.crash(h.client.worker, "helper engine dropped");
+  }
+
+  // Runs `cmd` over `list` (encoded images or prompts, by `key`), shared between this engine
+  // and its synced helpers in contiguous slices; resolves to the results in list order. A
+  // helper's slice that fails runs here instead.
+  async shared(cmd, key, list) {
+    await this.ensureReady();
+    const helpers = this.helpers.filter((h) => h.synced);
+    const per = Math.ceil(list.length / (1 + helpers.length));
+    if (!helpers.length || per >= list.length) return this.sendList(cmd, key, list);
+    const slices = [];
+    for (let i = 0; i < list.length; i += per) slices.push(list.slice(i, i + per));
+    const parts = await Promise.all(
+      slices.map((slice, i) =>
+        i === 0
+          ? this.sendList(cmd, key, slice)
+          : (helpers[i - 1].calls++, helpers[i - 1].client.sendList(cmd, key, slice)).catch((err) => {
+              if (err instanceof WorkerCrashed) this.dropHelper(helpers[i - 1], true);
+              return this.sendList(cmd, key, slice);
+            }),
+      ),
+    );
+    return parts.flat();
+  }
+
+  sendList(cmd, key, list) {
+    if (key === "texts") return this.call(cmd, { texts: list });
+    const copies = list.map((b) => b.slice(0)); // keep our copies: transferred ones are gone
+    return this.call(cmd, { [key]: copies }, { transfer: copies });
   }
 
   async analyzeImage(bytes) {
@@ -200,12 +289,21 @@ export class EngineClient {
     return this.call("analyze_image", { bytes: copy }, { transfer: [copy] });
   }
 
-  // Embeddings of several encoded images in one forward pass (benchmarks; the queue still
-  // sends one input at a time).
-  async embedImages(list) {
-    await this.ensureReady();
-    const copies = list.map((b) => b.slice(0));
-    return this.call("embed_images", { images: copies }, { transfer: copies });
+  // Several encoded images, one forward pass per engine (see `helpers`): resolves to one
+  // entry per image, {embedding, activations?} or {error} (an unreadable file fails alone).
+  analyzeImages(list) {
+    return this.shared("analyze_images", "images", list);
+  }
+
+  // Several prompts, one forward pass per engine: one entry per prompt, {embedding,
+  // activations?, truncated} or {error}.
+  analyzeTexts(texts) {
+    return this.shared("analyze_texts", "texts", texts);
+  }
+
+  // Embeddings of several encoded images, one forward pass per engine (benchmarks).
+  embedImages(list) {
+    return this.shared("embed_images", "images", list);
   }
 
   async analyzeText(text) {

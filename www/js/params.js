@@ -7,6 +7,8 @@
 //   panels   comma list of inputs,features,similarity,dictionary,feature,heatmap,probe,attack,control,build
 //   build    1 = also show "Build a bundle" (hidden by default)
 //   backend  auto | webgpu | cpu
+//   engines  1-8: engine workers sharing each batch on the CPU backend (default 1; each one
+//            holds its own copy of the model)
 //   embed    1 = compact widget mode (only the requested panels)
 
 export const PANELS = ["inputs", "features", "similarity", "dictionary", "feature", "heatmap", "probe", "attack", "control", "build"];
@@ -14,6 +16,8 @@ export const PANELS = ["inputs", "features", "similarity", "dictionary", "featur
 export const DEFAULT_PANELS = PANELS.filter((p) => p !== "build");
 export const EMBED_DEFAULT_PANELS = ["features"];
 export const BACKENDS = ["auto", "webgpu", "cpu"];
+// The most engine workers a page may start (`engines`): each holds a copy of the model.
+export const MAX_ENGINES = 8;
 
 function splitList(values, sep) {
   return values
@@ -43,12 +47,19 @@ export function readParams(search) {
     if (Number.isInteger(f) && f >= 0) feature = f;
     else problems.push(`feature must be a feature id (a whole number), not "${q.get("feature")}"`);
   }
+  let engines = 1;
+  if (q.has("engines")) {
+    const n = Number(q.get("engines"));
+    if (Number.isInteger(n) && n >= 1 && n <= MAX_ENGINES) engines = n;
+    else problems.push(`engines must be a whole number from 1 to ${MAX_ENGINES}, not "${q.get("engines")}"`);
+  }
   // A link that names inputs replaces the demo inputs entirely.
   const hasInputs = q.has("prompt") || q.has("image");
   return {
     embed,
     build: yes("build"),
     backend,
+    engines,
     model: q.get("model") || "",
     bundle: q.get("bundle") ?? "",
     prompts: hasInputs ? splitList(q.getAll("prompt"), "|") : null,
@@ -60,7 +71,7 @@ export function readParams(search) {
 }
 
 // The query string for a state (only what differs from the defaults).
-export function buildSearch({ model, bundle, prompts, images, feature, panels, backend, embed, build }) {
+export function buildSearch({ model, bundle, prompts, images, feature, panels, backend, engines, embed, build }) {
   const q = new URLSearchParams();
   if (model && model !== "demo") q.set("model", model);
   if (bundle) q.set("bundle", bundle);
@@ -69,6 +80,7 @@ export function buildSearch({ model, bundle, prompts, images, feature, panels, b
   if (feature !== null && feature !== undefined) q.set("feature", String(feature));
   if (panels && panels.length) q.set("panels", panels.join(","));
   if (backend && backend !== "auto") q.set("backend", backend);
+  if (engines && engines > 1) q.set("engines", String(engines));
   if (embed) q.set("embed", "1");
   if (build) q.set("build", "1");
   const s = q.toString();

@@ -226,7 +226,7 @@ function onEngineCrash(err) {
 
 // Creates the engine worker and starts compiling the wasm while the model downloads.
 export function startEngine(workerUrl) {
-  runtime.engine = new EngineClient({ workerUrl, backend: state.backend, onCrash: onEngineCrash });
+  runtime.engine = new EngineClient({ workerUrl, backend: state.backend, onCrash: onEngineCrash, helpers: state.engines - 1 });
   runtime.engine.start();
   return runtime.engine;
 }

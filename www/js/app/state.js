@@ -16,6 +16,7 @@ function initialPanels() {
 export const state = {
   embed: params.embed,
   backend: params.backend,
+  engines: params.engines, // engine workers sharing each batch (CPU backend)
   panels: initialPanels(),
   explicitPanels: params.panels,
   modelParam: params.model || "demo", // what the URL says; "" for local files (not shareable)
@@ -27,6 +28,7 @@ export const state = {
   feature: params.feature,
   pair: null, // {image: key, prompt: key}
   runs: 0,
+  batchSizes: [], // inputs per engine call of the queue, in order (tests read it)
   restarts: 0,
   error: null,
   firstResultMs: null,
@@ -67,6 +69,7 @@ export function syncUrl() {
     feature: state.feature,
     panels: state.explicitPanels,
     backend: state.backend,
+    engines: state.engines,
     embed: state.embed,
     build: !state.explicitPanels && state.panels.includes("build"),
   });

@@ -50,7 +50,7 @@ function pageState() {
 }
 
 // Keys of the inputs queued since the page was last idle, for "analysing 3 of 50…" (the
-// queue runs one input at a time; many dropped images show how far it is).
+// first input of the batch in flight; many dropped images show how far the queue is).
 const batch = new Set();
 
 function queueProgress() {

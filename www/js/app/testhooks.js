@@ -55,6 +55,16 @@ export function installStateHook(apps) {
     get restarts() {
       return state.restarts;
     },
+    // Engines sharing the next batch (1 + helpers holding the model and bundle), and the
+    // calls each helper has served.
+    get engines() {
+      const e = runtime.engine;
+      return e ? { parallelism: e.parallelism, helperCalls: e.helpers.map((h) => h.calls) } : null;
+    },
+    // Inputs per engine call of the analysis queue (issue 12), oldest first.
+    get batchSizes() {
+      return [...state.batchSizes];
+    },
     get feature() {
       return state.feature;
     },
@@ -97,6 +107,9 @@ export function installDebugHook(apps) {
       return ms.sort((a, b) => a - b)[Math.floor(n / 2)];
     },
     embedImages: (list) => runtime.engine.embedImages(list),
+    // One input alone (a batch of one), to compare with what the queue's batches gave.
+    analyzeImage: (bytes) => runtime.engine.analyzeImage(bytes),
+    analyzeText: (text) => runtime.engine.analyzeText(text),
     // ms per image of embedding `batch` copies of `bytes` in one forward pass, median of `n`
     // (scripts/bench_web.mjs).
     async timeEmbedImages(bytes, batch, n = 3) {

@@ -1,0 +1,180 @@
+// Where the page's engine spends its time in the browser (issue 12): a V8 sampling profile
+// of the engine's wasm embedding batches of images on the CPU backend, summed per function
+// (self time), in headless Chromium.
+//
+// The page runs the engine in a dedicated worker, which Playwright's CDP sessions cannot
+// attach to, so this loads the same wasm module on a page's main thread and calls the same
+// `Engine` methods the worker calls (`Engine.create`, `embed_images`). The production build
+// runs wasm-opt, which drops function names; the wasm is bound here again from cargo's output
+// of that same build (`wasm-bindgen --target web`, names kept, no wasm-opt), so the code is
+// the release build's before wasm-opt's size passes.
+//   node scripts/profile_web.mjs MODEL_DIR [--batch 8] [--iters 3] [--top 30] [--json OUT]
+// Needs `trunk build --release` first (cargo's wasm in $CARGO_TARGET_DIR), wasm-bindgen
+// (scripts/install-tools.sh) and Chromium. MODEL_DIR: an HF CLIP folder, e.g. the random-init
+// ViT-B/32 of `scripts/extract_reference.py --work W` (W/vit-b-32).
+
+import { readFileSync, writeFileSync, existsSync, mkdirSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import path from "node:path";
+import os from "node:os";
+import { createServer } from "node:http";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { MIME_TYPES } from "../tests/browser/static-server.mjs";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const TARGET = process.env.CARGO_TARGET_DIR || path.join(os.homedir(), ".cache/monoscope/target");
+const WASM = path.join(TARGET, "wasm32-unknown-unknown/wasm-release/monoscope.wasm");
+const PKG = path.join(ROOT, "tests/out/profile-web");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run"];
+// Sampling interval in microseconds: ~10k samples over a few seconds of work.
+const SAMPLE_US = 200;
+
+function args() {
+  const a = { batch: 8, iters: 3, top: 30, json: null, model: null };
+  const v = process.argv.slice(2);
+  for (let i = 0; i < v.length; i++) {
+    if (v[i] === "--batch") a.batch = Number(v[++i]);
+    else if (v[i] === "--iters") a.iters = Number(v[++i]);
+    else if (v[i] === "--top") a.top = Number(v[++i]);
+    else if (v[i] === "--json") a.json = v[++i];
+    else if (!a.model) a.model = path.resolve(v[i]);
+    else throw new Error(`unknown argument ${v[i]}`);
+  }
+  if (!a.model) throw new Error("usage: node scripts/profile_web.mjs MODEL_DIR [--batch 8] [--iters 3] [--top 30] [--json OUT]");
+  for (const f of ["config.json", "model.safetensors", "tokenizer.json"]) {
+    if (!existsSync(path.join(a.model, f))) throw new Error(`${path.join(a.model, f)} is missing`);
+  }
+  if (!existsSync(WASM)) throw new Error(`${WASM} is missing: run \`trunk build --release\` first`);
+  return a;
+}
+
+// The wasm with its name section, bound for a page.
+function bind() {
+  mkdirSync(PKG, { recursive: true });
+  execFileSync("wasm-bindgen", ["--target", "web", "--out-dir", PKG, "--out-name", "monoscope", WASM], { stdio: "inherit" });
+  writeFileSync(path.join(PKG, "index.html"), "<!doctype html><title>profile</title>\n");
+}
+
+function serve(model) {
+  const mounts = [["/bench/", model], ["/", PKG]];
+  const server = createServer((req, res) => {
+    const rel = decodeURIComponent(new URL(req.url, "http://localhost").pathname);
+    const [prefix, dir] = mounts.find(([p]) => rel.startsWith(p));
+    const file = path.resolve(dir, "." + rel.slice(prefix.length - 1));
+    if (!file.startsWith(dir)) return res.writeHead(403).end();
+    let body;
+    try {
+      body = readFileSync(file);
+    } catch {
+      return res.writeHead(404).end();
+    }
+    res.writeHead(200, { "content-type": MIME_TYPES[path.extname(file)] || "application/octet-stream" });
+    res.end(body);
+  });
+  return new Promise((ok) => server.listen(0, "127.0.0.1", () => ok(server)));
+}
+
+// Rust's legacy mangling (_ZN 3foo 3bar 17h<hash> E) to foo::bar; other names as they are.
+function demangle(name) {
+  const m = /^_?_ZN(.*)E$/.exec(name);
+  if (!m) return name;
+  const parts = [];
+  let s = m[1];
+  while (s.length) {
+    const n = /^(\d+)/.exec(s);
+    if (!n) break;
+    const len = Number(n[1]);
+    parts.push(s.slice(n[1].length, n[1].length + len));
+    s = s.slice(n[1].length + len);
+  }
+  if (parts.length && /^h[0-9a-f]{16}$/.test(parts[parts.length - 1])) parts.pop();
+  return parts
+    .join("::")
+    .replace(/\$LT\$/g, "<")
+    .replace(/\$GT\$/g, ">")
+    .replace(/\$u20\$/g, " ")
+    .replace(/\$C\$/g, ",")
+    .replace(/\$RF\$/g, "&")
+    .replace(/\$BP\$/g, "*")
+    .replace(/\$u7b\$/g, "{")
+    .replace(/\$u7d\$/g, "}")
+    .replace(/\.\./g, "::");
+}
+
+// A coarse kind per function, to read the profile at a glance.
+function kindOf(name) {
+  if (/gemm/.test(name)) return "GEMM (gemm crate)";
+  if (/exp|expf/.test(name)) return "exp (softmax, sigmoid)";
+  if (/memcpy|memmove|memset/.test(name)) return "memory copies";
+  if (/dlmalloc|alloc|free/.test(name)) return "allocator";
+  if (/burn_flex/.test(name)) return "burn-flex element-wise and layout ops";
+  if (/image|png|jpeg|zune|resize/.test(name)) return "image decode and preprocessing";
+  return "other";
+}
+
+const a = args();
+bind();
+const server = await serve(a.model);
+const origin = `http://127.0.0.1:${server.address().port}`;
+const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+try {
+  const page = await browser.newPage();
+  page.on("pageerror", (e) => console.error("page error:", e.message));
+  await page.goto(`${origin}/index.html`);
+  // Load the model and warm up (first-call allocations) before profiling.
+  await page.evaluate(async (batch) => {
+    const m = await import("/monoscope.js");
+    await m.default({ module_or_path: "/monoscope_bg.wasm" });
+    const bytes = async (f) => new Uint8Array(await (await fetch(`/bench/${f}`)).arrayBuffer());
+    const [config, weights, tokenizer] = await Promise.all(["config.json", "model.safetensors", "tokenizer.json"].map(bytes));
+    const engine = await m.Engine.create("cpu", config, weights, tokenizer, () => {});
+    const c = new OffscreenCanvas(224, 224);
+    const g = c.getContext("2d");
+    for (let i = 0; i < 64; i++) {
+      g.fillStyle = `hsl(${i * 37}, 70%, 50%)`;
+      g.fillRect((i * 53) % 200, (i * 31) % 200, 24, 24);
+    }
+    const png = new Uint8Array(await (await c.convertToBlob({ type: "image/png" })).arrayBuffer());
+    window.__run = () => engine.embed_images(Array.from({ length: batch }, () => png));
+    await window.__run();
+  }, a.batch);
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Profiler.enable");
+  await cdp.send("Profiler.setSamplingInterval", { interval: SAMPLE_US });
+  await cdp.send("Profiler.start");
+  const ms = await page.evaluate(async (iters) => {
+    const t0 = performance.now();
+    for (let i = 0; i < iters; i++) await window.__run();
+    return performance.now() - t0;
+  }, a.iters);
+  const { profile } = await cdp.send("Profiler.stop");
+
+  // Self time per function: samples whose leaf is that node, weighted by the time deltas.
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const dt = profile.timeDeltas[i] || 0;
+    const name = demangle(byId.get(id).callFrame.functionName || "(anonymous)");
+    self.set(name, (self.get(name) || 0) + dt);
+    total += dt;
+  });
+  const rows = [...self.entries()].sort((x, y) => y[1] - x[1]);
+  const kinds = new Map();
+  for (const [name, t] of rows) kinds.set(kindOf(name), (kinds.get(kindOf(name)) || 0) + t);
+  const pct = (t) => ((100 * t) / total).toFixed(1);
+  console.log(`${a.iters} x embed_images(batch ${a.batch}) on the page's main thread: ${(ms / (a.iters * a.batch)).toFixed(0)} ms per image (profiler on)`);
+  console.log("\n| kind | self time |\n|---|---:|");
+  for (const [k, t] of [...kinds.entries()].sort((x, y) => y[1] - x[1])) console.log(`| ${k} | ${pct(t)}% |`);
+  console.log(`\n| function (top ${a.top}, self time) | % |\n|---|---:|`);
+  for (const [name, t] of rows.slice(0, a.top)) console.log(`| \`${name.slice(0, 140)}\` | ${pct(t)} |`);
+  if (a.json) {
+    const out = { batch: a.batch, iters: a.iters, msPerImage: ms / (a.iters * a.batch), kinds: Object.fromEntries(kinds), functions: rows.slice(0, 200) };
+    writeFileSync(a.json, JSON.stringify(out, null, 1));
+  }
+} finally {
+  await browser.close();
+  server.close();
+}
