@@ -5,16 +5,15 @@
 // The page runs the engine in a dedicated worker, which Playwright's CDP sessions cannot
 // attach to, so this loads the same wasm module on a page's main thread and calls the same
 // `Engine` methods the worker calls (`Engine.create`, `embed_images`). The production build
-// runs wasm-opt, which drops function names; the wasm is bound here again from cargo's output
-// of that same build (`wasm-bindgen --target web`, names kept, no wasm-opt), so the code is
-// the release build's before wasm-opt's size passes.
+// runs wasm-opt, which drops function names; this takes trunk's wasm-bindgen output of that
+// same build ($CARGO_TARGET_DIR/wasm-bindgen/release: names kept, before wasm-opt's size
+// passes).
 //   node scripts/profile_web.mjs MODEL_DIR [--batch 8] [--iters 3] [--top 30] [--json OUT]
-// Needs `trunk build --release` first (cargo's wasm in $CARGO_TARGET_DIR), wasm-bindgen
-// (scripts/install-tools.sh) and Chromium. MODEL_DIR: an HF CLIP folder, e.g. the random-init
+// Needs `trunk build --release` first (its wasm-bindgen output in $CARGO_TARGET_DIR) and
+// Chromium. MODEL_DIR: an HF CLIP folder, e.g. the random-init
 // ViT-B/32 of `scripts/extract_reference.py --work W` (W/vit-b-32).
 
-import { readFileSync, writeFileSync, existsSync, mkdirSync } from "node:fs";
-import { execFileSync } from "node:child_process";
+import { readFileSync, writeFileSync, existsSync, mkdirSync, copyFileSync } from "node:fs";
 import path from "node:path";
 import os from "node:os";
 import { createServer } from "node:http";
@@ -24,7 +23,7 @@ import { MIME_TYPES } from "../tests/browser/static-server.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const TARGET = process.env.CARGO_TARGET_DIR || path.join(os.homedir(), ".cache/monoscope/target");
-const WASM = path.join(TARGET, "wasm32-unknown-unknown/wasm-release/monoscope.wasm");
+const BOUND = path.join(TARGET, "wasm-bindgen/release");
 const PKG = path.join(ROOT, "tests/out/profile-web");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run"];
@@ -46,14 +45,14 @@ function args() {
   for (const f of ["config.json", "model.safetensors", "tokenizer.json"]) {
     if (!existsSync(path.join(a.model, f))) throw new Error(`${path.join(a.model, f)} is missing`);
   }
-  if (!existsSync(WASM)) throw new Error(`${WASM} is missing: run \`trunk build --release\` first`);
+  if (!existsSync(path.join(BOUND, "monoscope_bg.wasm"))) throw new Error(`${BOUND}/monoscope_bg.wasm is missing: run \`trunk build --release\` first`);
   return a;
 }
 
 // The wasm with its name section, bound for a page.
 function bind() {
   mkdirSync(PKG, { recursive: true });
-  execFileSync("wasm-bindgen", ["--target", "web", "--out-dir", PKG, "--out-name", "monoscope", WASM], { stdio: "inherit" });
+  for (const f of ["monoscope.js", "monoscope_bg.wasm"]) copyFileSync(path.join(BOUND, f), path.join(PKG, f));
   writeFileSync(path.join(PKG, "index.html"), "<!doctype html><title>profile</title>\n");
 }
 
@@ -79,7 +78,8 @@ function serve(model) {
 // Rust's legacy mangling (_ZN 3foo 3bar 17h<hash> E) to foo::bar; other names as they are.
 function demangle(name) {
   const m = /^_?_ZN(.*)E$/.exec(name);
-  if (!m) return name;
+  // V8 shows most names demangled already: drop the hash and crate disambiguators.
+  if (!m) return name.replace(/::h[0-9a-f]{16}$/, "").replace(/\[[0-9a-f]{16}\]/g, "");
   const parts = [];
   let s = m[1];
   while (s.length) {
