@@ -16,10 +16,9 @@
 import { readFileSync, writeFileSync, existsSync, mkdirSync, copyFileSync } from "node:fs";
 import path from "node:path";
 import os from "node:os";
-import { createServer } from "node:http";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { MIME_TYPES } from "../tests/browser/static-server.mjs";
+import { serveDir } from "../tests/browser/static-server.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const TARGET = process.env.CARGO_TARGET_DIR || path.join(os.homedir(), ".cache/monoscope/target");
@@ -54,25 +53,6 @@ function bind() {
   mkdirSync(PKG, { recursive: true });
   for (const f of ["monoscope.js", "monoscope_bg.wasm"]) copyFileSync(path.join(BOUND, f), path.join(PKG, f));
   writeFileSync(path.join(PKG, "index.html"), "<!doctype html><title>profile</title>\n");
-}
-
-function serve(model) {
-  const mounts = [["/bench/", model], ["/", PKG]];
-  const server = createServer((req, res) => {
-    const rel = decodeURIComponent(new URL(req.url, "http://localhost").pathname);
-    const [prefix, dir] = mounts.find(([p]) => rel.startsWith(p));
-    const file = path.resolve(dir, "." + rel.slice(prefix.length - 1));
-    if (!file.startsWith(dir)) return res.writeHead(403).end();
-    let body;
-    try {
-      body = readFileSync(file);
-    } catch {
-      return res.writeHead(404).end();
-    }
-    res.writeHead(200, { "content-type": MIME_TYPES[path.extname(file)] || "application/octet-stream" });
-    res.end(body);
-  });
-  return new Promise((ok) => server.listen(0, "127.0.0.1", () => ok(server)));
 }
 
 // Rust's legacy mangling (_ZN 3foo 3bar 17h<hash> E) to foo::bar; other names as they are.
@@ -116,8 +96,8 @@ function kindOf(name) {
 
 const a = args();
 bind();
-const server = await serve(a.model);
-const origin = `http://127.0.0.1:${server.address().port}`;
+const server = await serveDir(PKG, { mounts: { "/bench/": a.model } });
+const origin = server.origin;
 const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 try {
   const page = await browser.newPage();
@@ -176,5 +156,5 @@ try {
   }
 } finally {
   await browser.close();
-  server.close();
+  await server.close();
 }

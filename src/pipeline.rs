@@ -209,7 +209,7 @@ impl Embedder {
 
 /// Blank prompts are refused: they embed as the bare start and end tokens, which says
 /// nothing about a prompt's features.
-fn refuse_blank(texts: &[&str]) -> Result<()> {
+pub(crate) fn refuse_blank(texts: &[&str]) -> Result<()> {
     match texts.iter().find(|t| t.trim().is_empty()) {
         Some(t) => Err(Error::Invalid(format!("empty prompt {t:?}"))),
         None => Ok(()),

@@ -25,7 +25,7 @@ use crate::base::Modality;
 use crate::base::host::rows_async;
 use crate::error::{Error, Result};
 use crate::inspect::{Lens, LensSummary};
-use crate::pipeline::Embedder;
+use crate::pipeline::{Embedder, refuse_blank};
 use crate::world::decoder::ImageDecoder;
 
 /// The most memory the largest activation tensor of one batched forward pass may take
@@ -196,14 +196,12 @@ impl Lab {
 
     /// Embedding and activations of an encoded image file.
     pub async fn analyze_image(&self, bytes: &[u8]) -> Result<InputReport> {
-        let embedding = self.embed_image(bytes).await?;
-        self.report(embedding, Modality::Image, false)
+        only(self.analyze_images(&[bytes.to_vec()]).await?)
     }
 
     /// Embedding and activations of a prompt (blank prompts refused).
     pub async fn analyze_text(&self, text: &str) -> Result<InputReport> {
-        let (mut rows, truncated) = self.embed_prompts(&[text.to_string()]).await?;
-        self.report(rows.remove(0), Modality::Text, truncated[0])
+        only(self.analyze_texts(&[text.to_string()]).await?)
     }
 
     /// Embeddings and activations of several encoded image files in one forward pass (the
@@ -229,10 +227,7 @@ impl Lab {
         let mut valid = Vec::with_capacity(texts.len());
         let slots: Vec<Result<()>> = texts
             .iter()
-            .map(|t| {
-                self.truncated_prompts(std::slice::from_ref(t))
-                    .map(|_| valid.push(t.clone()))
-            })
+            .map(|t| refuse_blank(&[t.as_str()]).map(|()| valid.push(t.clone())))
             .collect();
         let (mut rows, mut truncated) = (Vec::new(), Vec::new());
         for chunk in valid.chunks(batch_limit(self.embedder.config.text_tokens())) {
@@ -272,22 +267,6 @@ impl Lab {
             })
             .collect())
     }
-
-    fn report(
-        &self,
-        embedding: Vec<f32>,
-        modality: Modality,
-        truncated: bool,
-    ) -> Result<InputReport> {
-        let activations = self
-            .activations(std::slice::from_ref(&embedding), modality)?
-            .map(|mut a| a.remove(0));
-        Ok(InputReport {
-            embedding,
-            activations,
-            truncated,
-        })
-    }
 }
 
 /// How many inputs one forward pass of [`Lab::analyze_images`] / [`Lab::analyze_texts`]
@@ -296,4 +275,11 @@ impl Lab {
 fn batch_limit((tokens, mlp, heads): (usize, usize, usize)) -> usize {
     let per_input = 4 * tokens * mlp.max(heads * tokens);
     (BATCH_ACTIVATION_BYTES / per_input.max(1)).max(1)
+}
+
+/// The one report of a one-input batch.
+fn only(mut reports: Vec<Result<InputReport>>) -> Result<InputReport> {
+    reports
+        .pop()
+        .unwrap_or_else(|| Err(Error::Invalid("no result for the input".into())))
 }

@@ -161,6 +161,11 @@ fn analyses_array(reports: Vec<crate::error::Result<InputReport>>) -> Result<JsV
     Ok(out.into())
 }
 
+/// The bytes of each Uint8Array in a JS Array.
+fn byte_arrays(list: &Array) -> Vec<Vec<u8>> {
+    list.iter().map(|b| Uint8Array::new(&b).to_vec()).collect()
+}
+
 /// `progress(done, total)` for the page (a failing callback must not stop the work).
 fn report_progress(progress: &Function) -> impl FnMut(usize, usize) + '_ {
     move |done, total| {
@@ -258,10 +263,7 @@ impl Engine {
     /// pass; resolves to an Array with, per file, its analysis or `{error: message}`.
     pub fn analyze_images(&self, images: Array) -> Promise {
         let lab = self.lab.clone();
-        let images: Vec<Vec<u8>> = images
-            .iter()
-            .map(|b| Uint8Array::new(&b).to_vec())
-            .collect();
+        let images = byte_arrays(&images);
         future_to_promise(async move {
             let reports = lab.analyze_images(&images).await.map_err(js_err)?;
             analyses_array(reports)
@@ -335,10 +337,7 @@ impl Engine {
     /// forward pass; resolves to an Array of Float32Array.
     pub fn embed_images(&self, images: Array) -> Promise {
         let lab = self.lab.clone();
-        let images: Vec<Vec<u8>> = images
-            .iter()
-            .map(|b| Uint8Array::new(&b).to_vec())
-            .collect();
+        let images = byte_arrays(&images);
         future_to_promise(async move {
             let rows = lab.embed_images(&images).await.map_err(js_err)?;
             let out = Array::new();

@@ -1,6 +1,6 @@
 // The analysis queue: pending inputs in the order they were added, sent to the engine worker
 // (which runs one command at a time) in batches of up to MAX_BATCH inputs of one kind, each
-// batch one forward pass (issue 12: 25% less time per image for a ViT-B/32 on the CPU
+// batch one forward pass (issue 12: 16-25% less time per image for a ViT-B/32 on the CPU
 // backend at 8 than at 1). The first batch of a run is one input, so the first result shows
 // as soon as one forward pass allows. An input that fails (an unreadable file, a blank
 // prompt) fails alone; if the engine crashes during a batch, its inputs are redone one at a
