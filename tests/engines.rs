@@ -1,14 +1,19 @@
 //! A batch split over single-threaded CPU engines (issue 12, `base::engines`): parts of
 //! PART_ROWS rows cover the batch in order, and embeddings of a split batch equal those of
 //! each input on its own (1e-5: the same f32 ops, GEMMs blocked over other row counts).
-//! Idle engines share a lone part's token rows (`fork_rows`) without changing a bit.
+//! Idle engines share a lone part's linear layers by output columns (`fork_cols`) without
+//! changing a bit.
 
 mod common;
 
-use burn::tensor::Device;
-use monoscope::base::engines::{PART_ROWS, fork_rows, split_rows, splits};
+use burn::tensor::{Device, Distribution, Tensor};
+use monoscope::base::engines::{
+    FORK_COL_ALIGN, MIN_FORK_COLS, PART_ROWS, fork_cols, split_rows, splits,
+};
 use monoscope::base::host::host_rows;
 use monoscope::base::host::l2_normalize;
+use monoscope::clip::blocks::EncoderConfig;
+use monoscope::clip::config::Activation;
 
 #[test]
 fn parts_cover_the_batch_in_order() {
@@ -70,22 +75,25 @@ fn a_split_batch_embeds_like_single_inputs() {
 fn idle_engines_are_lent_to_a_lone_part() {
     let flex = Device::flex();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // One part (batch 1): the part's engine shares 1024 rows with every idle engine.
+    // One part (batch 1): the part's engine shares 3072 columns with every idle engine.
     let runs = split_rows(1, &flex, |_| {
-        fork_rows(1024, |r| {
+        fork_cols(3072, |r| {
             (r, std::thread::current().name().map(String::from))
         })
     })
     .remove(0);
     let ranges: Vec<_> = runs.iter().map(|(r, _)| r.clone()).collect();
     assert_eq!(ranges[0].start, 0);
-    assert_eq!(ranges.last().unwrap().end, 1024);
+    assert_eq!(ranges.last().unwrap().end, 3072);
     for w in ranges.windows(2) {
         assert_eq!(w[0].end, w[1].start, "{ranges:?}");
+        assert_eq!(w[1].start % FORK_COL_ALIGN, 0, "{ranges:?}");
+        assert!(w[0].len() >= MIN_FORK_COLS, "{ranges:?}");
     }
     let threads: std::collections::BTreeSet<_> = runs.iter().map(|(_, t)| t.clone()).collect();
     if cores > 1 {
-        assert_eq!(ranges.len(), cores.min(1024 / 16), "{ranges:?}");
+        // 3072 / 32 engines = 96 columns each; more engines than that share fewer ranges.
+        assert_eq!(ranges.len(), cores.min(3072 / MIN_FORK_COLS), "{ranges:?}");
         assert_eq!(
             threads.len(),
             ranges.len(),
@@ -98,28 +106,30 @@ fn idle_engines_are_lent_to_a_lone_part() {
     } else {
         assert_eq!(ranges.len(), 1);
     }
-    // Too few rows to share: one range.
+    // Too few columns to share: one range; a short last range joins the one before.
     assert_eq!(
-        split_rows(1, &flex, |_| fork_rows(20, |r| r)).remove(0),
-        vec![0..20]
+        split_rows(1, &flex, |_| fork_cols(MIN_FORK_COLS + 20, |r| r)).remove(0),
+        vec![0..MIN_FORK_COLS + 20]
     );
+    let tail = split_rows(1, &flex, |_| fork_cols(3 * MIN_FORK_COLS - 8, |r| r)).remove(0);
+    assert!(tail.iter().all(|r| r.len() >= MIN_FORK_COLS), "{tail:?}");
     // A part for every engine: none is idle, nothing is lent.
-    let busy = split_rows(cores * PART_ROWS, &flex, |_| fork_rows(1024, |r| r).len());
+    let busy = split_rows(cores * PART_ROWS, &flex, |_| fork_cols(3072, |r| r).len());
     assert!(busy.iter().all(|&n| n == 1), "{busy:?}");
     // Outside the engines (other callers, autodiff): one range.
-    assert_eq!(fork_rows(1024, |r| r), vec![0..1024]);
+    assert_eq!(fork_cols(3072, |r| r), vec![0..3072]);
 }
 
 #[test]
-fn rows_shared_with_idle_engines_keep_the_bits() {
+fn columns_shared_with_idle_engines_keep_the_bits() {
     let device = Device::flex();
     let embedder = common::demo_embedder(&device);
     let dir = common::demo_dir().join("images");
     let pixels = embedder
         .preprocess(&common::read(dir.join("scene-0.png")))
         .unwrap();
-    // Batch 1 through the engines: the demo model's 65 image tokens are shared with the
-    // idle engine on a multi-core machine.
+    // Batch 1 through the engines: on a multi-core machine the demo model's MLP expansions
+    // (256 columns) are shared with the idle engine.
     let forked = host_rows(
         embedder
             .embed_pixels(std::slice::from_ref(&pixels))
@@ -145,41 +155,79 @@ fn rows_shared_with_idle_engines_keep_the_bits() {
     assert_eq!(forked, whole, "bit for bit");
 }
 
+/// Bit patterns of a tensor's values.
+fn bits<const D: usize>(t: Tensor<D>) -> Vec<u32> {
+    t.into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
 #[test]
-fn a_linear_layer_cut_into_row_ranges_keeps_the_bits_at_vit_b_shapes() {
-    use burn::nn::LinearConfig;
-    use burn::tensor::{Distribution, Tensor};
+fn a_vit_b_layer_shared_by_columns_keeps_the_bits() {
+    // One ViT-B/32 encoder layer (width 768, MLP 3072, 12 heads) at batch 1 (50 tokens)
+    // and a 77-token prompt: every linear layer is cut by columns on a multi-core machine.
     let device = Device::flex();
-    // ViT-B/32's MLP at batch 1 and 8 (50 and 400 token rows), 768 -> 3072 and 3072 -> 768:
+    let layer = EncoderConfig {
+        width: 768,
+        intermediate: 3072,
+        layers: 1,
+        heads: 12,
+        act: Activation::QuickGelu,
+        eps: 1e-5,
+    }
+    .init(&device);
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    for tokens in [50, 77] {
+        let x = Tensor::<3>::random([1, tokens, 768], Distribution::Normal(0.0, 1.0), &device);
+        let lent = split_rows(1, &device, |_| {
+            bits(layer.forward(x.clone(), None, false).0)
+        });
+        let whole = one.install(|| bits(layer.forward(x.clone(), None, false).0));
+        assert_eq!(lent[0], whole, "{tokens} tokens: bit for bit");
+    }
+}
+
+#[test]
+fn a_linear_layer_cut_into_column_ranges_keeps_the_bits_at_vit_b_shapes() {
+    use burn::nn::LinearConfig;
+    use burn::tensor::module::linear;
+    let device = Device::flex();
+    // ViT-B/32's attention and MLP shapes at batch 1 and 8 (50, 77 and 400 token rows):
     // the inner dimension is where GEMM blocking could reorder sums, and it is never cut.
     let one = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .unwrap();
-    let bits = |t: Tensor<2>| -> Vec<u32> {
-        t.into_data()
-            .try_to_vec::<f32>()
-            .unwrap()
-            .iter()
-            .map(|v| v.to_bits())
-            .collect()
-    };
-    for (d_in, d_out) in [(768, 3072), (3072, 768)] {
-        let linear = LinearConfig::new(d_in, d_out).init(&device);
-        for rows in [50, 400] {
+    for (d_in, d_out) in [(768, 768), (768, 3072), (3072, 768)] {
+        let layer = LinearConfig::new(d_in, d_out).init(&device);
+        let (w, b) = (layer.weight.val(), layer.bias.as_ref().unwrap().val());
+        for rows in [50, 77, 400] {
             let x = Tensor::<2>::random([rows, d_in], Distribution::Normal(0.0, 1.0), &device);
-            let whole = one.install(|| bits(linear.forward(x.clone())));
-            // Ranges of at least MIN_FORK_ROWS (16) rows, as fork_rows cuts them.
-            for step in [16, 17, 24, 25, 31, 39, 48, 64, 200] {
-                let parts: Vec<Tensor<2>> = (0..rows)
+            let whole = one.install(|| bits(layer.forward(x.clone())));
+            // Ranges as fork_cols cuts them (multiples of 32, at least MIN_FORK_COLS = 96)
+            // and two that are not aligned (last ranges of 68 and 72 columns: more than
+            // 64 is what keeps gemm off its small-product blocking at 50 rows).
+            for step in [96, 128, 192, 384, 1536, 100, 200] {
+                let parts: Vec<Tensor<2>> = (0..d_out)
                     .step_by(step)
                     .map(|a| {
+                        let cols = a..(a + step).min(d_out);
                         one.install(|| {
-                            linear.forward(x.clone().slice([a..(a + step).min(rows), 0..d_in]))
+                            linear(
+                                x.clone(),
+                                w.clone().slice([0..d_in, cols.clone()]),
+                                Some(b.clone().slice([cols])),
+                            )
                         })
                     })
                     .collect();
-                let cut = bits(Tensor::cat(parts, 0));
+                let cut = bits(Tensor::cat(parts, 1));
                 let differ = cut.iter().zip(&whole).filter(|(a, b)| a != b).count();
                 assert_eq!(
                     differ, 0,

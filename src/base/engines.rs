@@ -14,10 +14,11 @@
 //!
 //! When a batch has fewer parts than there are engines (batch 1 on 2 cores leaves one
 //! idle), the idle engines are lent to the busy ones: the transformer layers hand ranges of
-//! each linear layer's token rows to them ([`fork_rows`], `clip::blocks`). GEMM sums each
-//! output over the inner dimension in blocks chosen from that dimension alone, so cutting
-//! rows leaves every value's arithmetic unchanged and the bits still do not depend on the
-//! core count (`tests/engines.rs` checks this at ViT-B/32's shapes).
+//! each linear layer's output columns to them ([`fork_cols`], `clip::blocks`), so each
+//! engine streams only its share of the weight. Every output value is still one GEMM's sum
+//! over the whole inner dimension, in blocks chosen from that dimension alone, so cutting
+//! columns leaves its arithmetic unchanged and the bits still do not depend on the core
+//! count (`tests/engines.rs` checks this at ViT-B/32's shapes).
 
 use std::ops::Range;
 
@@ -48,19 +49,43 @@ pub fn split_rows<T: Send>(
     vec![f(0..rows)]
 }
 
-/// Runs `f` on row ranges covering `0..rows`: one range on the calling thread and one on
-/// each idle engine it was lent ([`split_rows`] lends the engines its parts leave idle, e.g.
-/// every engine but one at batch 1), and returns the results in row order. Without idle
-/// engines (other devices, wasm, batches with a part for every engine) it is
-/// `vec![f(0..rows)]`.
-pub fn fork_rows<T: Send>(rows: usize, f: impl Fn(Range<usize>) -> T + Sync) -> Vec<T> {
+/// Runs `f` on ranges covering `0..cols` (a linear layer's output columns): one range on
+/// the calling thread and one on each idle engine it was lent ([`split_rows`] lends the
+/// engines its parts leave idle, e.g. every engine but one at batch 1), and returns the
+/// results in column order. Ranges have at least [`MIN_FORK_COLS`] columns and start at
+/// multiples of [`FORK_COL_ALIGN`]. Without idle engines (other devices, wasm, batches with
+/// a part for every engine) it is `vec![f(0..cols)]`.
+pub fn fork_cols<T: Send>(cols: usize, f: impl Fn(Range<usize>) -> T + Sync) -> Vec<T> {
+    fork(cols, MIN_FORK_COLS, FORK_COL_ALIGN, f)
+}
+
+/// Fewest output columns a range has (the last range too): more than 64, because gemm
+/// (gemm-common 0.19, `gemm_basic_generic`) blocks the inner dimension differently when
+/// both of a product's outer dimensions are at most 64 (a 50-token image cut into ranges
+/// of 64 columns changed 34 300 of 38 400 values), and a smaller GEMM does not pay for
+/// the fork (tens of microseconds).
+pub const MIN_FORK_COLS: usize = 96;
+
+/// Column ranges start at multiples of this: gemm's widest f32 micro-kernel covers 32
+/// output values (two AVX-512 vectors; gemm computes the transposed product, so a linear
+/// layer's output columns are the kernel's rows), so only the last range can end in a
+/// part-filled tile.
+pub const FORK_COL_ALIGN: usize = 32;
+
+fn fork<T: Send>(
+    len: usize,
+    min: usize,
+    align: usize,
+    f: impl Fn(Range<usize>) -> T + Sync,
+) -> Vec<T> {
     #[cfg(not(target_arch = "wasm32"))]
     {
-        native::fork_rows(rows, &f)
+        native::fork(len, min, align, &f)
     }
     #[cfg(target_arch = "wasm32")]
     {
-        vec![f(0..rows)]
+        let _ = (min, align);
+        vec![f(0..len)]
     }
 }
 
@@ -70,10 +95,6 @@ mod native {
     use std::ops::Range;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Mutex, OnceLock};
-
-    /// A range of fewer rows than this is not worth handing to another engine (the fork
-    /// costs tens of microseconds; ViT-B/32's 50 tokens make two ranges of 25).
-    const MIN_FORK_ROWS: usize = 16;
 
     thread_local! {
         /// The idle engines (indices into [`pools`]) lent to the part this thread runs.
@@ -162,20 +183,31 @@ mod native {
         }
     }
 
-    pub(super) fn fork_rows<T: Send>(
-        rows: usize,
+    pub(super) fn fork<T: Send>(
+        len: usize,
+        min: usize,
+        align: usize,
         f: &(impl Fn(Range<usize>) -> T + Sync),
     ) -> Vec<T> {
         let helpers = HELPERS.with(|h| h.borrow().clone());
-        let ways = (helpers.len() + 1).min(rows / MIN_FORK_ROWS).max(1);
+        let ways = (helpers.len() + 1).min(len / min.max(1)).max(1);
         if ways == 1 {
-            return vec![f(0..rows)];
+            return vec![f(0..len)];
         }
-        let step = rows.div_ceil(ways);
-        let ranges: Vec<Range<usize>> = (0..rows)
+        let step = len.div_ceil(ways).next_multiple_of(align.max(1));
+        let mut ranges: Vec<Range<usize>> = (0..len)
             .step_by(step)
-            .map(|start| start..(start + step).min(rows))
+            .map(|start| start..(start + step).min(len))
             .collect();
+        if let [.., before, last] = ranges.as_mut_slice()
+            && last.len() < min
+        {
+            before.end = last.end;
+            ranges.pop();
+        }
+        if ranges.len() == 1 {
+            return vec![f(0..len)];
+        }
         let slots: Vec<Mutex<Option<T>>> = ranges.iter().map(|_| Mutex::new(None)).collect();
         spread(&helpers, &ranges, &slots, f);
         // Every slot is filled unless a range panicked, which the scope has re-raised.

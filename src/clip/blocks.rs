@@ -8,7 +8,7 @@ use burn::tensor::activation::{gelu, gelu_approximate, sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 
 use super::config::Activation;
-use crate::base::engines::fork_rows;
+use crate::base::engines::fork_cols;
 
 /// Additive mask value for forbidden attention positions. Finite (unlike -inf) so that
 /// no backend can turn `-inf - -inf` into NaN; exp() of it is exactly 0 in f32.
@@ -17,12 +17,12 @@ pub const MASKED: f32 = -1e9;
 /// `quick_gelu` slope, from OpenAI CLIP's `QuickGELU` (`x * sigmoid(1.702 * x)`).
 const QUICK_GELU_SLOPE: f64 = 1.702;
 
-/// `linear.forward(x)` for `x`: [batch, tokens, in] -> [batch, tokens, out], its token rows
-/// shared with the idle engines this thread was lent ([`fork_rows`]: batch 1 on a multi-core
-/// CPU), each range followed by `then` (an element-wise op on [rows, out], so it runs on the
-/// range's own engine). Rows, not output columns, are cut: a range of rows of the
-/// (contiguous) input is a view, while a column range of the weight is strided and the CPU
-/// backend copies it before every GEMM (measured: that copy ate the gain).
+/// `linear.forward(x)` for `x`: [batch, tokens, in] -> [batch, tokens, out], its output
+/// columns shared with the idle engines this thread was lent ([`fork_cols`]: batch 1 on a
+/// multi-core CPU), each range followed by `then` (an element-wise op on [rows, out], so it
+/// runs on the range's own engine). A column range of the `[in, out]` weight is a strided
+/// view that flex hands to gemm as it is, so each engine packs and streams only its share
+/// of the weight (cutting token rows instead made every engine pack all of it).
 fn linear_then(
     linear: &Linear,
     x: Tensor<3>,
@@ -30,19 +30,26 @@ fn linear_then(
 ) -> Tensor<3> {
     let [b, t, d_in] = x.dims();
     let x = x.reshape([b * t, d_in]); // [rows, in]
-    let mut parts = fork_rows(b * t, |rows| {
-        then(linear.forward(x.clone().slice([rows, 0..d_in]))) // [range, out]
+    let weight = linear.weight.val(); // [in, out]
+    let [_, d_out] = weight.dims();
+    let bias = linear.bias.as_ref().map(|b| b.val()); // [out]
+    let mut parts = fork_cols(d_out, |cols| {
+        if cols.len() == d_out {
+            return then(linear.forward(x.clone()));
+        }
+        let w = weight.clone().slice([0..d_in, cols.clone()]); // [in, range]
+        let bias = bias.clone().map(|b| b.slice([cols]));
+        then(burn::tensor::module::linear(x.clone(), w, bias)) // [rows, range]
     });
     let y = if parts.len() == 1 {
         parts.remove(0)
     } else {
-        Tensor::cat(parts, 0)
+        Tensor::cat(parts, 1)
     };
-    let [_, d_out] = y.dims();
     y.reshape([b, t, d_out])
 }
 
-/// `linear.forward(x)`, rows shared as in [`linear_then`].
+/// `linear.forward(x)`, columns shared as in [`linear_then`].
 fn linear(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
     linear_then(linear, x, |y| y)
 }
