@@ -6,13 +6,13 @@
 
 mod common;
 
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use monoscope::base::engines::{
     FORK_COL_ALIGN, MIN_FORK_COLS, PART_ROWS, fork_cols, split_rows, splits,
 };
 use monoscope::base::host::host_rows;
 use monoscope::base::host::l2_normalize;
-use monoscope::clip::blocks::EncoderConfig;
+use monoscope::clip::blocks::{EncoderConfig, MASKED};
 use monoscope::clip::config::Activation;
 
 #[test]
@@ -185,10 +185,16 @@ fn a_vit_b_layer_shared_by_columns_keeps_the_bits() {
         .unwrap();
     for tokens in [50, 77] {
         let x = Tensor::<3>::random([1, tokens, 768], Distribution::Normal(0.0, 1.0), &device);
-        let lent = split_rows(1, &device, |_| {
-            bits(layer.forward(x.clone(), None, false).0)
+        // The prompt gets the text tower's causal mask ([batch, 1, tokens, tokens]).
+        let mask = (tokens == 77).then(|| {
+            let m: Vec<f32> = (0..tokens * tokens)
+                .map(|i| if i % tokens > i / tokens { MASKED } else { 0.0 })
+                .collect();
+            Tensor::<4>::from_data(TensorData::new(m, [1, 1, tokens, tokens]), &device)
         });
-        let whole = one.install(|| bits(layer.forward(x.clone(), None, false).0));
+        let forward = || bits(layer.forward(x.clone(), mask.clone(), false).0);
+        let lent = split_rows(1, &device, |_| forward());
+        let whole = one.install(forward);
         assert_eq!(lent[0], whole, "{tokens} tokens: bit for bit");
     }
 }

@@ -59,6 +59,16 @@ pub fn fork_cols<T: Send>(cols: usize, f: impl Fn(Range<usize>) -> T + Sync) -> 
     fork(cols, MIN_FORK_COLS, FORK_COL_ALIGN, f)
 }
 
+/// [`fork_cols`] with ranges that start at multiples of `align` instead (an attention
+/// layer's columns cut at whole heads: `align` is the head size).
+pub fn fork_cols_in<T: Send>(
+    cols: usize,
+    align: usize,
+    f: impl Fn(Range<usize>) -> T + Sync,
+) -> Vec<T> {
+    fork(cols, MIN_FORK_COLS, align, f)
+}
+
 /// Fewest output columns a range has (the last range too): more than 64, because gemm
 /// (gemm-common 0.19, `gemm_basic_generic`) blocks the inner dimension differently when
 /// both of a product's outer dimensions are at most 64 (a 50-token image cut into ranges

@@ -8,7 +8,9 @@ use burn::tensor::activation::{gelu, gelu_approximate, sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 
 use super::config::Activation;
-use crate::base::engines::fork_cols;
+use std::ops::Range;
+
+use crate::base::engines::{fork_cols, fork_cols_in};
 
 /// Additive mask value for forbidden attention positions. Finite (unlike -inf) so that
 /// no backend can turn `-inf - -inf` into NaN; exp() of it is exactly 0 in f32.
@@ -30,23 +32,26 @@ fn linear_then(
 ) -> Tensor<3> {
     let [b, t, d_in] = x.dims();
     let x = x.reshape([b * t, d_in]); // [rows, in]
-    let weight = linear.weight.val(); // [in, out]
-    let [_, d_out] = weight.dims();
-    let bias = linear.bias.as_ref().map(|b| b.val()); // [out]
-    let mut parts = fork_cols(d_out, |cols| {
-        if cols.len() == d_out {
-            return then(linear.forward(x.clone()));
-        }
-        let w = weight.clone().slice([0..d_in, cols.clone()]); // [in, range]
-        let bias = bias.clone().map(|b| b.slice([cols]));
-        then(burn::tensor::module::linear(x.clone(), w, bias)) // [rows, range]
-    });
+    let [_, d_out] = linear.weight.dims();
+    let mut parts = fork_cols(d_out, |cols| then(linear_cols(linear, x.clone(), cols)));
     let y = if parts.len() == 1 {
         parts.remove(0)
     } else {
         Tensor::cat(parts, 1)
     };
     y.reshape([b, t, d_out])
+}
+
+/// Output columns `cols` of `linear.forward(x)`: [rows, in] -> [rows, cols]. A column range
+/// of the `[in, out]` weight is a strided view, which flex hands to gemm without a copy.
+fn linear_cols(linear: &Linear, x: Tensor<2>, cols: Range<usize>) -> Tensor<2> {
+    let [d_in, d_out] = linear.weight.dims();
+    if cols == (0..d_out) {
+        return linear.forward(x);
+    }
+    let w = linear.weight.val().slice([0..d_in, cols.clone()]); // [in, range]
+    let bias = linear.bias.as_ref().map(|b| b.val().slice([cols])); // [range]
+    burn::tensor::module::linear(x, w, bias)
 }
 
 /// `linear.forward(x)`, columns shared as in [`linear_then`].
@@ -136,17 +141,40 @@ impl Attention {
         let [b, t, w] = x.dims();
         let h = self.num_heads;
         let d = w / h;
-        let split = |y: Tensor<3>| y.reshape([b, t, h, d]).swap_dims(1, 2); // [b, h, t, d]
-        let q = split(linear(&self.q_proj, x.clone()));
-        let k = split(linear(&self.k_proj, x.clone()));
-        let v = split(linear(&self.v_proj, x));
+        let x = x.reshape([b * t, w]); // [rows, width]
         let scale = (d as f64).powf(-0.5);
-        let mut scores = q.matmul(k.swap_dims(2, 3)) * scale; // [b, h, t, t]
-        if let Some(mask) = mask {
-            scores = scores + mask;
-        }
-        let ctx = softmax(scores, 3).matmul(v); // [b, h, t, d]
-        linear(&self.out_proj, ctx.swap_dims(1, 2).reshape([b, t, w]))
+        // Whole heads per range: each lent engine projects its heads' columns of q, k and v
+        // and runs their attention (one fork instead of three, attention shared too).
+        let mut parts = fork_cols_in(w, d, |cols| {
+            let heads = cols.start / d..cols.end / d;
+            let split = |l: &Linear| {
+                linear_cols(l, x.clone(), cols.clone())
+                    .reshape([b, t, heads.len(), d])
+                    .swap_dims(1, 2) // [b, heads, t, d]
+            };
+            let (q, k, v) = (
+                split(&self.q_proj),
+                split(&self.k_proj),
+                split(&self.v_proj),
+            );
+            let mut scores = q.matmul(k.swap_dims(2, 3)) * scale; // [b, heads, t, t]
+            if let Some(mask) = &mask {
+                let [mb, mh, mt, ms] = mask.dims();
+                scores = scores
+                    + match mh {
+                        1 => mask.clone(),
+                        _ => mask.clone().slice([0..mb, heads.clone(), 0..mt, 0..ms]),
+                    };
+            }
+            let ctx = softmax(scores, 3).matmul(v); // [b, heads, t, d]
+            ctx.swap_dims(1, 2).reshape([b * t, cols.len()]) // [rows, range]
+        });
+        let ctx = if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Tensor::cat(parts, 1)
+        };
+        linear(&self.out_proj, ctx.reshape([b, t, w]))
     }
 }
 
