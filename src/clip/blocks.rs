@@ -2,14 +2,14 @@
 //! Field names are transformers' (`self_attn.q_proj`, `layer_norm1`, `mlp.fc1`, ...), so
 //! checkpoint names map onto them without a rename table.
 
+use std::ops::Range;
+
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, gelu_approximate, sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 
 use super::config::Activation;
-use std::ops::Range;
-
 use crate::base::engines::{fork_cols, fork_cols_in};
 
 /// Additive mask value for forbidden attention positions. Finite (unlike -inf) so that
