@@ -1,12 +1,14 @@
 //! Shared plumbing under every other layer: host read-back of tensors and host-side
 //! vector maths ([`host`]), the seeded sampler ([`rng`]), paired embeddings and the one
-//! centring rule ([`pairs`]) and crash-safe file writes ([`fs`], native only). It depends
-//! on nothing in the crate but [`crate::error`].
+//! centring rule ([`pairs`]), crash-safe file writes ([`fs`], native only), the CPU engines
+//! ([`engines`]) and the host GEMM with weights packed once ([`gemm`]). It depends on nothing
+//! in the crate but [`crate::error`].
 
 pub mod assignment;
 pub mod engines;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fs;
+pub mod gemm;
 pub mod host;
 pub mod pairs;
 pub mod rng;

@@ -10,7 +10,9 @@ use burn::tensor::activation::{gelu, gelu_approximate, sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 
 use super::config::Activation;
+use super::packed::{self, PackCell};
 use crate::base::engines::{fork_cols, fork_cols_in};
+use crate::base::gemm::{self, ColumnWriter};
 
 /// Additive mask value for forbidden attention positions. Finite (unlike -inf) so that
 /// no backend can turn `-inf - -inf` into NaN; exp() of it is exactly 0 in f32.
@@ -19,27 +21,70 @@ pub const MASKED: f32 = -1e9;
 /// `quick_gelu` slope, from OpenAI CLIP's `QuickGELU` (`x * sigmoid(1.702 * x)`).
 const QUICK_GELU_SLOPE: f64 = 1.702;
 
-/// `linear.forward(x)` for `x`: [batch, tokens, in] -> [batch, tokens, out], its output
-/// columns shared with the idle engines this thread was lent ([`fork_cols`]: batch 1 on a
-/// multi-core CPU), each range followed by `then` (an element-wise op on [rows, out], so it
-/// runs on the range's own engine). A column range of the `[in, out]` weight is a strided
-/// view that flex hands to gemm as it is, so each engine packs and streams only its share
-/// of the weight (cutting token rows instead made every engine pack all of it).
-fn linear_then(
+/// Indices of an attention layer's projections in its [`PackCell`]s.
+const Q: usize = 0;
+const K: usize = 1;
+const V: usize = 2;
+const OUT: usize = 3;
+
+/// `act(linear.forward(x)) + residual` for `x`: [batch, tokens, in] -> [batch, tokens,
+/// out], its output columns shared with the idle engines this thread was lent
+/// ([`fork_cols`]: batch 1 on a multi-core CPU). On the packed path ([`packed::enabled`])
+/// the weight comes packed from `cell` and the activation and residual are added as each
+/// engine's columns are written; elsewhere each column range runs burn's `linear` and its
+/// activation. A column range of the `[in, out]` weight is a strided view that flex hands
+/// to gemm as it is, so each engine packs and streams only its share of the weight.
+fn linear_fused(
     linear: &Linear,
+    cell: &PackCell,
     x: Tensor<3>,
-    then: impl Fn(Tensor<2>) -> Tensor<2> + Sync,
+    act: Option<Activation>,
+    residual: Option<Tensor<3>>,
 ) -> Tensor<3> {
     let [b, t, d_in] = x.dims();
     let x = x.reshape([b * t, d_in]); // [rows, in]
     let [_, d_out] = linear.weight.dims();
-    let mut parts = fork_cols(d_out, |cols| then(linear_cols(linear, x.clone(), cols)));
+    // quick_gelu is fused into the packed product; other activations follow it.
+    let (fused, after) = match act {
+        None => (gemm::Activation::Identity, None),
+        Some(Activation::QuickGelu) => (gemm::Activation::QuickGelu, None),
+        Some(a) => (gemm::Activation::Identity, Some(a)),
+    };
+    let res2 = match (&residual, after) {
+        (Some(r), None) => Some(r.clone().reshape([b * t, d_out])),
+        _ => None,
+    };
+    let bias = linear.bias.as_ref().map(|b| b.val());
+    let weight = linear.weight.val();
+    if let Some(y) = packed::product(cell, &weight, bias.as_ref(), &x, fused, res2.as_ref()) {
+        let y = y.reshape([b, t, d_out]);
+        return match after {
+            Some(a) => add(activate(y, a), residual),
+            None => y, // the residual, if any, was added by the product
+        };
+    }
+    let mut parts = fork_cols(d_out, |cols| {
+        let y = linear_cols(linear, x.clone(), cols);
+        match act {
+            Some(a) => activate(y, a),
+            None => y,
+        }
+    });
     let y = if parts.len() == 1 {
         parts.remove(0)
     } else {
         Tensor::cat(parts, 1)
     };
-    y.reshape([b, t, d_out])
+    let y = y.reshape([b, t, d_out]);
+    add(y, residual)
+}
+
+/// `residual + y`.
+fn add(y: Tensor<3>, residual: Option<Tensor<3>>) -> Tensor<3> {
+    match residual {
+        Some(r) => r + y,
+        None => y,
+    }
 }
 
 /// Output columns `cols` of `linear.forward(x)`: [rows, in] -> [rows, cols]. A column range
@@ -52,11 +97,6 @@ fn linear_cols(linear: &Linear, x: Tensor<2>, cols: Range<usize>) -> Tensor<2> {
     let w = linear.weight.val().slice([0..d_in, cols.clone()]); // [in, range]
     let bias = linear.bias.as_ref().map(|b| b.val().slice([cols])); // [range]
     burn::tensor::module::linear(x, w, bias)
-}
-
-/// `linear.forward(x)`, columns shared as in [`linear_then`].
-fn linear(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
-    linear_then(linear, x, |y| y)
 }
 
 /// Applies a feed-forward activation.
@@ -107,12 +147,14 @@ impl EncoderConfig {
                 v_proj: linear(self.width, self.width),
                 out_proj: linear(self.width, self.width),
                 num_heads: self.heads,
+                packed: Default::default(),
             },
             layer_norm1: norm(),
             mlp: Mlp {
                 fc1: linear(self.width, self.intermediate),
                 fc2: linear(self.intermediate, self.width),
                 act: self.act,
+                packed: Default::default(),
             },
             layer_norm2: norm(),
         }
@@ -132,31 +174,55 @@ pub struct Attention {
     pub out_proj: Linear,
     #[module(skip)]
     num_heads: usize,
+    /// q, k, v and out packed for the packed path ([`Q`], [`K`], [`V`], [`OUT`]).
+    #[module(skip)]
+    packed: [PackCell; 4],
 }
 
 impl Attention {
     /// `x`: [batch, tokens, width]; `mask`: additive, broadcastable to
     /// [batch, heads, tokens, tokens]. Returns [batch, tokens, width].
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>) -> Tensor<3> {
+        self.forward_added(x, mask, None)
+    }
+
+    /// `residual + self.forward(x, mask)`, the residual added as the output is written.
+    fn forward_added(
+        &self,
+        x: Tensor<3>,
+        mask: Option<Tensor<4>>,
+        residual: Option<Tensor<3>>,
+    ) -> Tensor<3> {
         let [b, t, w] = x.dims();
         let h = self.num_heads;
         let d = w / h;
         let x = x.reshape([b * t, w]); // [rows, width]
         let scale = (d as f64).powf(-0.5);
+        let packed = if packed::enabled(&x.device()) {
+            let cells = [Q, K, V].map(|i| self.packed[i].get(self.proj(i)));
+            match (cells, packed::rows(&x)) {
+                ([Some(q), Some(k), Some(v)], Some(rows)) => Some(([q, k, v], rows)),
+                _ => None,
+            }
+        } else {
+            None
+        };
         // Whole heads per range: each lent engine projects its heads' columns of q, k and v
         // and runs their attention (one fork instead of three, attention shared too).
         let mut parts = fork_cols_in(w, d, |cols| {
             let heads = cols.start / d..cols.end / d;
-            let split = |l: &Linear| {
-                linear_cols(l, x.clone(), cols.clone())
-                    .reshape([b, t, heads.len(), d])
-                    .swap_dims(1, 2) // [b, heads, t, d]
+            let split = |i: usize| {
+                let y = match &packed {
+                    Some((ws, rows)) => {
+                        let out = ColumnWriter::new(b * t, cols.clone());
+                        out.write(rows, &ws[i], cols.clone(), gemm::Activation::Identity, None);
+                        packed::tensor(out.into_vec(), [b * t, cols.len()])
+                    }
+                    None => linear_cols(self.proj(i), x.clone(), cols.clone()),
+                };
+                y.reshape([b, t, heads.len(), d]).swap_dims(1, 2) // [b, heads, t, d]
             };
-            let (q, k, v) = (
-                split(&self.q_proj),
-                split(&self.k_proj),
-                split(&self.v_proj),
-            );
+            let (q, k, v) = (split(Q), split(K), split(V));
             let mut scores = q.matmul(k.swap_dims(2, 3)) * scale; // [b, heads, t, t]
             if let Some(mask) = &mask {
                 let [mb, mh, mt, ms] = mask.dims();
@@ -174,7 +240,17 @@ impl Attention {
         } else {
             Tensor::cat(parts, 1)
         };
-        linear(&self.out_proj, ctx.reshape([b, t, w]))
+        linear_fused(
+            &self.out_proj,
+            &self.packed[OUT],
+            ctx.reshape([b, t, w]),
+            None,
+            residual,
+        )
+    }
+
+    fn proj(&self, i: usize) -> &Linear {
+        [&self.q_proj, &self.k_proj, &self.v_proj, &self.out_proj][i]
     }
 }
 
@@ -187,13 +263,21 @@ pub struct Mlp {
     pub fc2: Linear,
     #[module(skip)]
     act: Activation,
+    /// fc1 and fc2 packed for the packed path.
+    #[module(skip)]
+    packed: [PackCell; 2],
 }
 
 impl Mlp {
     /// [batch, tokens, width] -> [batch, tokens, width]
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let hidden = linear_then(&self.fc1, x, |h| activate(h, self.act));
-        linear(&self.fc2, hidden)
+        self.forward_added(x, None)
+    }
+
+    /// `residual + self.forward(x)`, the residual added as the output is written.
+    fn forward_added(&self, x: Tensor<3>, residual: Option<Tensor<3>>) -> Tensor<3> {
+        let hidden = linear_fused(&self.fc1, &self.packed[0], x, Some(self.act), None);
+        linear_fused(&self.fc2, &self.packed[1], hidden, None, residual)
     }
 }
 
@@ -213,8 +297,10 @@ pub struct EncoderLayer {
 impl EncoderLayer {
     /// [batch, tokens, width] -> [batch, tokens, width]
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>) -> Tensor<3> {
-        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x), mask);
-        x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
+        let h = self.layer_norm1.forward(x.clone());
+        let x = self.self_attn.forward_added(h, mask, Some(x));
+        let h = self.layer_norm2.forward(x.clone());
+        self.mlp.forward_added(h, Some(x))
     }
 }
 

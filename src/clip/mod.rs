@@ -6,6 +6,7 @@
 pub mod blocks;
 pub mod config;
 pub mod footprint;
+pub mod packed;
 pub mod preprocess;
 pub mod text;
 pub mod tokenizer;

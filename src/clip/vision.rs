@@ -7,6 +7,8 @@ use burn::tensor::{Device, Tensor};
 
 use super::blocks::{Encoder, EncoderConfig};
 use super::config::VisionConfig;
+use super::packed::{self, PackCell};
+use crate::base::gemm;
 
 /// Patch projection: a stride = kernel convolution without bias, stored as the
 /// checkpoint's conv weight [width, channels, patch, patch] and applied as one matmul.
@@ -14,6 +16,9 @@ use super::config::VisionConfig;
 pub struct PatchEmbedding {
     /// [width, channels, patch, patch], PyTorch's `Conv2d.weight` layout.
     pub weight: Param<Tensor<4>>,
+    /// The projection packed for the packed path (`clip::packed`).
+    #[module(skip)]
+    packed: PackCell,
 }
 
 impl PatchEmbedding {
@@ -27,7 +32,12 @@ impl PatchEmbedding {
             .permute([0, 2, 4, 1, 3, 5]) // [b, gh, gw, c, p, p]
             .reshape([b, gh * gw, c * p * p]);
         let kernel = self.weight.val().reshape([width, c * p * p]).transpose(); // [c*p*p, width]
-        patches.matmul(kernel.unsqueeze::<3>())
+        let rows = patches.clone().reshape([b * gh * gw, c * p * p]);
+        let identity = gemm::Activation::Identity;
+        match packed::product(&self.packed, &kernel, None, &rows, identity, None) {
+            Some(y) => y.reshape([b, gh * gw, width]),
+            None => patches.matmul(kernel.unsqueeze::<3>()),
+        }
     }
 }
 
@@ -103,6 +113,7 @@ impl VisionConfig {
                         [w, self.num_channels, self.patch_size, self.patch_size],
                         device,
                     ),
+                    packed: PackCell::default(),
                 },
                 position_embedding: EmbeddingConfig::new(self.num_positions(), w)
                     .with_initializer(Initializer::Normal { mean: 0.0, std })

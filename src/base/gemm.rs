@@ -1,0 +1,528 @@
+//! A host f32 GEMM for linear layers whose weight is packed once (issue 12).
+//!
+//! flex hands each linear layer to gemm, which packs the weight into cache-sized panels on
+//! every call: 17% of a ViT-B/32 forward pass at batch 1 went to that packing (README,
+//! Performance), and every call streams the weight twice (read, then the packed copy).
+//! ONNX Runtime packs constant weights once, when a session starts. [`PackedWeight`] does
+//! the same: the `[in, out]` weight is laid out once as panels of [`NR`] output columns, in
+//! the order the kernel reads them, and [`ColumnWriter::write`] multiplies token rows by a
+//! range of those panels with a 6 x 16 (or 5 x 16) AVX2/FMA micro-kernel, then adds the
+//! bias, the activation and the residual in one pass over the fresh output (what flex ran
+//! as three more element-wise ops).
+//!
+//! Every output value is one chain of fused multiply-adds over the inner dimension in
+//! order (`acc = fma(a[p], w[p], acc)` for p = 0, 1, ...; blocking the inner dimension only
+//! stores and reloads the exact f32 accumulator), so a value's bits depend neither on the
+//! row count, nor on the rows it is computed with, nor on how output columns are shared
+//! between engines.
+//!
+//! x86_64 with AVX2 and FMA only ([`available`]). On CPUs with AVX-512 gemm's 512-bit kernels
+//! (burn-flex `x86-v4`) stay in charge by default ([`preferred`]): a 512-bit kernel for this
+//! path is not written, as no such machine was at hand to measure it.
+
+// Only x86_64 has a kernel: elsewhere the types exist (the towers name them) but nothing
+// reads their contents, as `preferred` is false there.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_variables))]
+
+use std::ops::Range;
+use std::sync::Mutex;
+
+/// Output columns per panel: two 256-bit vectors of f32.
+pub const NR: usize = 16;
+/// Token rows per micro-kernel call, at most: 6 x 2 accumulators plus two weight vectors
+/// and one broadcast fill 15 of AVX2's 16 vector registers (the shape gemm's AVX2 f32
+/// kernel uses too, transposed). Blocks of 5 rows (10 accumulators: still enough
+/// independent chains to hide the FMA latency) are used where they waste fewer rows:
+/// ViT-B/32's 50 tokens are 10 blocks of 5, not 9 blocks of 6 with 4 rows of padding.
+pub const MR: usize = 6;
+
+/// Rows per block for `m` rows: 5 or 6, whichever pads fewer rows (6 on a tie).
+fn block_rows(m: usize) -> usize {
+    if m.div_ceil(5) * 5 < m.div_ceil(6) * 6 {
+        5
+    } else {
+        6
+    }
+}
+/// Inner-dimension block: a panel's block is `KC` x 64 bytes = 16 KB, half of a 32 KB L1
+/// data cache, so it stays there while every row block of the call passes over it.
+const KC: usize = 256;
+/// Row blocks per pass over the weight: 40 x 6 = 240 rows x [`KC`] x 4 bytes = 240 KB of
+/// packed input, inside a 512 KB L2 with room for the output tiles, so the weight is
+/// streamed from memory once for a 50- or 77-token batch-1 pass and twice for a 400-row
+/// part.
+const MC_BLOCKS: usize = 40;
+
+/// The environment variable that picks the linear layers' GEMM for A/B measurements in one
+/// sitting: `flex` runs flex's own (gemm, packing per call) everywhere, `packed` runs this
+/// one wherever it can ([`available`]), AVX-512 CPUs included; unset or anything else, the
+/// default of [`preferred`].
+pub const GEMM_ENV: &str = "MONOSCOPE_GEMM";
+
+/// Whether this machine can run the packed GEMM: x86_64 with AVX2 and FMA.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether linear layers should take the packed GEMM: where it is [`available`] and the CPU
+/// has no AVX-512F (gemm's 512-bit kernels are wider than this path's 256-bit one), unless
+/// [`GEMM_ENV`] says otherwise. Read once per process.
+pub fn preferred() -> bool {
+    static PREFERRED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PREFERRED.get_or_init(|| {
+        let avx512 = {
+            #[cfg(target_arch = "x86_64")]
+            {
+                std::is_x86_feature_detected!("avx512f")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                false
+            }
+        };
+        available()
+            && match std::env::var(GEMM_ENV).as_deref() {
+                Ok("flex") => false,
+                Ok("packed") => true,
+                _ => !avx512,
+            }
+    })
+}
+
+/// One 64-byte line: a panel's [`NR`] weights for one inner index, cache-line aligned.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; NR]);
+
+/// A linear layer's `[in, out]` weight and bias laid out for [`ColumnWriter::write`].
+pub struct PackedWeight {
+    k: usize,
+    n: usize,
+    /// Lines in the order the kernel reads them: inner-dimension blocks of [`KC`], in each
+    /// block every panel's `kc` lines (`[k / KC rounded up][n / NR rounded up][kc]`), so
+    /// a pass over the weight is one sequential stream. The last panel's missing columns
+    /// are zeros.
+    panels: Vec<Line>,
+    bias: Option<Vec<f32>>,
+}
+
+impl std::fmt::Debug for PackedWeight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedWeight([{}, {}])", self.k, self.n)
+    }
+}
+
+impl PackedWeight {
+    /// Packs `w`: `[k, n]` row-major (a burn `Linear` weight, `[in, out]`), and the `[n]`
+    /// bias.
+    pub fn new(w: &[f32], k: usize, n: usize, bias: Option<&[f32]>) -> Self {
+        assert_eq!(w.len(), k * n, "weight is not [{k}, {n}]");
+        if let Some(b) = bias {
+            assert_eq!(b.len(), n, "bias is not [{n}]");
+        }
+        let panels_n = n.div_ceil(NR);
+        let mut panels = vec![Line([0.0; NR]); panels_n * k];
+        for j in 0..panels_n {
+            let c0 = j * NR;
+            let width = NR.min(n - c0);
+            for p in 0..k {
+                panels[line(k, panels_n, j, p)].0[..width]
+                    .copy_from_slice(&w[p * n + c0..p * n + c0 + width]);
+            }
+        }
+        Self {
+            k,
+            n,
+            panels,
+            bias: bias.map(<[f32]>::to_vec),
+        }
+    }
+
+    /// `[in, out]`.
+    pub fn dims(&self) -> [usize; 2] {
+        [self.k, self.n]
+    }
+}
+
+/// Index of panel `j`'s line for inner index `p` ([`PackedWeight`]'s order).
+fn line(k: usize, panels_n: usize, j: usize, p: usize) -> usize {
+    let kb = p / KC * KC;
+    kb * panels_n + j * KC.min(k - kb) + (p - kb)
+}
+
+/// Token rows `[m, k]` laid out for the micro-kernel: `[m / mr rounded up][k][mr]` for
+/// blocks of `mr` rows (5 or 6, [`MR`]), missing rows zero.
+pub struct PackedRows {
+    m: usize,
+    k: usize,
+    mr: usize,
+    data: Vec<f32>,
+}
+
+impl PackedRows {
+    /// Packs `x`: `[m, k]` row-major.
+    pub fn new(x: &[f32], m: usize, k: usize) -> Self {
+        assert_eq!(x.len(), m * k, "input is not [{m}, {k}]");
+        let mr = block_rows(m);
+        let blocks = m.div_ceil(mr);
+        let mut data = vec![0.0; blocks * k * mr];
+        for i in 0..m {
+            let (blk, r) = (i / mr, i % mr);
+            let dst = &mut data[blk * k * mr..(blk + 1) * k * mr];
+            for (p, &v) in x[i * k..(i + 1) * k].iter().enumerate() {
+                dst[p * mr + r] = v;
+            }
+        }
+        Self { m, k, mr, data }
+    }
+
+    /// `[rows, in]`.
+    pub fn dims(&self) -> [usize; 2] {
+        [self.m, self.k]
+    }
+}
+
+/// What [`ColumnWriter::write`] does to each product value after the bias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Nothing.
+    Identity,
+    /// OpenAI CLIP's `quick_gelu`, `v * sigmoid(1.702 v)`, with a vectorisable `exp`.
+    QuickGelu,
+}
+
+/// `quick_gelu` slope, from OpenAI CLIP's `QuickGELU` (`x * sigmoid(1.702 * x)`).
+const QUICK_GELU_SLOPE: f32 = 1.702;
+
+/// Output columns `window` of an `[m, n]` product (`[m, window.len()]` row-major), which
+/// several threads fill, each with its own range of columns.
+pub struct ColumnWriter {
+    m: usize,
+    window: Range<usize>,
+    out: Vec<f32>,
+    /// Column ranges written so far: a range that overlaps one of them is refused, so two
+    /// threads never write one value.
+    claimed: Mutex<Vec<Range<usize>>>,
+}
+
+/// The output's address, shared by the writing threads (each writes only its own columns,
+/// checked by `claimed`).
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: threads write disjoint column ranges (checked in `ColumnWriter::claim`), and
+// `into_vec` takes the writer by value, after every `write` has returned.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl ColumnWriter {
+    /// Zeros for columns `window` of an `[m, n]` product.
+    pub fn new(m: usize, window: Range<usize>) -> Self {
+        Self {
+            m,
+            out: vec![0.0; m * window.len()],
+            window,
+            claimed: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn claim(&self, cols: &Range<usize>) {
+        assert!(
+            self.window.start <= cols.start
+                && cols.start <= cols.end
+                && cols.end <= self.window.end,
+            "columns {cols:?} outside the output's {:?}",
+            self.window
+        );
+        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(
+            claimed
+                .iter()
+                .all(|c| c.end <= cols.start || cols.end <= c.start),
+            "column range {cols:?} written twice"
+        );
+        claimed.push(cols.clone());
+    }
+
+    /// Writes columns `cols` of `act(x · w + bias) + residual`: `x` [m, k], `w` [k, n],
+    /// `residual` [m, n] row-major. `cols` lies in the output's window and starts at a
+    /// multiple of [`NR`]; each column may be written once. Needs [`available`].
+    pub fn write(
+        &self,
+        x: &PackedRows,
+        w: &PackedWeight,
+        cols: Range<usize>,
+        act: Activation,
+        residual: Option<&[f32]>,
+    ) {
+        assert!(available(), "the packed GEMM needs AVX2 and FMA");
+        assert_eq!(
+            [x.m, x.k],
+            [self.m, w.k],
+            "input does not match the weight or output"
+        );
+        assert!(
+            self.window.end <= w.n,
+            "output window outside the weight's columns"
+        );
+        assert_eq!(
+            cols.start % NR,
+            0,
+            "column ranges start at panel boundaries"
+        );
+        if let Some(r) = residual {
+            assert_eq!(r.len(), self.m * w.n, "residual is not [m, n]");
+        }
+        self.claim(&cols);
+        if cols.is_empty() {
+            return;
+        }
+        let ldo = self.window.len();
+        // Column `cols.start` of the product is this column of the output.
+        let out = OutPtr(
+            self.out
+                .as_ptr()
+                .cast_mut()
+                .wrapping_add(cols.start - self.window.start),
+        );
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA are present (`available`); the range was claimed by this
+        // call alone and lies inside the output's window, whose shapes were checked above.
+        unsafe {
+            x86::product(x, w, cols.clone(), out.0, ldo);
+            x86::finish(
+                out.0,
+                ldo,
+                self.m,
+                w.n,
+                cols,
+                w.bias.as_deref(),
+                act,
+                residual,
+            );
+        }
+    }
+
+    /// The `[m, window.len()]` output, row-major.
+    pub fn into_vec(self) -> Vec<f32> {
+        self.out
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// `out[:, ..] = x · w[:, cols]`: `out` points at the output value of row 0, column
+    /// `cols.start`, rows `ldo` apart.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn product(
+        x: &PackedRows,
+        w: &PackedWeight,
+        cols: Range<usize>,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        // SAFETY: as for this function.
+        match x.mr {
+            5 => unsafe { product_in::<5>(x, w, cols, out, ldo) },
+            _ => unsafe { product_in::<MR>(x, w, cols, out, ldo) },
+        }
+    }
+
+    /// [`product`] in blocks of `R` rows (`x.mr`).
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn product_in<const R: usize>(
+        x: &PackedRows,
+        w: &PackedWeight,
+        cols: Range<usize>,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        debug_assert_eq!(x.mr, R);
+        let (m, k) = (x.m, x.k);
+        let row_blocks = m.div_ceil(R);
+        let panels = cols.start / NR..cols.end.div_ceil(NR);
+        let panels_n = w.n.div_ceil(NR);
+        let mut tile = [[0.0f32; NR]; MR];
+        for kb in (0..k).step_by(KC) {
+            let kc = KC.min(k - kb);
+            let load = kb > 0;
+            for rb0 in (0..row_blocks).step_by(MC_BLOCKS) {
+                for j in panels.clone() {
+                    // SAFETY (all pointer arithmetic below): `j * k + kb + kc <= panels
+                    // * k`, `(rb * k + kb + kc) * R <= data.len()`, and tiles lie inside
+                    // the [m, ldo] output (full tiles) or are staged through `tile`.
+                    let b =
+                        unsafe { w.panels.as_ptr().add(line(k, panels_n, j, kb)) }.cast::<f32>();
+                    let c0 = j * NR;
+                    let width = NR.min(cols.end - c0);
+                    for rb in rb0..(rb0 + MC_BLOCKS).min(row_blocks) {
+                        let a = unsafe { x.data.as_ptr().add((rb * k + kb) * R) };
+                        let r0 = rb * R;
+                        let rows = R.min(m - r0);
+                        let c = unsafe { out.add(r0 * ldo + c0 - cols.start) };
+                        // The first row block reads the panel's block from memory: it also
+                        // asks for the next block (the next panel's, stored right after).
+                        let first = rb == rb0 && j + 1 < panels.end;
+                        if rows == R && width == NR {
+                            unsafe { kernel::<R>(kc, a, b, c, ldo, load, first) };
+                        } else {
+                            // A part-filled tile: through a full scratch tile.
+                            for (r, line) in tile.iter_mut().enumerate().take(rows) {
+                                let src = unsafe { c.add(r * ldo) };
+                                unsafe {
+                                    std::ptr::copy_nonoverlapping(src, line.as_mut_ptr(), width)
+                                };
+                            }
+                            let t = tile.as_mut_ptr().cast::<f32>();
+                            unsafe { kernel::<R>(kc, a, b, t, NR, load, first) };
+                            for (r, line) in tile.iter().enumerate().take(rows) {
+                                let dst = unsafe { c.add(r * ldo) };
+                                unsafe { std::ptr::copy_nonoverlapping(line.as_ptr(), dst, width) };
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `c[R][16] (+)= a[kc][R] · b[kc][16]`: 2R accumulators, one FMA chain per value in
+    /// inner-index order. `load`: continue from `c` (a later inner block). `prefetch`:
+    /// also fetch the `kc` lines after `b` into L1, one per inner index.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn kernel<const R: usize>(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        load: bool,
+        prefetch: bool,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        if load {
+            for (r, row) in acc.iter_mut().enumerate() {
+                // SAFETY: the caller passes a full R x 16 tile with row stride `ldc`.
+                unsafe {
+                    row[0] = _mm256_loadu_ps(c.add(r * ldc));
+                    row[1] = _mm256_loadu_ps(c.add(r * ldc + 8));
+                }
+            }
+        }
+        for p in 0..kc {
+            if prefetch {
+                // A hint: it never faults, even past the end of the weight.
+                _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add((kc + p) * NR).cast::<i8>());
+            }
+            // SAFETY: `a` holds kc x R values and `b` kc 64-byte lines (caller).
+            let (b0, b1) = unsafe {
+                (
+                    _mm256_load_ps(b.add(p * NR)),
+                    _mm256_load_ps(b.add(p * NR + 8)),
+                )
+            };
+            for (r, row) in acc.iter_mut().enumerate() {
+                let ar = unsafe { _mm256_broadcast_ss(&*a.add(p * R + r)) };
+                row[0] = _mm256_fmadd_ps(ar, b0, row[0]);
+                row[1] = _mm256_fmadd_ps(ar, b1, row[1]);
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            // SAFETY: as for the loads.
+            unsafe {
+                _mm256_storeu_ps(c.add(r * ldc), row[0]);
+                _mm256_storeu_ps(c.add(r * ldc + 8), row[1]);
+            }
+        }
+    }
+
+    /// `out = act(out + bias[cols]) + residual[:, cols]` for the values [`product`] wrote
+    /// (`out`, `ldo` as there); `residual` is [m, n].
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn finish(
+        out: *mut f32,
+        ldo: usize,
+        m: usize,
+        n: usize,
+        cols: Range<usize>,
+        bias: Option<&[f32]>,
+        act: Activation,
+        residual: Option<&[f32]>,
+    ) {
+        let width = cols.len();
+        let mut sig = vec![0.0f32; width];
+        for i in 0..m {
+            // SAFETY: row i's claimed columns lie inside the output (caller).
+            let row = unsafe { std::slice::from_raw_parts_mut(out.add(i * ldo), width) };
+            if let Some(b) = bias {
+                for (v, &b) in row.iter_mut().zip(&b[cols.clone()]) {
+                    *v += b;
+                }
+            }
+            if act == Activation::QuickGelu {
+                for (s, &v) in sig.iter_mut().zip(row.iter()) {
+                    *s = 1.0 / (1.0 + exp(-QUICK_GELU_SLOPE * v));
+                }
+                for (v, &s) in row.iter_mut().zip(&sig) {
+                    *v *= s;
+                }
+            }
+            if let Some(res) = residual {
+                for (v, &r) in row
+                    .iter_mut()
+                    .zip(&res[i * n + cols.start..i * n + cols.end])
+                {
+                    *v += r;
+                }
+            }
+        }
+    }
+
+    /// `e^x` in f32, branch-free so the loops above vectorise: Cephes' `expf` (range
+    /// reduction by ln 2 in two parts, degree-5 polynomial), within 2 ulp of the exact
+    /// value; inputs are clamped to [-87.3, 88.3], where `e^x` and the power of two it is built
+    /// from are normal f32 values.
+    #[inline(always)]
+    fn exp(x: f32) -> f32 {
+        const LOG2E: f32 = std::f32::consts::LOG2_E;
+        const LN2_HI: f32 = 0.693_359_4;
+        const LN2_LO: f32 = -2.121_944_4e-4;
+        let x = x.clamp(-87.3, 88.3);
+        let n = x.mul_add(LOG2E, 0.5).floor();
+        let r = x - n * LN2_HI - n * LN2_LO;
+        let p = 1.987_569_1e-4_f32;
+        let p = p.mul_add(r, 1.398_199_9e-3);
+        let p = p.mul_add(r, 8.333_452e-3);
+        let p = p.mul_add(r, 4.166_579_6e-2);
+        let p = p.mul_add(r, 1.666_666_5e-1);
+        let p = p.mul_add(r, 0.5);
+        let y = (p * r).mul_add(r, r) + 1.0;
+        y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn exp_is_within_two_ulp() {
+            let mut worst = 0u32;
+            let mut x = -87.0f32;
+            while x < 88.0 {
+                let (got, want) = (super::exp(x), (x as f64).exp() as f32);
+                worst = worst.max(got.to_bits().abs_diff(want.to_bits()));
+                x += 0.0137;
+            }
+            assert!(worst <= 2, "exp off by {worst} ulp");
+        }
+    }
+}
