@@ -169,33 +169,41 @@ fn bits<const D: usize>(t: Tensor<D>) -> Vec<u32> {
 fn a_vit_b_layer_shared_by_columns_keeps_the_bits() {
     // One ViT-B/32 encoder layer (width 768, MLP 3072, 12 heads) at batch 1 (50 tokens)
     // and a 77-token prompt: every linear layer is cut by columns on a multi-core machine.
+    // Then heads of 88 (ViT-g's size, not a multiple of the packed GEMM's 16-column panels):
+    // 6 heads of 88 on 2 engines would be cut after 3 heads, at column 264.
     let device = Device::flex();
-    let layer = EncoderConfig {
-        width: 768,
-        intermediate: 3072,
-        layers: 1,
-        heads: 12,
-        act: Activation::QuickGelu,
-        eps: 1e-5,
-    }
-    .init(&device);
     let one = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .unwrap();
-    for tokens in [50, 77] {
-        let x = Tensor::<3>::random([1, tokens, 768], Distribution::Normal(0.0, 1.0), &device);
-        // The prompt gets the text tower's causal mask ([batch, 1, tokens, tokens]).
-        let mask = (tokens == 77).then(|| {
-            let m: Vec<f32> = (0..tokens * tokens)
-                .map(|i| if i % tokens > i / tokens { MASKED } else { 0.0 })
-                .collect();
-            Tensor::<4>::from_data(TensorData::new(m, [1, 1, tokens, tokens]), &device)
-        });
-        let forward = || bits(layer.forward(x.clone(), mask.clone(), false).0);
-        let lent = split_rows(1, &device, |_| forward());
-        let whole = one.install(forward);
-        assert_eq!(lent[0], whole, "{tokens} tokens: bit for bit");
+    for (width, heads, intermediate) in [(768, 12, 3072), (528, 6, 1056)] {
+        let layer = EncoderConfig {
+            width,
+            intermediate,
+            layers: 1,
+            heads,
+            act: Activation::QuickGelu,
+            eps: 1e-5,
+        }
+        .init(&device);
+        for tokens in [50, 77] {
+            let x =
+                Tensor::<3>::random([1, tokens, width], Distribution::Normal(0.0, 1.0), &device);
+            // The prompt gets the text tower's causal mask ([batch, 1, tokens, tokens]).
+            let mask = (tokens == 77).then(|| {
+                let m: Vec<f32> = (0..tokens * tokens)
+                    .map(|i| if i % tokens > i / tokens { MASKED } else { 0.0 })
+                    .collect();
+                Tensor::<4>::from_data(TensorData::new(m, [1, 1, tokens, tokens]), &device)
+            });
+            let forward = || bits(layer.forward(x.clone(), mask.clone(), false).0);
+            let lent = split_rows(1, &device, |_| forward());
+            let whole = one.install(forward);
+            assert_eq!(
+                lent[0], whole,
+                "width {width}, {tokens} tokens: bit for bit"
+            );
+        }
     }
 }
 

@@ -208,8 +208,14 @@ impl Attention {
             None
         };
         // Whole heads per range: each lent engine projects its heads' columns of q, k and v
-        // and runs their attention (one fork instead of three, attention shared too).
-        let mut parts = fork_cols_in(w, d, |cols| {
+        // and runs their attention (one fork instead of three, attention shared too). The
+        // packed GEMM also needs ranges to start at its panels (16 columns): head sizes such
+        // as 88 (ViT-g) are not multiples of 16, so ranges then hold an even number of heads.
+        let align = match packed {
+            Some(_) => lcm(d, gemm::NR),
+            None => d,
+        };
+        let mut parts = fork_cols_in(w, align, |cols| {
             let heads = cols.start / d..cols.end / d;
             let split = |i: usize| {
                 let y = match &packed {
@@ -252,6 +258,17 @@ impl Attention {
     fn proj(&self, i: usize) -> &Linear {
         [&self.q_proj, &self.k_proj, &self.v_proj, &self.out_proj][i]
     }
+}
+
+/// Least common multiple.
+fn lcm(a: usize, b: usize) -> usize {
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    a / gcd(a, b) * b
 }
 
 /// Two-layer feed-forward block (transformers' `CLIPMLP`).
