@@ -197,6 +197,20 @@ fn a_column_range_cannot_be_written_twice() {
     out.write(&rows, &packed, 32..64, Activation::Identity, None);
 }
 
+/// `packed` multiplies like `w` ([48, 40], row-major) and `linear`'s bias, bit for bit.
+fn check_packed(linear: &burn::nn::Linear, packed: &PackedWeight, w: &[f32], seed: u64) {
+    if !available() {
+        return;
+    }
+    let b = linear.bias.as_ref().unwrap().val().into_data();
+    let b = b.try_to_vec::<f32>().unwrap();
+    let x = random(3 * 48, seed);
+    let out = ColumnWriter::new(3, 0..40);
+    let rows = PackedRows::new(&x, 3, 48);
+    out.write(&rows, packed, 0..40, Activation::Identity, None);
+    assert_eq!(out.into_vec(), chain(&x, w, Some(&b), 3, 48, 40));
+}
+
 #[test]
 fn a_layer_packs_once_and_again_when_its_weight_changes() {
     let device = Device::flex();
@@ -221,51 +235,13 @@ fn a_layer_packs_once_and_again_when_its_weight_changes() {
         "a new weight is packed again"
     );
     assert_eq!(second.dims(), [48, 40]);
-    if available() {
-        let b = linear
-            .bias
-            .as_ref()
-            .unwrap()
-            .val()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        let x = random(3 * 48, 12);
-        let out = ColumnWriter::new(3, 0..40);
-        out.write(
-            &PackedRows::new(&x, 3, 48),
-            &second,
-            0..40,
-            Activation::Identity,
-            None,
-        );
-        assert_eq!(out.into_vec(), chain(&x, &w, Some(&b), 3, 48, 40));
-    }
+    check_packed(&linear, &second, &w, 12);
     // A transposed view (not contiguous) is read in its logical order.
     let t: Tensor<2> = Tensor::from_data(TensorData::new(w.clone(), [40, 48]), &device);
     linear.weight = Param::from_tensor(t.clone().swap_dims(0, 1));
     let third = cell.get(&linear).unwrap();
-    if available() {
-        let want_w = t.swap_dims(0, 1).into_data().try_to_vec::<f32>().unwrap();
-        let b = linear
-            .bias
-            .as_ref()
-            .unwrap()
-            .val()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        let x = random(2 * 48, 13);
-        let out = ColumnWriter::new(2, 0..40);
-        out.write(
-            &PackedRows::new(&x, 2, 48),
-            &third,
-            0..40,
-            Activation::Identity,
-            None,
-        );
-        assert_eq!(out.into_vec(), chain(&x, &want_w, Some(&b), 2, 48, 40));
-    }
+    let logical = t.swap_dims(0, 1).into_data().try_to_vec::<f32>().unwrap();
+    check_packed(&linear, &third, &logical, 13);
     // Autodiff tensors are not flex primitives: no packing, burn's path runs.
     let grad = LinearConfig::new(8, 8).init(&device.autodiff());
     assert!(PackCell::default().get(&grad).is_none());
