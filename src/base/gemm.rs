@@ -207,6 +207,9 @@ pub struct ColumnWriter {
     m: usize,
     window: Range<usize>,
     out: Vec<f32>,
+    /// `out`'s buffer, taken once from a unique borrow: every write goes through it (a
+    /// pointer from `&self.out` would only permit reads).
+    ptr: OutPtr,
     /// Column ranges written so far: a range that overlaps one of them is refused, so two
     /// threads never write one value.
     claimed: Mutex<Vec<Range<usize>>>,
@@ -216,17 +219,20 @@ pub struct ColumnWriter {
 /// checked by `claimed`).
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
-// SAFETY: threads write disjoint column ranges (checked in `ColumnWriter::claim`), and
-// `into_vec` takes the writer by value, after every `write` has returned.
+// SAFETY: threads write disjoint column ranges (checked in `ColumnWriter::claim`), nothing
+// reads `out` while they write, and `into_vec` takes the writer by value, after every
+// `write` has returned.
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl ColumnWriter {
     /// Zeros for columns `window` of an `[m, n]` product.
     pub fn new(m: usize, window: Range<usize>) -> Self {
+        let mut out = vec![0.0; m * window.len()];
         Self {
             m,
-            out: vec![0.0; m * window.len()],
+            ptr: OutPtr(out.as_mut_ptr()),
+            out,
             window,
             claimed: Mutex::new(Vec::new()),
         }
@@ -285,12 +291,7 @@ impl ColumnWriter {
         }
         let ldo = self.window.len();
         // Column `cols.start` of the product is this column of the output.
-        let out = OutPtr(
-            self.out
-                .as_ptr()
-                .cast_mut()
-                .wrapping_add(cols.start - self.window.start),
-        );
+        let out = OutPtr(self.ptr.0.wrapping_add(cols.start - self.window.start));
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 and FMA are present (`available`); the range was claimed by this
         // call alone and lies inside the output's window, whose shapes were checked above.
