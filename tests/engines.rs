@@ -137,10 +137,7 @@ fn columns_shared_with_idle_engines_keep_the_bits() {
     )
     .unwrap();
     // The same forward pass on one thread that no engine helps.
-    let one = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
+    let one = one_thread();
     let whole = one.install(|| {
         let batch = embedder.pixel_batch(std::slice::from_ref(&pixels)).unwrap();
         host_rows(l2_normalize(embedder.model.image_features(batch, false).0)).unwrap()
@@ -165,6 +162,14 @@ fn bits<const D: usize>(t: Tensor<D>) -> Vec<u32> {
         .collect()
 }
 
+/// A one-thread pool that no engine helps: the unhelped forward pass to compare with.
+fn one_thread() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn a_vit_b_layer_shared_by_columns_keeps_the_bits() {
     // One ViT-B/32 encoder layer (width 768, MLP 3072, 12 heads) at batch 1 (50 tokens)
@@ -172,10 +177,7 @@ fn a_vit_b_layer_shared_by_columns_keeps_the_bits() {
     // Then heads of 88 (ViT-g's size, not a multiple of the packed GEMM's 16-column panels):
     // 6 heads of 88 on 2 engines would be cut after 3 heads, at column 264.
     let device = Device::flex();
-    let one = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
+    let one = one_thread();
     for (width, heads, intermediate) in [(768, 12, 3072), (528, 6, 1056)] {
         let layer = EncoderConfig {
             width,
@@ -214,10 +216,7 @@ fn a_linear_layer_cut_into_column_ranges_keeps_the_bits_at_vit_b_shapes() {
     let device = Device::flex();
     // ViT-B/32's attention and MLP shapes at batch 1 and 8 (50, 77 and 400 token rows):
     // the inner dimension is where GEMM blocking could reorder sums, and it is never cut.
-    let one = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
+    let one = one_thread();
     for (d_in, d_out) in [(768, 768), (768, 3072), (3072, 768)] {
         let layer = LinearConfig::new(d_in, d_out).init(&device);
         let (w, b) = (layer.weight.val(), layer.bias.as_ref().unwrap().val());
