@@ -85,6 +85,9 @@ function demangle(name) {
 
 // A coarse kind per function, to read the profile at a glance.
 function kindOf(name) {
+  // monoscope's own GEMM (base::gemm: the linear layers, with their bias, quick_gelu and
+  // residual pass inlined) apart from the gemm crate's (flex's matmuls: attention).
+  if (/monoscope::base::gemm|monoscope::clip::packed::rows/.test(name)) return "linear layers (monoscope's GEMM and its fused pass)";
   if (/gemm/.test(name)) return "GEMM (gemm crate)";
   if (/exp|expf/.test(name)) return "exp (softmax, sigmoid)";
   if (/memcpy|memmove|memset/.test(name)) return "memory copies";

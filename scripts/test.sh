@@ -53,6 +53,11 @@ step "cargo clippy (wasm32)"
 cargo clippy --target wasm32-unknown-unknown --lib --bins --examples -- -D warnings
 done_step
 
+# The page's GEMM kernel (SIMD128) compiled with the page's settings and checked in Node's V8.
+step "wasm GEMM (node)"
+node --test tests/wasm/
+done_step
+
 step "trunk build --release"
 trunk build --release
 done_step

@@ -81,9 +81,14 @@ fn every_value_is_one_fma_chain_in_order() {
         let w = random(k * n, 2);
         let b = random(n, 3);
         let want = chain(&x, &w, Some(&b), m, k, n);
+        // The packed copy, and the layer's own weight laid out per call (the page's way).
         let packed = PackedWeight::new(&w, k, n, Some(&b));
+        let borrowed = PackedWeight::borrowed(Arc::new(w.clone()), k, n, Some(&b));
         let rows = PackedRows::new(&x, m, k);
-        for parts in [1, 2, 3] {
+        for (parts, packed) in [1, 2, 3]
+            .into_iter()
+            .flat_map(|p| [(p, &packed), (p, &borrowed)])
+        {
             let out = ColumnWriter::new(m, 0..n);
             std::thread::scope(|s| {
                 for cols in ranges(n, parts) {
@@ -97,7 +102,11 @@ fn every_value_is_one_fma_chain_in_order() {
                 .zip(&want)
                 .filter(|(g, w)| g.to_bits() != w.to_bits())
                 .count();
-            assert_eq!(differ, 0, "[{m}, {k}] x [{k}, {n}] in {parts} parts");
+            let copy = packed.is_copy();
+            assert_eq!(
+                differ, 0,
+                "[{m}, {k}] x [{k}, {n}] in {parts} parts (packed copy: {copy})"
+            );
         }
         // One row on its own gives the same bits as in its batch.
         let last = m - 1;

@@ -6,26 +6,36 @@
 //! ONNX Runtime packs constant weights once, when a session starts. [`PackedWeight`] does
 //! the same: the `[in, out]` weight is laid out once as panels of [`NR`] output columns, in
 //! the order the kernel reads them, and [`ColumnWriter::write`] multiplies token rows by a
-//! range of those panels with a 6 x 16 (or 5 x 16) AVX2/FMA micro-kernel, then adds the
-//! bias, the activation and the residual in one pass over the fresh output (what flex ran
-//! as three more element-wise ops).
+//! range of those panels with a micro-kernel (6 x 16 or 5 x 16 natively, 2 x 16 in wasm),
+//! then adds the bias, the activation and the residual in one pass over the fresh output
+//! (what flex ran as three more element-wise ops).
 //!
-//! Every output value is one chain of fused multiply-adds over the inner dimension in
-//! order (`acc = fma(a[p], w[p], acc)` for p = 0, 1, ...; blocking the inner dimension only
-//! stores and reloads the exact f32 accumulator), so a value's bits depend neither on the
-//! row count, nor on the rows it is computed with, nor on how output columns are shared
-//! between engines.
+//! Two kernels:
+//! - x86_64 with AVX2 and FMA: every output value is one chain of fused multiply-adds over
+//!   the inner dimension in order (`acc = fma(a[p], w[p], acc)` for p = 0, 1, ...;
+//!   blocking the inner dimension only stores and reloads the exact f32 accumulator). On
+//!   CPUs with AVX-512 gemm's 512-bit kernels (burn-flex `x86-v4`) stay in charge by
+//!   default ([`preferred`]): a 512-bit kernel for this path is not written, as no such
+//!   machine was at hand to measure it.
+//! - wasm32 with SIMD128 (the page's CPU backend): WebAssembly has no fused multiply-add,
+//!   so every value is one chain of `acc = acc + a[p] * w[p]` (two roundings a step), in
+//!   order. The page does not keep a packed copy (a wasm heap has at most 4 GB, and the
+//!   page sizes models by their weights): [`PackedWeight::borrowed`] reads the layer's own
+//!   weight and lays out a few panels' blocks at a time (128 KB, inside L2) just before
+//!   every row block passes over them ([`packs_once`]).
 //!
-//! x86_64 with AVX2 and FMA only ([`available`]). On CPUs with AVX-512 gemm's 512-bit kernels
-//! (burn-flex `x86-v4`) stay in charge by default ([`preferred`]): a 512-bit kernel for this
-//! path is not written, as no such machine was at hand to measure it.
+//! Either way a value's bits depend neither on the row count, nor on the rows it is
+//! computed with, nor on how output columns are shared between engines.
 
-// Only x86_64 has a kernel: elsewhere the types exist (the towers name them) but nothing
-// reads their contents, as `preferred` is false there.
-#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_variables))]
+// Only x86_64 and wasm32 have a kernel: elsewhere the types exist (the towers name them)
+// but nothing reads their contents, as `preferred` is false there.
+#![cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "wasm32")),
+    allow(dead_code, unused_variables)
+)]
 
 use std::ops::Range;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Output columns per panel: two 256-bit vectors of f32.
 pub const NR: usize = 16;
@@ -36,9 +46,15 @@ pub const NR: usize = 16;
 /// ViT-B/32's 50 tokens are 10 blocks of 5, not 9 blocks of 6 with 4 rows of padding.
 pub const MR: usize = 6;
 
-/// Rows per block for `m` rows: 5 or 6, whichever pads fewer rows (6 on a tie).
+/// Rows per block of the wasm kernel (see `wasm`).
+const WASM_ROWS: usize = 2;
+
+/// Rows per block for `m` rows: 5 or 6, whichever pads fewer rows (6 on a tie); in wasm
+/// [`WASM_ROWS`].
 fn block_rows(m: usize) -> usize {
-    if m.div_ceil(5) * 5 < m.div_ceil(6) * 6 {
+    if cfg!(target_arch = "wasm32") {
+        WASM_ROWS
+    } else if m.div_ceil(5) * 5 < m.div_ceil(6) * 6 {
         5
     } else {
         6
@@ -47,11 +63,10 @@ fn block_rows(m: usize) -> usize {
 /// Inner-dimension block: a panel's block is `KC` x 64 bytes = 16 KB, half of a 32 KB L1
 /// data cache, so it stays there while every row block of the call passes over it.
 const KC: usize = 256;
-/// Row blocks per pass over the weight: 40 x 6 = 240 rows x [`KC`] x 4 bytes = 240 KB of
-/// packed input, inside a 512 KB L2 with room for the output tiles, so the weight is
-/// streamed from memory once for a 50- or 77-token batch-1 pass and twice for a 400-row
-/// part.
-const MC_BLOCKS: usize = 40;
+/// Rows per pass over the weight: 240 rows x [`KC`] x 4 bytes = 240 KB of packed input,
+/// inside a 512 KB L2 with room for the output tiles, so the weight is streamed from memory
+/// once for a 50- or 77-token batch-1 pass and twice for a 400-row part.
+const MC_ROWS: usize = 240;
 
 /// The environment variable that picks the linear layers' GEMM for A/B measurements in one
 /// sitting: `flex` runs flex's own (gemm, packing per call) everywhere, `packed` runs this
@@ -59,7 +74,8 @@ const MC_BLOCKS: usize = 40;
 /// default of [`preferred`].
 pub const GEMM_ENV: &str = "MONOSCOPE_GEMM";
 
-/// Whether this machine can run the packed GEMM: x86_64 with AVX2 and FMA.
+/// Whether this machine can run the packed GEMM: x86_64 with AVX2 and FMA, or wasm32 built
+/// with SIMD128 (`.cargo/config.toml` turns it on for the page).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -67,8 +83,17 @@ pub fn available() -> bool {
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        false
+        cfg!(all(target_arch = "wasm32", target_feature = "simd128"))
     }
+}
+
+/// Whether [`PackedWeight`]s should be packed copies ([`PackedWeight::new`]) rather than
+/// borrowed weights laid out per call ([`PackedWeight::borrowed`]): natively yes (the copy
+/// saves 3-4% of a forward pass and memory is plentiful); in wasm no, as a copy of every
+/// weight would halve the largest model a page can load, for the few percent that laying
+/// out a 16 KB block costs next to the wasm kernel's multiplications.
+pub fn packs_once() -> bool {
+    !cfg!(target_arch = "wasm32")
 }
 
 /// Whether linear layers should take the packed GEMM: where it is [`available`] and the CPU
@@ -105,12 +130,21 @@ struct Line([f32; NR]);
 pub struct PackedWeight {
     k: usize,
     n: usize,
+    panels: Panels,
+    bias: Option<Vec<f32>>,
+}
+
+/// Row-major f32 values shared with their owner (a tensor's storage), read without a copy.
+pub type SharedValues = Arc<dyn AsRef<[f32]> + Send + Sync>;
+
+enum Panels {
     /// Lines in the order the kernel reads them: inner-dimension blocks of [`KC`], in each
     /// block every panel's `kc` lines (`[k / KC rounded up][n / NR rounded up][kc]`), so
     /// a pass over the weight is one sequential stream. The last panel's missing columns
     /// are zeros.
-    panels: Vec<Line>,
-    bias: Option<Vec<f32>>,
+    Packed(Vec<Line>),
+    /// The `[k, n]` weight itself, row-major: each panel block is laid out when it is used.
+    Borrowed(SharedValues),
 }
 
 impl std::fmt::Debug for PackedWeight {
@@ -140,9 +174,29 @@ impl PackedWeight {
         Self {
             k,
             n,
-            panels,
+            panels: Panels::Packed(panels),
             bias: bias.map(<[f32]>::to_vec),
         }
+    }
+
+    /// `w`, `[k, n]` row-major, and the `[n]` bias, without a packed copy of `w`: each call
+    /// lays out the panel blocks it uses, one at a time ([`packs_once`]).
+    pub fn borrowed(w: SharedValues, k: usize, n: usize, bias: Option<&[f32]>) -> Self {
+        assert_eq!((*w).as_ref().len(), k * n, "weight is not [{k}, {n}]");
+        if let Some(b) = bias {
+            assert_eq!(b.len(), n, "bias is not [{n}]");
+        }
+        Self {
+            k,
+            n,
+            panels: Panels::Borrowed(w),
+            bias: bias.map(<[f32]>::to_vec),
+        }
+    }
+
+    /// Whether this is a packed copy ([`PackedWeight::new`]).
+    pub fn is_copy(&self) -> bool {
+        matches!(self.panels, Panels::Packed(_))
     }
 
     /// `[in, out]`.
@@ -267,7 +321,10 @@ impl ColumnWriter {
         act: Activation,
         residual: Option<&[f32]>,
     ) {
-        assert!(available(), "the packed GEMM needs AVX2 and FMA");
+        assert!(
+            available(),
+            "the packed GEMM needs AVX2 and FMA (x86_64) or SIMD128 (wasm32)"
+        );
         assert_eq!(
             [x.m, x.k],
             [self.m, w.k],
@@ -292,22 +349,31 @@ impl ColumnWriter {
         let ldo = self.window.len();
         // Column `cols.start` of the product is this column of the output.
         let out = OutPtr(self.ptr.0.wrapping_add(cols.start - self.window.start));
+        let finish = |out: *mut f32| Finish {
+            out,
+            ldo,
+            m: self.m,
+            n: w.n,
+            cols: cols.clone(),
+            bias: w.bias.as_deref(),
+            act,
+            residual,
+        };
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 and FMA are present (`available`); the range was claimed by this
         // call alone and lies inside the output's window, whose shapes were checked above.
         unsafe {
-            x86::product(x, w, cols.clone(), out.0, ldo);
-            x86::finish(
-                out.0,
-                ldo,
-                self.m,
-                w.n,
-                cols,
-                w.bias.as_deref(),
-                act,
-                residual,
-            );
+            product::<x86::Avx2>(x, w, cols.clone(), out.0, ldo);
+            x86::finish(finish(out.0));
         }
+        #[cfg(target_arch = "wasm32")]
+        // SAFETY: as above; SIMD128 is compiled in (`available`).
+        unsafe {
+            product::<wasm::Simd128>(x, w, cols.clone(), out.0, ldo);
+            finish(out.0).run::<false>();
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "wasm32")))]
+        let _ = finish;
     }
 
     /// The `[m, window.len()]` output, row-major.
@@ -316,89 +382,282 @@ impl ColumnWriter {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::*;
-    use std::arch::x86_64::*;
+/// One architecture's micro-kernel.
+trait Kernel {
+    /// `c[R][16] (+)= a[kc][R] · b[kc][16]`: one chain per value in inner-index order.
+    /// `b`: `kc` 64-byte lines ([`Line`]). `load`: continue from `c` (a later inner block).
+    /// `prefetch`: also fetch the `kc` lines after `b` (a hint where the kernel has one).
+    ///
+    /// # Safety
+    /// `a` holds `kc * R` values, `b` `kc` lines, `c` a full `R` x 16 tile with row stride
+    /// `ldc`; the kernel's instructions are available.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<const R: usize>(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        load: bool,
+        prefetch: bool,
+    );
+}
 
-    /// `out[:, ..] = x · w[:, cols]`: `out` points at the output value of row 0, column
-    /// `cols.start`, rows `ldo` apart.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn product(
-        x: &PackedRows,
-        w: &PackedWeight,
-        cols: Range<usize>,
-        out: *mut f32,
-        ldo: usize,
-    ) {
-        // SAFETY: as for this function.
-        match x.mr {
-            5 => unsafe { product_in::<5>(x, w, cols, out, ldo) },
-            _ => unsafe { product_in::<MR>(x, w, cols, out, ldo) },
+/// `out[:, ..] = x · w[:, cols]`: `out` points at the output value of row 0, column
+/// `cols.start`, rows `ldo` apart.
+///
+/// # Safety
+/// `out` holds an `[m, ldo]` tile from there with `cols.len() <= ldo`, written by nobody
+/// else; `K`'s instructions are available.
+unsafe fn product<K: Kernel>(
+    x: &PackedRows,
+    w: &PackedWeight,
+    cols: Range<usize>,
+    out: *mut f32,
+    ldo: usize,
+) {
+    // SAFETY: as for this function.
+    match x.mr {
+        WASM_ROWS => unsafe { product_in::<K, WASM_ROWS>(x, w, cols, out, ldo) },
+        5 => unsafe { product_in::<K, 5>(x, w, cols, out, ldo) },
+        _ => unsafe { product_in::<K, MR>(x, w, cols, out, ldo) },
+    }
+}
+
+/// Panels a borrowed weight lays out at a time: each weight row is then read 8 x 64 = 512
+/// contiguous bytes at a time (a panel alone read 64 bytes a row, each row in another page
+/// for the 3072-wide MLP, which the hardware prefetchers do not follow: a 50 x 768 x 3072
+/// product ran at 17 GFLOP/s, against 25 from a packed copy, in a wasm probe); 8 panels'
+/// blocks are 128 KB, inside L2.
+const LAYOUT_PANELS: usize = 8;
+
+/// Lays out panels `js` (at most [`LAYOUT_PANELS`]) for inner indices `kb..kb + kc` of the
+/// `[k, n]` row-major weight `w` into `dst`: panel `js.start + g`'s lines at `g * kc..`
+/// (the columns past `n` are zeros).
+fn lay_out_panels(w: &[f32], n: usize, js: Range<usize>, kb: usize, kc: usize, dst: &mut [Line]) {
+    assert!(w.len() >= (kb + kc) * n && dst.len() >= js.len() * kc && js.end * NR < n + NR);
+    // Whole panels first (one fixed-size copy per line: four vector moves; a slice copy of
+    // variable length is a `memory.copy` in wasm, a call into V8 per line, which doubled
+    // the time of a 50 x 768 x 768 product in a probe), then a part-filled last panel.
+    let full = js.start..js.end.min(n / NR);
+    let (src, lines) = (w.as_ptr(), dst.as_mut_ptr());
+    for p in 0..kc {
+        for (g, j) in full.clone().enumerate() {
+            // SAFETY: `(kb + p) * n + j * NR + NR <= (kb + kc) * n <= w.len()` and
+            // `g * kc + p < dst.len()` (asserted above).
+            unsafe {
+                let from = src.add((kb + p) * n + j * NR).cast::<[f32; NR]>();
+                (*lines.add(g * kc + p)).0 = from.read_unaligned();
+            }
         }
     }
+    for j in full.end..js.end {
+        let (g, c0) = (j - js.start, j * NR);
+        for p in 0..kc {
+            let line = &mut dst[g * kc + p].0;
+            let from = (kb + p) * n + c0;
+            line[..n - c0].copy_from_slice(&w[from..from + n - c0]);
+            line[n - c0..].fill(0.0);
+        }
+    }
+}
 
-    /// [`product`] in blocks of `R` rows (`x.mr`).
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn product_in<const R: usize>(
-        x: &PackedRows,
-        w: &PackedWeight,
-        cols: Range<usize>,
-        out: *mut f32,
-        ldo: usize,
-    ) {
-        debug_assert_eq!(x.mr, R);
-        let (m, k) = (x.m, x.k);
-        let row_blocks = m.div_ceil(R);
-        let panels = cols.start / NR..cols.end.div_ceil(NR);
-        let panels_n = w.n.div_ceil(NR);
-        let mut tile = [[0.0f32; NR]; MR];
-        for kb in (0..k).step_by(KC) {
-            let kc = KC.min(k - kb);
-            let load = kb > 0;
-            for rb0 in (0..row_blocks).step_by(MC_BLOCKS) {
-                for j in panels.clone() {
-                    // SAFETY (all pointer arithmetic below): `j * k + kb + kc <= panels
-                    // * k`, `(rb * k + kb + kc) * R <= data.len()`, and tiles lie inside
-                    // the [m, ldo] output (full tiles) or are staged through `tile`.
-                    let b =
-                        unsafe { w.panels.as_ptr().add(line(k, panels_n, j, kb)) }.cast::<f32>();
-                    let c0 = j * NR;
-                    let width = NR.min(cols.end - c0);
-                    for rb in rb0..(rb0 + MC_BLOCKS).min(row_blocks) {
-                        let a = unsafe { x.data.as_ptr().add((rb * k + kb) * R) };
-                        let r0 = rb * R;
-                        let rows = R.min(m - r0);
-                        let c = unsafe { out.add(r0 * ldo + c0 - cols.start) };
-                        // The first row block reads the panel's block from memory: it also
-                        // asks for the next block (the next panel's, stored right after).
-                        let first = rb == rb0 && j + 1 < panels.end;
-                        if rows == R && width == NR {
-                            unsafe { kernel::<R>(kc, a, b, c, ldo, load, first) };
-                        } else {
-                            // A part-filled tile: through a full scratch tile.
-                            for (r, line) in tile.iter_mut().enumerate().take(rows) {
-                                let src = unsafe { c.add(r * ldo) };
-                                unsafe {
-                                    std::ptr::copy_nonoverlapping(src, line.as_mut_ptr(), width)
-                                };
-                            }
-                            let t = tile.as_mut_ptr().cast::<f32>();
-                            unsafe { kernel::<R>(kc, a, b, t, NR, load, first) };
-                            for (r, line) in tile.iter().enumerate().take(rows) {
-                                let dst = unsafe { c.add(r * ldo) };
-                                unsafe { std::ptr::copy_nonoverlapping(line.as_ptr(), dst, width) };
-                            }
+/// [`product`] in blocks of `R` rows (`x.mr`).
+///
+/// # Safety
+/// As for [`product`].
+unsafe fn product_in<K: Kernel, const R: usize>(
+    x: &PackedRows,
+    w: &PackedWeight,
+    cols: Range<usize>,
+    out: *mut f32,
+    ldo: usize,
+) {
+    debug_assert_eq!(x.mr, R);
+    let (m, k) = (x.m, x.k);
+    let row_blocks = m.div_ceil(R);
+    let panels = cols.start / NR..cols.end.div_ceil(NR);
+    let panels_n = w.n.div_ceil(NR);
+    let mut tile = [[0.0f32; NR]; MR];
+    // A borrowed weight's panel blocks, laid out [`LAYOUT_PANELS`] at a time when used.
+    let mut block = match w.panels {
+        Panels::Packed(_) => Vec::new(),
+        Panels::Borrowed(_) => vec![Line([0.0; NR]); LAYOUT_PANELS.min(panels.len()) * KC.min(k)],
+    };
+    for kb in (0..k).step_by(KC) {
+        let kc = KC.min(k - kb);
+        let load = kb > 0;
+        for rb0 in (0..row_blocks).step_by(MC_ROWS / R) {
+            for j in panels.clone() {
+                // SAFETY (all pointer arithmetic below): `j * k + kb + kc <= panels * k`,
+                // `(rb * k + kb + kc) * R <= data.len()`, and tiles lie inside the [m,
+                // ldo] output (full tiles) or are staged through `tile`.
+                let (b, next) = match &w.panels {
+                    Panels::Packed(lines) => (
+                        unsafe { lines.as_ptr().add(line(k, panels_n, j, kb)) }.cast::<f32>(),
+                        j + 1 < panels.end,
+                    ),
+                    Panels::Borrowed(values) => {
+                        let g = (j - panels.start) % LAYOUT_PANELS;
+                        if g == 0 {
+                            let js = j..(j + LAYOUT_PANELS).min(panels.end);
+                            lay_out_panels((**values).as_ref(), w.n, js, kb, kc, &mut block);
+                        }
+                        (block[g * kc..].as_ptr().cast::<f32>(), false)
+                    }
+                };
+                let c0 = j * NR;
+                let width = NR.min(cols.end - c0);
+                for rb in rb0..(rb0 + MC_ROWS / R).min(row_blocks) {
+                    let a = unsafe { x.data.as_ptr().add((rb * k + kb) * R) };
+                    let r0 = rb * R;
+                    let rows = R.min(m - r0);
+                    let c = unsafe { out.add(r0 * ldo + c0 - cols.start) };
+                    // The first row block reads the panel's block from memory: it also asks
+                    // for the next block (the next panel's, stored right after).
+                    let first = rb == rb0 && next;
+                    if rows == R && width == NR {
+                        unsafe { K::tile::<R>(kc, a, b, c, ldo, load, first) };
+                    } else {
+                        // A part-filled tile: through a full scratch tile.
+                        for (r, line) in tile.iter_mut().enumerate().take(rows) {
+                            let src = unsafe { c.add(r * ldo) };
+                            unsafe { std::ptr::copy_nonoverlapping(src, line.as_mut_ptr(), width) };
+                        }
+                        let t = tile.as_mut_ptr().cast::<f32>();
+                        unsafe { K::tile::<R>(kc, a, b, t, NR, load, first) };
+                        for (r, line) in tile.iter().enumerate().take(rows) {
+                            let dst = unsafe { c.add(r * ldo) };
+                            unsafe { std::ptr::copy_nonoverlapping(line.as_ptr(), dst, width) };
                         }
                     }
                 }
             }
         }
     }
+}
 
-    /// `c[R][16] (+)= a[kc][R] · b[kc][16]`: 2R accumulators, one FMA chain per value in
-    /// inner-index order. `load`: continue from `c` (a later inner block). `prefetch`:
-    /// also fetch the `kc` lines after `b` into L1, one per inner index.
+/// The pass after the product: `out = act(out + bias[cols]) + residual[:, cols]` for the
+/// values [`product`] wrote (`out`, `ldo` as there); `residual` is [m, n].
+struct Finish<'a> {
+    out: *mut f32,
+    ldo: usize,
+    m: usize,
+    n: usize,
+    cols: Range<usize>,
+    bias: Option<&'a [f32]>,
+    act: Activation,
+    residual: Option<&'a [f32]>,
+}
+
+impl Finish<'_> {
+    /// The pass, with `exp` in fused multiply-adds (`FUSED`, where the target has them) or
+    /// separate multiplications and additions. Inlined into each target's wrapper so its
+    /// loops vectorise for that target.
+    ///
+    /// # Safety
+    /// `out` holds the claimed columns of `m` rows, `ldo` apart, written by nobody else.
+    #[inline(always)]
+    unsafe fn run<const FUSED: bool>(self) {
+        let cols = self.cols;
+        let width = cols.len();
+        let mut sig = vec![0.0f32; width];
+        for i in 0..self.m {
+            // SAFETY: row i's claimed columns lie inside the output (caller).
+            let row = unsafe { std::slice::from_raw_parts_mut(self.out.add(i * self.ldo), width) };
+            if let Some(b) = self.bias {
+                for (v, &b) in row.iter_mut().zip(&b[cols.clone()]) {
+                    *v += b;
+                }
+            }
+            if self.act == Activation::QuickGelu {
+                for (s, &v) in sig.iter_mut().zip(row.iter()) {
+                    *s = 1.0 / (1.0 + exp::<FUSED>(-QUICK_GELU_SLOPE * v));
+                }
+                for (v, &s) in row.iter_mut().zip(&sig) {
+                    *v *= s;
+                }
+            }
+            if let Some(res) = self.residual {
+                let n = self.n;
+                for (v, &r) in row
+                    .iter_mut()
+                    .zip(&res[i * n + cols.start..i * n + cols.end])
+                {
+                    *v += r;
+                }
+            }
+        }
+    }
+}
+
+/// `a * b + c`, fused (one rounding) or not.
+#[inline(always)]
+fn madd<const FUSED: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FUSED { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// `e^x` in f32, branch-free so the loops above vectorise: Cephes' `expf` (range reduction
+/// by ln 2 in two parts, degree-5 polynomial), within 2 ulp of the exact value (3 without
+/// fused multiply-adds, which wasm lacks: `f32::mul_add` there is a slow library call);
+/// inputs are clamped to [-87.3, 88.3], where `e^x` and the power of two it is built from
+/// are normal f32 values.
+#[inline(always)]
+fn exp<const FUSED: bool>(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const TWO_23: f32 = 8_388_608.0;
+    // This form (max/min, and the bit trick below for 2^n) vectorises; the first version,
+    // with `clamp` and `n as i32`, compiled to per-lane scalar code (profile). In wasm
+    // `f32::max` is a call (`fmaxf`: wasm's `f32.max` treats NaN differently), so the clamp
+    // is two selects there.
+    #[allow(clippy::manual_clamp)]
+    let x = if cfg!(target_arch = "wasm32") {
+        let x = if x < -87.3 { -87.3 } else { x };
+        if x > 88.3 { 88.3 } else { x }
+    } else {
+        x.max(-87.3).min(88.3)
+    };
+    let n = madd::<FUSED>(x, LOG2E, 0.5).floor();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4_f32;
+    let p = madd::<FUSED>(p, r, 1.398_199_9e-3);
+    let p = madd::<FUSED>(p, r, 8.333_452e-3);
+    let p = madd::<FUSED>(p, r, 4.166_579_6e-2);
+    let p = madd::<FUSED>(p, r, 1.666_666_5e-1);
+    let p = madd::<FUSED>(p, r, 0.5);
+    let y = madd::<FUSED>(p * r, r, r) + 1.0;
+    // 2^n: n + 127 is in 1..=254, so adding 2^23 puts it in the low mantissa bits, and
+    // shifting those into the exponent field gives 2^n's bits.
+    y * f32::from_bits((n + (127.0 + TWO_23)).to_bits() << 23)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// The 6 x 16 (or 5 x 16) AVX2/FMA kernel: 2R accumulators, one FMA chain per value.
+    pub(super) struct Avx2;
+
+    impl Kernel for Avx2 {
+        #[inline]
+        unsafe fn tile<const R: usize>(
+            kc: usize,
+            a: *const f32,
+            b: *const f32,
+            c: *mut f32,
+            ldc: usize,
+            load: bool,
+            prefetch: bool,
+        ) {
+            // SAFETY: as for `Kernel::tile`.
+            unsafe { kernel::<R>(kc, a, b, c, ldc, load, prefetch) }
+        }
+    }
+
+    /// [`Kernel::tile`] for AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn kernel<const R: usize>(
@@ -447,89 +706,106 @@ mod x86 {
         }
     }
 
-    /// `out = act(out + bias[cols]) + residual[:, cols]` for the values [`product`] wrote
-    /// (`out`, `ldo` as there); `residual` is [m, n].
+    /// [`Finish::run`] compiled for AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn finish(
-        out: *mut f32,
-        ldo: usize,
-        m: usize,
-        n: usize,
-        cols: Range<usize>,
-        bias: Option<&[f32]>,
-        act: Activation,
-        residual: Option<&[f32]>,
-    ) {
-        let width = cols.len();
-        let mut sig = vec![0.0f32; width];
-        for i in 0..m {
-            // SAFETY: row i's claimed columns lie inside the output (caller).
-            let row = unsafe { std::slice::from_raw_parts_mut(out.add(i * ldo), width) };
-            if let Some(b) = bias {
-                for (v, &b) in row.iter_mut().zip(&b[cols.clone()]) {
-                    *v += b;
+    pub(super) unsafe fn finish(f: Finish<'_>) {
+        // SAFETY: as for `Finish::run`.
+        unsafe { f.run::<true>() }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod wasm {
+    use super::*;
+    use core::arch::wasm32::*;
+
+    /// The 2 x 16 SIMD128 kernel: 8 accumulators. Kernels of more accumulators ran slower
+    /// in V8 (Node 20, x86-64; a throwaway probe of each shape on L1-resident data, GFLOP/s
+    /// at a 78-GFLOP/s-FMA, 39-GFLOP/s-mul+add core): 2 x 16 and 4 x 8 35, 5 x 8 21, 6 x 8
+    /// 25, 3 x 16 24, 4 x 12 (gemm's simd128 shape, transposed) 25. V8 keeps at most about
+    /// 8 accumulators in registers across the loop; more spill. Written out by hand, not as
+    /// loops over arrays: the page's code is optimised for size, where LLVM does not unroll.
+    pub(super) struct Simd128;
+
+    impl Kernel for Simd128 {
+        #[inline]
+        unsafe fn tile<const R: usize>(
+            kc: usize,
+            a: *const f32,
+            b: *const f32,
+            c: *mut f32,
+            ldc: usize,
+            load: bool,
+            _prefetch: bool,
+        ) {
+            assert_eq!(R, WASM_ROWS, "wasm packs rows in pairs (`block_rows`)");
+            // SAFETY (every access): within the 2 x 16 tile at `c` (row stride `ldc`), the
+            // kc x 2 values at `a` and the kc lines at `b` (caller).
+            let at = |r: usize, o: usize| unsafe { c.add(r * ldc + o) }.cast::<v128>();
+            let init = |r: usize, o: usize| {
+                if load {
+                    unsafe { v128_load(at(r, o)) }
+                } else {
+                    f32x4_splat(0.0)
                 }
+            };
+            let (mut c00, mut c01, mut c02, mut c03) =
+                (init(0, 0), init(0, 4), init(0, 8), init(0, 12));
+            let (mut c10, mut c11, mut c12, mut c13) =
+                (init(1, 0), init(1, 4), init(1, 8), init(1, 12));
+            for p in 0..kc {
+                let (b0, b1, b2, b3, a0, a1) = unsafe {
+                    let bp = b.add(p * NR);
+                    let ap = a.add(p * WASM_ROWS);
+                    (
+                        v128_load(bp.cast::<v128>()),
+                        v128_load(bp.add(4).cast::<v128>()),
+                        v128_load(bp.add(8).cast::<v128>()),
+                        v128_load(bp.add(12).cast::<v128>()),
+                        v128_load32_splat(ap.cast::<u32>()),
+                        v128_load32_splat(ap.add(1).cast::<u32>()),
+                    )
+                };
+                c00 = f32x4_add(c00, f32x4_mul(a0, b0));
+                c01 = f32x4_add(c01, f32x4_mul(a0, b1));
+                c02 = f32x4_add(c02, f32x4_mul(a0, b2));
+                c03 = f32x4_add(c03, f32x4_mul(a0, b3));
+                c10 = f32x4_add(c10, f32x4_mul(a1, b0));
+                c11 = f32x4_add(c11, f32x4_mul(a1, b1));
+                c12 = f32x4_add(c12, f32x4_mul(a1, b2));
+                c13 = f32x4_add(c13, f32x4_mul(a1, b3));
             }
-            if act == Activation::QuickGelu {
-                for (s, &v) in sig.iter_mut().zip(row.iter()) {
-                    *s = 1.0 / (1.0 + exp(-QUICK_GELU_SLOPE * v));
-                }
-                for (v, &s) in row.iter_mut().zip(&sig) {
-                    *v *= s;
-                }
-            }
-            if let Some(res) = residual {
-                for (v, &r) in row
-                    .iter_mut()
-                    .zip(&res[i * n + cols.start..i * n + cols.end])
-                {
-                    *v += r;
+            for (r, row) in [[c00, c01, c02, c03], [c10, c11, c12, c13]]
+                .into_iter()
+                .enumerate()
+            {
+                for (o, v) in row.into_iter().enumerate() {
+                    unsafe { v128_store(at(r, 4 * o), v) };
                 }
             }
         }
     }
+}
 
-    /// `e^x` in f32, branch-free so the loops above vectorise: Cephes' `expf` (range
-    /// reduction by ln 2 in two parts, degree-5 polynomial), within 2 ulp of the exact
-    /// value; inputs are clamped to [-87.3, 88.3], where `e^x` and the power of two it is built
-    /// from are normal f32 values.
-    #[inline(always)]
-    fn exp(x: f32) -> f32 {
-        const LOG2E: f32 = std::f32::consts::LOG2_E;
-        const LN2_HI: f32 = 0.693_359_4;
-        const LN2_LO: f32 = -2.121_944_4e-4;
-        const TWO_23: f32 = 8_388_608.0;
-        // This form (max/min, and the bit trick below for 2^n) vectorises; the first
-        // version, with `clamp` and `n as i32`, compiled to per-lane scalar code (profile).
-        #[allow(clippy::manual_clamp)]
-        let x = x.max(-87.3).min(88.3);
-        let n = x.mul_add(LOG2E, 0.5).floor();
-        let r = x - n * LN2_HI - n * LN2_LO;
-        let p = 1.987_569_1e-4_f32;
-        let p = p.mul_add(r, 1.398_199_9e-3);
-        let p = p.mul_add(r, 8.333_452e-3);
-        let p = p.mul_add(r, 4.166_579_6e-2);
-        let p = p.mul_add(r, 1.666_666_5e-1);
-        let p = p.mul_add(r, 0.5);
-        let y = (p * r).mul_add(r, r) + 1.0;
-        // 2^n: n + 127 is in 1..=254, so adding 2^23 puts it in the low mantissa bits, and
-        // shifting those into the exponent field gives 2^n's bits.
-        y * f32::from_bits((n + (127.0 + TWO_23)).to_bits() << 23)
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn exp_is_within_two_ulp() {
+#[cfg(test)]
+mod tests {
+    /// `exp` against f64 over its range: within 2 ulp with fused multiply-adds, 3 without.
+    #[test]
+    fn exp_is_within_a_few_ulp() {
+        for (fused, bound) in [(true, 2), (false, 3)] {
             let mut worst = 0u32;
             let mut x = -87.0f32;
             while x < 88.0 {
-                let (got, want) = (super::exp(x), (x as f64).exp() as f32);
+                let want = (x as f64).exp() as f32;
+                let got = if fused {
+                    super::exp::<true>(x)
+                } else {
+                    super::exp::<false>(x)
+                };
                 worst = worst.max(got.to_bits().abs_diff(want.to_bits()));
                 x += 0.0137;
             }
-            assert!(worst <= 2, "exp off by {worst} ulp");
+            assert!(worst <= bound, "exp (fused: {fused}) off by {worst} ulp");
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The towers' linear layers on the packed GEMM ([`crate::base::gemm`]): tensors of the
-//! native CPU backend (flex) in and out, the weight packed at a layer's first use and kept
-//! while the layer holds the same weight tensor.
+//! CPU backend (flex) in and out, the weight packed at a layer's first use and kept while
+//! the layer holds the same weight tensor (natively; the page reads the layer's own weight
+//! instead and lays out a few panels at a time, [`gemm::packs_once`]).
 //!
-//! The path runs where [`enabled`] says so (flex without autodiff, an AVX2 CPU without
-//! AVX-512 unless `MONOSCOPE_GEMM` says otherwise); everywhere else the layers run burn's own `linear` as before.
+//! The path runs where [`enabled`] says so (flex without autodiff, on an AVX2 CPU without
+//! AVX-512 unless `MONOSCOPE_GEMM` says otherwise, or in the page's wasm with SIMD128);
+//! everywhere else the layers run burn's own `linear` as before.
 
 use std::sync::{Arc, Mutex};
 
@@ -102,12 +104,14 @@ impl PackCell {
             Some(b) => Some(values(b)?),
             None => None,
         };
-        let packed = Arc::new(PackedWeight::new(
-            w.as_slice::<f32>()?,
-            k,
-            n,
-            b.as_ref().and_then(|b| b.as_slice::<f32>()),
-        ));
+        let b = b.as_ref().and_then(|b| b.as_slice::<f32>());
+        let packed = Arc::new(if gemm::packs_once() {
+            PackedWeight::new(w.as_slice::<f32>()?, k, n, b)
+        } else {
+            // The page reads the layer's own storage (no copy: `w` is the layer's tensor
+            // wherever it is contiguous, as burn's `Linear` weights are).
+            PackedWeight::borrowed(Arc::new(HostValues(w)), k, n, b)
+        });
         *slot = Some(Packed {
             weight,
             bias,
@@ -160,6 +164,12 @@ pub fn host<const D: usize>(x: &Tensor<D>) -> Option<HostValues> {
 
 /// A flex tensor's f32 values, borrowed from its storage.
 pub struct HostValues(FlexTensor);
+
+impl AsRef<[f32]> for HostValues {
+    fn as_ref(&self) -> &[f32] {
+        self.as_slice()
+    }
+}
 
 impl HostValues {
     /// The values, row-major.
