@@ -12,41 +12,14 @@ use std::sync::Arc;
 use burn::module::Param;
 use burn::nn::LinearConfig;
 use burn::tensor::{Device, Tensor, TensorData};
-use monoscope::base::SplitMix;
 use monoscope::base::gemm::{Activation, ColumnWriter, NR, PackedRows, PackedWeight, available};
 use monoscope::clip::packed::PackCell;
 
-/// Values in [-1, 1).
-fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut rng = SplitMix(seed);
-    (0..n)
-        .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
-        .collect()
-}
-
-/// `x · w + b` with every value one FMA chain over `p` in order, then the bias.
-fn chain(x: &[f32], w: &[f32], b: Option<&[f32]>, m: usize, k: usize, n: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; m * n];
-    for i in 0..m {
-        for j in 0..n {
-            let mut acc = 0.0f32;
-            for p in 0..k {
-                acc = x[i * k + p].mul_add(w[p * n + j], acc);
-            }
-            out[i * n + j] = acc + b.map_or(0.0, |b| b[j]);
-        }
-    }
-    out
-}
-
-/// Output columns cut into ranges starting at multiples of `NR`, `parts` of them.
-fn ranges(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
-    let step = (n.div_ceil(parts)).div_ceil(NR) * NR;
-    (0..n)
-        .step_by(step.max(NR))
-        .map(|s| s..(s + step.max(NR)).min(n))
-        .collect()
-}
+// Shapes, inputs and the defining chain, shared with the WebAssembly tests (tests/wasm/).
+#[path = "common/gemm_cases.rs"]
+#[allow(dead_code)]
+mod cases;
+use cases::{SHAPES, chain, differing, random, ranges};
 
 /// Whether the kernel can run here; on x86_64 it must (every machine this project runs on
 /// has AVX2 and FMA), elsewhere the packed path never runs (`gemm::preferred`).
@@ -64,23 +37,11 @@ fn every_value_is_one_fma_chain_in_order() {
     if !kernel() {
         return;
     }
-    // ViT-B/32's projections (50 and 77 tokens, a 400-row part; the rows go in blocks of 5
-    // or 6, whichever pads less) and ragged shapes: row and column tails, inner dimensions
-    // that are not a multiple of the 256-wide blocks.
-    for (m, k, n) in [
-        (12, 96, 48),
-        (50, 768, 768),
-        (77, 512, 2048),
-        (400, 768, 96),
-        (50, 3072, 128),
-        (1, 64, 16),
-        (7, 300, 37),
-        (13, 257, 200),
-    ] {
+    for (m, k, n) in SHAPES {
         let x = random(m * k, 1);
         let w = random(k * n, 2);
         let b = random(n, 3);
-        let want = chain(&x, &w, Some(&b), m, k, n);
+        let want = chain(&x, &w, Some(&b), [m, k, n], true);
         // The packed copy, and the layer's own weight laid out per call (the page's way).
         let packed = PackedWeight::new(&w, k, n, Some(&b));
         let borrowed = PackedWeight::borrowed(Arc::new(w.clone()), k, n, Some(&b));
@@ -91,17 +52,12 @@ fn every_value_is_one_fma_chain_in_order() {
         {
             let out = ColumnWriter::new(m, 0..n);
             std::thread::scope(|s| {
-                for cols in ranges(n, parts) {
+                for cols in ranges(n, parts, NR) {
                     let (out, rows, packed) = (&out, &rows, &packed);
                     s.spawn(move || out.write(rows, packed, cols, Activation::Identity, None));
                 }
             });
-            let got = out.into_vec();
-            let differ = got
-                .iter()
-                .zip(&want)
-                .filter(|(g, w)| g.to_bits() != w.to_bits())
-                .count();
+            let differ = differing(&out.into_vec(), &want);
             let copy = packed.is_copy();
             assert_eq!(
                 differ, 0,
@@ -128,7 +84,7 @@ fn a_window_of_columns_is_written_where_it_belongs() {
     }
     let (m, k, n) = (9, 100, 200);
     let (x, w) = (random(m * k, 4), random(k * n, 5));
-    let want = chain(&x, &w, None, m, k, n);
+    let want = chain(&x, &w, None, [m, k, n], true);
     let packed = PackedWeight::new(&w, k, n, None);
     let rows = PackedRows::new(&x, m, k);
     // Columns 64..192 (two heads of 64, say), written as two ranges.
@@ -149,7 +105,7 @@ fn quick_gelu_and_the_residual_are_added_after_the_bias() {
     let (m, k, n) = (50, 768, 3072);
     let (x, w, b) = (random(m * k, 6), random(k * n, 7), random(n, 8));
     let residual: Vec<f32> = random(m * n, 9).iter().map(|v| v * 3.0).collect();
-    let lin = chain(&x, &w, Some(&b), m, k, n);
+    let lin = chain(&x, &w, Some(&b), [m, k, n], true);
     let packed = PackedWeight::new(&w, k, n, Some(&b));
     let rows = PackedRows::new(&x, m, k);
     let out = ColumnWriter::new(m, 0..n);
@@ -218,7 +174,7 @@ fn check_packed(linear: &burn::nn::Linear, packed: &PackedWeight, w: &[f32], see
     let out = ColumnWriter::new(3, 0..40);
     let rows = PackedRows::new(&x, 3, 48);
     out.write(&rows, packed, 0..40, Activation::Identity, None);
-    assert_eq!(out.into_vec(), chain(&x, w, Some(&b), 3, 48, 40));
+    assert_eq!(out.into_vec(), chain(&x, w, Some(&b), [3, 48, 40], true));
 }
 
 #[test]

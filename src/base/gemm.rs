@@ -382,25 +382,31 @@ impl ColumnWriter {
     }
 }
 
+/// One micro-kernel call: `c[R][16] (+)= a[kc][R] · b[kc][16]`, one chain per value in
+/// inner-index order.
+#[derive(Clone, Copy)]
+struct Tile {
+    kc: usize,
+    /// `kc * R` values, `R` per inner index.
+    a: *const f32,
+    /// `kc` 64-byte lines ([`Line`]).
+    b: *const f32,
+    /// A full `R` x 16 tile, rows `ldc` apart.
+    c: *mut f32,
+    ldc: usize,
+    /// Continue from `c` (a later inner block) instead of from zero.
+    load: bool,
+    /// Also fetch the `kc` lines after `b` (a hint, where the kernel has one).
+    prefetch: bool,
+}
+
 /// One architecture's micro-kernel.
 trait Kernel {
-    /// `c[R][16] (+)= a[kc][R] · b[kc][16]`: one chain per value in inner-index order.
-    /// `b`: `kc` 64-byte lines ([`Line`]). `load`: continue from `c` (a later inner block).
-    /// `prefetch`: also fetch the `kc` lines after `b` (a hint where the kernel has one).
+    /// Runs `t` in blocks of `R` rows.
     ///
     /// # Safety
-    /// `a` holds `kc * R` values, `b` `kc` lines, `c` a full `R` x 16 tile with row stride
-    /// `ldc`; the kernel's instructions are available.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile<const R: usize>(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        load: bool,
-        prefetch: bool,
-    );
+    /// `t`'s pointers hold what [`Tile`] says; the kernel's instructions are available.
+    unsafe fn tile<const R: usize>(t: Tile);
 }
 
 /// `out[:, ..] = x · w[:, cols]`: `out` points at the output value of row 0, column
@@ -516,16 +522,31 @@ unsafe fn product_in<K: Kernel, const R: usize>(
                     // The first row block reads the panel's block from memory: it also asks
                     // for the next block (the next panel's, stored right after).
                     let first = rb == rb0 && next;
+                    let t = Tile {
+                        kc,
+                        a,
+                        b,
+                        c,
+                        ldc: ldo,
+                        load,
+                        prefetch: first,
+                    };
                     if rows == R && width == NR {
-                        unsafe { K::tile::<R>(kc, a, b, c, ldo, load, first) };
+                        unsafe { K::tile::<R>(t) };
                     } else {
                         // A part-filled tile: through a full scratch tile.
                         for (r, line) in tile.iter_mut().enumerate().take(rows) {
                             let src = unsafe { c.add(r * ldo) };
                             unsafe { std::ptr::copy_nonoverlapping(src, line.as_mut_ptr(), width) };
                         }
-                        let t = tile.as_mut_ptr().cast::<f32>();
-                        unsafe { K::tile::<R>(kc, a, b, t, NR, load, first) };
+                        let staged = tile.as_mut_ptr().cast::<f32>();
+                        unsafe {
+                            K::tile::<R>(Tile {
+                                c: staged,
+                                ldc: NR,
+                                ..t
+                            })
+                        };
                         for (r, line) in tile.iter().enumerate().take(rows) {
                             let dst = unsafe { c.add(r * ldo) };
                             unsafe { std::ptr::copy_nonoverlapping(line.as_ptr(), dst, width) };
@@ -643,32 +664,25 @@ mod x86 {
 
     impl Kernel for Avx2 {
         #[inline]
-        unsafe fn tile<const R: usize>(
-            kc: usize,
-            a: *const f32,
-            b: *const f32,
-            c: *mut f32,
-            ldc: usize,
-            load: bool,
-            prefetch: bool,
-        ) {
+        unsafe fn tile<const R: usize>(t: Tile) {
             // SAFETY: as for `Kernel::tile`.
-            unsafe { kernel::<R>(kc, a, b, c, ldc, load, prefetch) }
+            unsafe { kernel::<R>(t) }
         }
     }
 
     /// [`Kernel::tile`] for AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn kernel<const R: usize>(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        load: bool,
-        prefetch: bool,
-    ) {
+    unsafe fn kernel<const R: usize>(t: Tile) {
+        let Tile {
+            kc,
+            a,
+            b,
+            c,
+            ldc,
+            load,
+            prefetch,
+        } = t;
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         if load {
             for (r, row) in acc.iter_mut().enumerate() {
@@ -729,15 +743,16 @@ mod wasm {
 
     impl Kernel for Simd128 {
         #[inline]
-        unsafe fn tile<const R: usize>(
-            kc: usize,
-            a: *const f32,
-            b: *const f32,
-            c: *mut f32,
-            ldc: usize,
-            load: bool,
-            _prefetch: bool,
-        ) {
+        unsafe fn tile<const R: usize>(t: Tile) {
+            let Tile {
+                kc,
+                a,
+                b,
+                c,
+                ldc,
+                load,
+                ..
+            } = t;
             assert_eq!(R, WASM_ROWS, "wasm packs rows in pairs (`block_rows`)");
             // SAFETY (every access): within the 2 x 16 tile at `c` (row stride `ldc`), the
             // kc x 2 values at `a` and the kc lines at `b` (caller).

@@ -13,38 +13,12 @@
 #[path = "../../src/base/gemm.rs"]
 mod gemm;
 
+#[path = "../common/gemm_cases.rs"]
+mod cases;
+
+use cases::{SHAPES, chain, differing, random, ranges};
 use gemm::{Activation, ColumnWriter, NR, PackedRows, PackedWeight};
 use std::sync::Arc;
-
-/// Values in [-1, 1), SplitMix64 as in `src/base/rng.rs`.
-fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
-/// `x · w + b`, every value one multiply-then-add chain over `p` in order, then the bias.
-fn chain(x: &[f32], w: &[f32], b: Option<&[f32]>, m: usize, k: usize, n: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; m * n];
-    for i in 0..m {
-        for j in 0..n {
-            let mut acc = 0.0f32;
-            for p in 0..k {
-                acc = acc + x[i * k + p] * w[p * n + j];
-            }
-            out[i * n + j] = acc + b.map_or(0.0, |b| b[j]);
-        }
-    }
-    out
-}
 
 fn weight(w: &[f32], k: usize, n: usize, b: Option<&[f32]>, copy: bool) -> PackedWeight {
     if copy {
@@ -73,56 +47,25 @@ pub extern "C" fn borrows() -> u32 {
 #[unsafe(no_mangle)]
 pub extern "C" fn products_differing(copy: u32) -> u32 {
     let mut differ = 0;
-    for (m, k, n) in [
-        (12, 96, 48),
-        (50, 768, 768),
-        (77, 512, 2048),
-        (400, 768, 96),
-        (50, 3072, 128),
-        (1, 64, 16),
-        (7, 300, 37),
-        (13, 257, 200),
-    ] {
+    for (m, k, n) in SHAPES {
         let x = random(m * k, 1);
         let w = random(k * n, 2);
         let b = random(n, 3);
-        let want = chain(&x, &w, Some(&b), m, k, n);
+        let want = chain(&x, &w, Some(&b), [m, k, n], false);
         let packed = weight(&w, k, n, Some(&b), copy == 1);
         let rows = PackedRows::new(&x, m, k);
         for parts in [1, 2, 3] {
             let out = ColumnWriter::new(m, 0..n);
-            let step = n.div_ceil(parts).div_ceil(NR).max(1) * NR;
-            for s in (0..n).step_by(step) {
-                out.write(
-                    &rows,
-                    &packed,
-                    s..(s + step).min(n),
-                    Activation::Identity,
-                    None,
-                );
+            for cols in ranges(n, parts, NR) {
+                out.write(&rows, &packed, cols, Activation::Identity, None);
             }
-            let got = out.into_vec();
-            differ += got
-                .iter()
-                .zip(&want)
-                .filter(|(g, w)| g.to_bits() != w.to_bits())
-                .count();
+            differ += differing(&out.into_vec(), &want);
         }
         let last = m - 1;
         let alone = ColumnWriter::new(1, 0..n);
-        alone.write(
-            &PackedRows::new(&x[last * k..], 1, k),
-            &packed,
-            0..n,
-            Activation::Identity,
-            None,
-        );
-        let got = alone.into_vec();
-        differ += got
-            .iter()
-            .zip(&want[last * n..])
-            .filter(|(g, w)| g.to_bits() != w.to_bits())
-            .count();
+        let one = PackedRows::new(&x[last * k..], 1, k);
+        alone.write(&one, &packed, 0..n, Activation::Identity, None);
+        differ += differing(&alone.into_vec(), &want[last * n..]);
     }
     differ as u32
 }
@@ -133,7 +76,7 @@ pub extern "C" fn products_differing(copy: u32) -> u32 {
 pub extern "C" fn window_differing() -> u32 {
     let (m, k, n) = (9, 100, 200);
     let (x, w) = (random(m * k, 4), random(k * n, 5));
-    let want = chain(&x, &w, None, m, k, n);
+    let want = chain(&x, &w, None, [m, k, n], false);
     let packed = weight(&w, k, n, None, false);
     let rows = PackedRows::new(&x, m, k);
     let out = ColumnWriter::new(m, 64..192);
@@ -158,7 +101,7 @@ pub extern "C" fn activation_error_milli() -> u32 {
     let (m, k, n) = (50, 768, 3072);
     let (x, w, b) = (random(m * k, 6), random(k * n, 7), random(n, 8));
     let residual: Vec<f32> = random(m * n, 9).iter().map(|v| v * 3.0).collect();
-    let lin = chain(&x, &w, Some(&b), m, k, n);
+    let lin = chain(&x, &w, Some(&b), [m, k, n], false);
     let packed = weight(&w, k, n, Some(&b), false);
     let out = ColumnWriter::new(m, 0..n);
     out.write(
