@@ -212,3 +212,15 @@ fn a_layer_packs_once_and_again_when_its_weight_changes() {
     let grad = LinearConfig::new(8, 8).init(&device.autodiff());
     assert!(PackCell::default().get(&grad).is_none());
 }
+
+#[test]
+#[cfg(target_arch = "x86_64")]
+#[should_panic(expected = "never written")]
+fn an_output_with_columns_never_written_is_not_handed_out() {
+    assert!(kernel());
+    let packed = PackedWeight::new(&random(64 * 64, 1), 64, 64, None);
+    let rows = PackedRows::new(&random(2 * 64, 2), 2, 64);
+    let out = ColumnWriter::new(2, 0..64);
+    out.write(&rows, &packed, 0..48, Activation::Identity, None);
+    out.into_vec();
+}
