@@ -367,7 +367,7 @@ impl ColumnWriter {
         // SAFETY: AVX2 and FMA are present (`available`); the range was claimed by this
         // call alone and lies inside the output's window, whose shapes were checked above.
         unsafe {
-            product::<x86::Avx2>(x, w, cols.clone(), out.0, ldo);
+            x86::product(x, w, cols.clone(), out.0, ldo);
             x86::finish(finish(out.0));
         }
         #[cfg(target_arch = "wasm32")]
@@ -414,7 +414,8 @@ struct Tile {
     ldc: usize,
     /// Continue from `c` (a later inner block) instead of from zero.
     load: bool,
-    /// Also fetch the `kc` lines after `b` (a hint, where the kernel has one).
+    /// Also fetch the `kc` lines after `b` (a hint, where the kernel has one: x86_64).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     prefetch: bool,
 }
 
@@ -433,6 +434,10 @@ trait Kernel {
 /// # Safety
 /// `out` holds an `[m, ldo]` tile from there with `cols.len() <= ldo`, written by nobody
 /// else; `K`'s instructions are available.
+// Inlined into each architecture's caller, so that on x86_64 the driver is compiled with
+// AVX2 and FMA enabled and the micro-kernel is inlined into its loop (as before the driver
+// was shared).
+#[inline(always)]
 unsafe fn product<K: Kernel>(
     x: &PackedRows,
     w: &PackedWeight,
@@ -490,6 +495,7 @@ fn lay_out_panels(w: &[f32], n: usize, js: Range<usize>, kb: usize, kc: usize, d
 ///
 /// # Safety
 /// As for [`product`].
+#[inline(always)]
 unsafe fn product_in<K: Kernel, const R: usize>(
     x: &PackedRows,
     w: &PackedWeight,
@@ -683,7 +689,7 @@ mod x86 {
     pub(super) struct Avx2;
 
     impl Kernel for Avx2 {
-        #[inline]
+        #[inline(always)]
         unsafe fn tile<const R: usize>(t: Tile) {
             // SAFETY: as for `Kernel::tile`.
             unsafe { kernel::<R>(t) }
@@ -738,6 +744,19 @@ mod x86 {
                 _mm256_storeu_ps(c.add(r * ldc + 8), row[1]);
             }
         }
+    }
+
+    /// [`super::product`] compiled for AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn product(
+        x: &PackedRows,
+        w: &PackedWeight,
+        cols: Range<usize>,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        // SAFETY: as for `super::product`; AVX2 and FMA are enabled here.
+        unsafe { super::product::<Avx2>(x, w, cols, out, ldo) }
     }
 
     /// [`Finish::run`] compiled for AVX2 and FMA.
