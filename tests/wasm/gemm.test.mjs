@@ -1,5 +1,5 @@
 // The packed GEMM's SIMD128 kernel in WebAssembly (issue 12): tests/wasm/gemm_check.rs,
-// which includes src/base/gemm.rs, compiled with the page's target features and
+// which includes src/base/gemm/, compiled with the page's target features and
 // optimisation level and run in Node's V8 (Chromium's engine). Needs rustc with the
 // wasm32-unknown-unknown target (scripts/install-tools.sh adds it).
 

@@ -1,4 +1,4 @@
-//! The packed GEMM's SIMD128 kernel (issue 12, `src/base/gemm.rs`), checked in WebAssembly:
+//! The packed GEMM's SIMD128 kernel (issue 12, `src/base/gemm/`), checked in WebAssembly:
 //! `tests/wasm/gemm.test.mjs` compiles this file with `rustc --target wasm32-unknown-unknown
 //! -C target-feature=+simd128 -C opt-level=s` (the page's settings) and runs its exports in
 //! Node's V8, the engine of Chromium's pages.
@@ -10,7 +10,7 @@
 
 #![allow(dead_code)]
 
-#[path = "../../src/base/gemm.rs"]
+#[path = "../../src/base/gemm/mod.rs"]
 mod gemm;
 
 #[path = "../common/gemm_cases.rs"]
