@@ -68,18 +68,29 @@ fn vision_tower_matches_transformers() {
         };
         let pixels: Vec<Vec<f32>> = pv.f.chunks(c * h * w).map(<[f32]>::to_vec).collect();
         assert_eq!(pixels.len(), b);
-        let (proj, out) = e
+        // Without the states the last layer computes the class token's row alone
+        // (`Encoder::forward_pooled`): both passes must give transformers' embeddings.
+        for keep_states in [false, true] {
+            let (proj, out) = e
+                .model
+                .image_features(e.pixel_batch(&pixels).unwrap(), keep_states);
+            let embeds: Vec<f32> = rows(monoscope::base::host::l2_normalize(proj))
+                .unwrap()
+                .concat();
+            let d = max_abs_diff(&embeds, &r.get("image_embeds").f);
+            assert!(d <= 1e-4, "{dir} ({keep_states}): image_embeds diff {d}");
+            let pooled: Vec<f32> = rows(out.pooled).unwrap().concat();
+            let want = r.get("vision_pooled").f;
+            let d = max_abs_diff(&pooled, &want);
+            assert!(
+                d <= states_bound(&want),
+                "{dir} ({keep_states}): vision_pooled diff {d}"
+            );
+            assert_eq!(out.hidden_states.is_empty(), !keep_states);
+        }
+        let (_, out) = e
             .model
             .image_features(e.pixel_batch(&pixels).unwrap(), true);
-        let embeds: Vec<f32> = rows(monoscope::base::host::l2_normalize(proj))
-            .unwrap()
-            .concat();
-        let d = max_abs_diff(&embeds, &r.get("image_embeds").f);
-        assert!(d <= 1e-4, "{dir}: image_embeds max abs diff {d}");
-        let pooled: Vec<f32> = rows(out.pooled).unwrap().concat();
-        let want = r.get("vision_pooled").f;
-        let d = max_abs_diff(&pooled, &want);
-        assert!(d <= states_bound(&want), "{dir}: vision_pooled diff {d}");
         assert_eq!(
             out.hidden_states.len(),
             e.config.vision.num_hidden_layers + 1
@@ -116,15 +127,23 @@ fn text_tower_matches_transformers() {
             })
             .collect();
         let batch = TextBatch::new(&seqs, &e.config.text, e.device()).unwrap();
-        let (proj, out) = e.model.text_features(&batch, true);
-        let embeds: Vec<f32> = rows(monoscope::base::host::l2_normalize(proj))
-            .unwrap()
-            .concat();
-        let d = max_abs_diff(&embeds, &r.get("text_embeds").f);
-        assert!(d <= 1e-4, "{dir}: text_embeds max abs diff {d}");
-        let want = r.get("text_pooled").f;
-        let d = max_abs_diff(&rows(out.pooled).unwrap().concat(), &want);
-        assert!(d <= states_bound(&want), "{dir}: text_pooled diff {d}");
+        // Both passes: the last layer on the pooled rows alone, and on every row.
+        for keep_states in [false, true] {
+            let (proj, out) = e.model.text_features(&batch, keep_states);
+            let embeds: Vec<f32> = rows(monoscope::base::host::l2_normalize(proj))
+                .unwrap()
+                .concat();
+            let d = max_abs_diff(&embeds, &r.get("text_embeds").f);
+            assert!(d <= 1e-4, "{dir} ({keep_states}): text_embeds diff {d}");
+            let want = r.get("text_pooled").f;
+            let d = max_abs_diff(&rows(out.pooled).unwrap().concat(), &want);
+            assert!(
+                d <= states_bound(&want),
+                "{dir} ({keep_states}): text_pooled diff {d}"
+            );
+            assert_eq!(out.hidden_states.is_empty(), !keep_states);
+        }
+        let (_, out) = e.model.text_features(&batch, true);
         // Our batch is padded to its longest prompt, the reference to 77: compare the
         // real (unpadded) positions, which padding cannot influence in either.
         let tmax = seqs.iter().map(Vec::len).max().unwrap();

@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::blocks::{Encoder, EncoderConfig, MASKED};
+use super::blocks::{Encoder, EncoderConfig, MASKED, Pick};
 use super::config::{TextConfig, TextPooling};
 use super::vision::TowerOutput;
 use crate::error::{Error, Result};
@@ -164,9 +164,19 @@ impl TextTransformer {
             .val()
             .narrow(0, 0, t); // [t, w]
         let x = tokens + positions.unsqueeze::<3>();
-        let (x, hidden_states) = self
-            .encoder
-            .forward(x, Some(batch.mask.clone()), keep_states);
+        let mask = Some(batch.mask.clone());
+        if !keep_states {
+            // Without the states, the last layer computes the pooled token's row alone.
+            let pick = Pick {
+                index: batch.pool_index.clone(),
+            };
+            let x = self.encoder.forward_pooled(x, mask, &pick); // [b, w]
+            return TowerOutput {
+                pooled: self.final_layer_norm.forward(x),
+                hidden_states: Vec::new(),
+            };
+        }
+        let (x, hidden_states) = self.encoder.forward(x, mask, true);
         let x = self.final_layer_norm.forward(x).reshape([b * t, w]);
         TowerOutput {
             pooled: x.select(0, batch.pool_index.clone()),

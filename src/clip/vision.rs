@@ -5,7 +5,7 @@ use burn::nn::Initializer;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Tensor};
 
-use super::blocks::{Encoder, EncoderConfig};
+use super::blocks::{Encoder, EncoderConfig, Pick};
 use super::config::VisionConfig;
 use super::packed::{self, PackCell};
 use crate::base::gemm;
@@ -138,9 +138,15 @@ impl VisionTransformer {
     /// `pixels`: [batch, channels, size, size], already normalised.
     pub fn forward(&self, pixels: Tensor<4>, keep_states: bool) -> TowerOutput {
         let x = self.pre_layrnorm.forward(self.embeddings.forward(pixels)); // [b, n+1, w]
-        let (x, hidden_states) = self.encoder.forward(x, None, keep_states);
-        let [b, _, w] = x.dims();
-        let cls = x.slice([0..b, 0..1]).reshape([b, w]);
+        let [b, t, w] = x.dims();
+        // Without the states, the last layer computes the class token's row alone.
+        let (cls, hidden_states) = if keep_states {
+            let (x, states) = self.encoder.forward(x, None, true);
+            (x.slice([0..b, 0..1]).reshape([b, w]), states)
+        } else {
+            let pick = Pick::position(0, b, t, &x.device());
+            (self.encoder.forward_pooled(x, None, &pick), Vec::new())
+        }; // [b, w]
         TowerOutput {
             pooled: self.post_layernorm.forward(cls),
             hidden_states,
