@@ -16,13 +16,23 @@ Optional --monoscope-json FILE reads the Rust bench output
 and adds columns with ratios monoscope/PyTorch and monoscope/ORT.
 Measure both on the same machine at the same time of day: only the ratios are meaningful.
 
+Optional --monoscope BIN --rounds N (paired mode, for shared, noisy hosts): N rounds, each
+running `BIN bench --batch B` and then ORT (and PyTorch unless --no-pytorch) at the same
+batch B, one batch size after the other, so that every monoscope figure has reference figures
+taken seconds later. Prints each round's ratios and, per tower and batch, their median and
+range: interference slows whichever runs during it, and the median of paired ratios is what
+it moves least. Shorter timings per figure (2 s, at least 3 iterations).
+
 Usage (repo root):  python3 scripts/bench_reference.py [--quick] [--monoscope-json FILE] [--json OUT]
+                    python3 scripts/bench_reference.py --monoscope BIN [--rounds N] [--no-pytorch]
                     python3 scripts/bench_reference.py --export-image-onnx MODEL_DIR
 Prints a markdown table.
 """
 import argparse
 import json
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -98,7 +108,13 @@ def main():
     ap.add_argument("--export-image-onnx", metavar="MODEL_DIR",
                     help="only export the image tower of the HF checkpoint in MODEL_DIR to "
                          "MODEL_DIR/image_tower.onnx (input pixel_values, for scripts/bench_web.mjs)")
+    ap.add_argument("--monoscope", metavar="BIN",
+                    help="paired mode: run `BIN bench` and the references in alternation")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of the paired mode (5)")
+    ap.add_argument("--no-pytorch", action="store_true", help="paired mode: ORT only")
     a = ap.parse_args()
+    if a.monoscope:
+        return paired(a)
 
     if a.export_image_onnx:
         model = CLIPModel.from_pretrained(a.export_image_onnx).eval()
@@ -197,6 +213,82 @@ def main():
         out = {"threads": threads, "quick": a.quick,
                "results": [{"backend": k[0], "tower": k[1], "batch": k[2], "items_per_s": v} for k, v in res.items()]}
         json.dump(out, open(a.json, "w"), indent=1)
+
+
+def paired(a):
+    """--monoscope BIN: rounds of (monoscope, ORT, PyTorch) at one batch size after another."""
+    import onnxruntime as ort
+
+    threads = os.cpu_count()
+    torch.set_num_threads(threads)
+    torch.manual_seed(SEED)
+    model = CLIPModel(CLIPConfig()).eval()
+    towers = {"image": ImageTower(model).eval(), "text": TextTower(model).eval()}
+    g = torch.Generator().manual_seed(SEED)
+    names = {"image": "pixel_values", "text": "input_ids"}
+    batches = [1, 32]
+    warmup, min_iters, min_time = 1, 3, 2.0
+    with tempfile.TemporaryDirectory() as d:
+        sessions = {}
+        for tower, mod in towers.items():
+            path = os.path.join(d, f"{tower}.onnx")
+            export(mod, inputs(tower, 2, g), path, names[tower])
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            sessions[tower] = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        feeds = {(t, b): inputs(t, b, g) for t in towers for b in batches}
+        rounds = []  # per round: (backend, tower, batch) -> items/s
+        for r in range(a.rounds):
+            res = {}
+            for b in batches:
+                out = os.path.join(d, "mono.json")
+                iters = "5" if b == 1 else "3"
+                subprocess.run([a.monoscope, "bench", "--batch", str(b), "--iters", iters,
+                                "--json", out], check=True, stdout=subprocess.DEVNULL)
+                for m in json.load(open(out))["results"]:
+                    res[("monoscope", m["tower"], int(m["batch"]))] = float(m["items_per_s"])
+                for tower in towers:
+                    feed = {names[tower]: feeds[(tower, b)].numpy()}
+                    res[("ort", tower, b)] = timeit(lambda: sessions[tower].run(None, feed),
+                                                    b, warmup, min_iters, min_time)
+                    if not a.no_pytorch:
+                        x = feeds[(tower, b)]
+                        with torch.inference_mode():
+                            res[("pytorch", tower, b)] = timeit(lambda: towers[tower](x), b,
+                                                                warmup, min_iters, min_time)
+            rounds.append(res)
+            line = "  ".join(f"{t} b{b}: {res[('monoscope', t, b)] / res[('ort', t, b)]:.2f}"
+                             for t in towers for b in batches)
+            print(f"round {r + 1}/{a.rounds}, monoscope/ORT: {line}", file=sys.stderr)
+
+    refs = ["ort"] + ([] if a.no_pytorch else ["pytorch"])
+    label = {"ort": "ORT", "pytorch": "PyTorch"}
+    print(f"\nCLIP ViT-B/32 (random init), {threads} threads, torch {torch.__version__}, "
+          f"onnxruntime {ort.__version__}, {a.rounds} paired rounds\n")
+    head = ["tower", "batch", "monoscope items/s (median)"]
+    for ref in refs:
+        head += [f"{label[ref]} items/s (median)", f"/ {label[ref]}: median", "range", "each round"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join(["---"] * len(head)) + "|")
+    summary = []
+    for tower in towers:
+        for b in batches:
+            mono = [r[("monoscope", tower, b)] for r in rounds]
+            row = [tower, str(b), f"{statistics.median(mono):.2f}"]
+            for ref in refs:
+                ratios = [r[("monoscope", tower, b)] / r[(ref, tower, b)] for r in rounds]
+                row += [f"{statistics.median(r[(ref, tower, b)] for r in rounds):.2f}",
+                        f"**{statistics.median(ratios):.2f}**",
+                        f"{min(ratios):.2f}-{max(ratios):.2f}",
+                        " / ".join(f"{x:.2f}" for x in ratios)]
+                summary.append({"reference": ref, "tower": tower, "batch": b,
+                                "median_ratio": statistics.median(ratios), "ratios": ratios})
+            print("| " + " | ".join(row) + " |")
+    if a.json:
+        json.dump({"threads": threads, "rounds": [
+            [{"backend": k[0], "tower": k[1], "batch": k[2], "items_per_s": v} for k, v in r.items()]
+            for r in rounds], "summary": summary}, open(a.json, "w"), indent=1)
 
 
 if __name__ == "__main__":

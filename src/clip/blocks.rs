@@ -221,6 +221,13 @@ impl Attention {
         } else {
             None
         };
+        // On the packed path the softmax (with the scale and mask) runs on host values, one
+        // pass a row; the mask's values are read once here for every range.
+        let mask_host = match (&packed, &mask) {
+            (Some(_), Some(m)) => packed::host(m).map(|v| Some((v, m.dims()))),
+            (Some(_), None) => Some(None),
+            (None, _) => None,
+        };
         // Whole heads per range: each lent engine projects its heads' columns of q, k and v
         // and runs their attention (one fork instead of three, attention shared too). The
         // packed GEMM also needs ranges to start at its panels (16 columns): head sizes such
@@ -255,7 +262,18 @@ impl Attention {
                 y.reshape([b, n, heads.len(), d]).swap_dims(1, 2) // [b, heads, n, d]
             };
             let (q, k, v) = (split(Q, true), split(K, false), split(V, false));
-            let mut scores = q.matmul(k.swap_dims(2, 3)) * scale; // [b, heads, tq, t]
+            let mut scores = q.matmul(k.swap_dims(2, 3)); // [b, heads, tq, t]
+            if let Some(mask) = &mask_host {
+                let mask = mask.as_ref().map(|(v, dims)| (v.as_slice(), *dims));
+                match packed::softmax(scores, scale as f32, mask, heads.start) {
+                    Ok(p) => {
+                        let ctx = p.matmul(v); // [b, heads, tq, d]
+                        return ctx.swap_dims(1, 2).reshape([b * tq, cols.len()]);
+                    }
+                    Err(s) => scores = *s,
+                }
+            }
+            let mut scores = scores * scale;
             if let Some(mask) = &mask {
                 let [mb, mh, mt, ms] = mask.dims();
                 scores = scores

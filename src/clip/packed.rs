@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::nn::Linear;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use crate::base::engines::{fork_cols, splits};
 use crate::base::gemm::{self, ColumnWriter, PackedRows, PackedWeight};
@@ -148,6 +148,39 @@ pub fn product(
     let res = res.as_ref().map(HostValues::as_slice);
     fork_cols(n, |cols| out.write(&rows, &w, cols, act, res));
     Some(tensor(out.into_vec(), [m, n]))
+}
+
+/// `softmax(scores * scale + mask)` over the last dimension of `scores` ([batch, heads,
+/// queries, keys], heads `head0..` of the layer) on host values ([`gemm::softmax_rows`]);
+/// `mask`: row-major values of an additive mask of the given dims, broadcastable to the
+/// layer's [batch, all heads, queries, keys]. `Err(scores)` where the path does not run
+/// ([`enabled`]), the scores are not f32 or the mask does not broadcast so: the caller then
+/// runs burn's ops.
+pub fn softmax(
+    scores: Tensor<4>,
+    scale: f32,
+    mask: Option<(&[f32], [usize; 4])>,
+    head0: usize,
+) -> Result<Tensor<4>, Box<Tensor<4>>> {
+    let dims @ [b, h, tq, t] = scores.dims();
+    let broadcasts = |(m, [mb, mh, mt, ms]): (&[f32], [usize; 4])| {
+        ms == t && (mb == 1 || mb == b) && (mt == 1 || mt == tq) && m.len() == mb * mh * mt * ms
+    };
+    if !enabled(&scores.device()) || scores.dtype() != DType::F32 || !mask.is_none_or(broadcasts) {
+        return Err(Box::new(scores));
+    }
+    let mut values = flex(scores)
+        .and_then(|t| t.into_data().try_into_vec::<f32>().ok())
+        .expect("an f32 flex tensor (checked above)");
+    let row = |r: usize| {
+        let (m, [mb, mh, mt, ms]) = mask?;
+        let (i, hl, bi) = (r % tq, (r / tq) % h, r / (tq * h));
+        let pick = |n: usize, at: usize| if n == 1 { 0 } else { at };
+        let at = ((pick(mb, bi) * mh + pick(mh, head0 + hl)) * mt + pick(mt, i)) * ms;
+        Some(&m[at..at + ms])
+    };
+    gemm::softmax_rows(&mut values, t, scale, row);
+    Ok(tensor(values, dims))
 }
 
 /// `x`: [rows, in] packed for the micro-kernel, or `None` unless it is an f32 flex tensor.

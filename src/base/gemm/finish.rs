@@ -64,13 +64,17 @@ fn madd<const FUSED: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FUSED { a.mul_add(b, c) } else { a * b + c }
 }
 
+/// [`exp`]'s clamp: e^x and 2^n stay normal f32 values in between.
+pub(super) const EXP_MIN: f32 = -87.3;
+const EXP_MAX: f32 = 88.3;
+
 /// `e^x` in f32, branch-free so the loops above vectorise: Cephes' `expf` (range reduction
 /// by ln 2 in two parts, degree-5 polynomial), within 2 ulp of the exact value (3 without
 /// fused multiply-adds, which wasm lacks: `f32::mul_add` there is a slow library call);
 /// inputs are clamped to [-87.3, 88.3], where `e^x` and the power of two it is built from
 /// are normal f32 values.
 #[inline(always)]
-fn exp<const FUSED: bool>(x: f32) -> f32 {
+pub(super) fn exp<const FUSED: bool>(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -81,10 +85,10 @@ fn exp<const FUSED: bool>(x: f32) -> f32 {
     // is two selects there.
     #[allow(clippy::manual_clamp)]
     let x = if cfg!(target_arch = "wasm32") {
-        let x = if x < -87.3 { -87.3 } else { x };
-        if x > 88.3 { 88.3 } else { x }
+        let x = if x < EXP_MIN { EXP_MIN } else { x };
+        if x > EXP_MAX { EXP_MAX } else { x }
     } else {
-        x.max(-87.3).min(88.3)
+        x.max(EXP_MIN).min(EXP_MAX)
     };
     let n = madd::<FUSED>(x, LOG2E, 0.5).floor();
     let r = x - n * LN2_HI - n * LN2_LO;

@@ -83,3 +83,14 @@ pub(super) unsafe fn finish(f: Finish<'_>) {
     // SAFETY: as for `Finish::run`.
     unsafe { f.run::<true>() }
 }
+
+/// [`super::softmax_rows`] compiled for AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn softmax_rows<'m>(
+    values: &mut [f32],
+    len: usize,
+    scale: f32,
+    mask: impl Fn(usize) -> Option<&'m [f32]>,
+) {
+    super::softmax::run::<true>(values, len, scale, mask)
+}
