@@ -44,6 +44,28 @@ pub(super) fn run<'m, const FUSED: bool>(
     }
 }
 
+/// `row = softmax(row * scale + mask(r))` for each `len`-value row r of `values` (attention
+/// scores; `mask(r)`: row r's additive mask, at least `len` values, or `None`), one pass a
+/// row with a vectorised `exp` (within 2 ulp; 3 in wasm, without fused multiply-adds).
+pub fn softmax_rows<'m>(
+    values: &mut [f32],
+    len: usize,
+    scale: f32,
+    mask: impl Fn(usize) -> Option<&'m [f32]>,
+) {
+    assert!(
+        len == 0 || values.len().is_multiple_of(len),
+        "{} values are not rows of {len}",
+        values.len()
+    );
+    #[cfg(target_arch = "x86_64")]
+    if super::available() {
+        // SAFETY: AVX2 and FMA are present (`available`).
+        return unsafe { super::x86::softmax_rows(values, len, scale, mask) };
+    }
+    run::<false>(values, len, scale, mask)
+}
+
 #[cfg(test)]
 mod tests {
     /// Against f64 maths: rows with and without a mask, masked entries exactly 0, within
@@ -57,7 +79,7 @@ mod tests {
         let input = values.clone();
         let mask: Vec<f32> = (0..len).map(|j| if j > 3 { -1e9 } else { 0.5 }).collect();
         let masked = |r: usize| (r == 1).then_some(&mask[..]);
-        super::super::softmax_rows(&mut values, len, 0.125, masked);
+        super::softmax_rows(&mut values, len, 0.125, masked);
         for r in 0..3 {
             let row: Vec<f64> = (0..len)
                 .map(|j| input[r * len + j] as f64 * 0.125 + masked(r).map_or(0.0, |m| m[j] as f64))
