@@ -250,3 +250,46 @@ fn a_linear_layer_cut_into_column_ranges_keeps_the_bits_at_vit_b_shapes() {
         }
     }
 }
+
+/// A panic in a range a lent engine runs reaches the caller (after every range has
+/// finished, as they borrow the caller's data), and the engines serve the next batch as
+/// before; a split inside a part runs whole on the part's engine instead of waiting for
+/// engines that are taken.
+#[test]
+fn a_lent_engine_panic_reaches_the_caller_and_the_engines_go_on() {
+    let flex = Device::flex();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for _ in 0..3 {
+        let caught = std::panic::catch_unwind(|| {
+            split_rows(1, &flex, |_| {
+                fork_cols(3072, |r| {
+                    assert!(r.start == 0, "range {r:?} fails");
+                    r
+                })
+            })
+        });
+        // With one core there is no lent engine: the only range is the caller's own.
+        assert_eq!(caught.is_err(), cores > 1);
+        let ok = split_rows(1, &flex, |_| fork_cols(3072, |r| r.len())).remove(0);
+        assert_eq!(ok.iter().sum::<usize>(), 3072);
+    }
+    let nested = split_rows(1, &flex, |_| split_rows(20, &flex, |r| r));
+    assert_eq!(nested, vec![vec![0..20]]);
+}
+
+/// Batches split from several threads at once take the engines in turn: none waits for an
+/// engine that another split holds (each lent engine serves its split until that ends).
+#[test]
+fn concurrent_splits_take_the_engines_in_turn() {
+    let flex = Device::flex();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for rows in [1, 9, 1, 20] {
+                    let parts = split_rows(rows, &flex, |_| fork_cols(3072, |r| r.len()));
+                    assert!(parts.iter().all(|p| p.iter().sum::<usize>() == 3072));
+                }
+            });
+        }
+    });
+}

@@ -101,15 +101,32 @@ fn fork<T: Send>(
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
-    use std::cell::RefCell;
+    use std::any::Any;
+    use std::cell::{Cell, RefCell};
     use std::ops::Range;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+    use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
     use std::sync::{Mutex, OnceLock};
+    use std::thread::Thread;
+    use std::time::{Duration, Instant};
 
     thread_local! {
-        /// The idle engines (indices into [`pools`]) lent to the part this thread runs.
-        static HELPERS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+        /// The idle engines' lanes lent to the part this thread runs (valid while
+        /// [`split`]'s scope lasts; cleared by [`Lent`] before it ends).
+        static HELPERS: RefCell<Vec<*const Lane>> = const { RefCell::new(Vec::new()) };
+        /// Whether this thread is running an engine's work for [`split`]: a `split` from
+        /// there runs whole on this thread, as the other engines are taken (the lent ones
+        /// serve their lanes until the outer `split` ends, so waiting for them would never
+        /// end).
+        static INSIDE: Cell<bool> = const { Cell::new(false) };
     }
+
+    /// How long a waiting engine spins before it sleeps. A lent engine gets a job every
+    /// few hundred microseconds at batch 1 (four per encoder layer), with tens of
+    /// microseconds of the part's own work in between: sleeping in between cost a futex
+    /// wake-up a job, 5-7% of a batch-1 pass in a profile, where the same pass on rayon's
+    /// scopes spent it in `futex_wake`.
+    const SPIN: Duration = Duration::from_micros(200);
 
     /// One single-thread rayon pool per core, made once: flex's ops called inside
     /// `pool.install` see one rayon thread and run single-threaded.
@@ -129,32 +146,146 @@ mod native {
         })
     }
 
+    /// A lent engine's mailbox: the part's engine posts a job, the lent engine runs it and
+    /// says it is done. Both sides spin for [`SPIN`] before they park.
+    struct Lane {
+        state: AtomicU8,
+        /// The posted job (its lifetime erased: [`Lane::run`] waits for it to finish before
+        /// what it borrows goes away) and the thread to wake when it is done.
+        job: Mutex<Option<(Job, Thread)>>,
+        /// A panic of the last job, to re-raise on the part's engine.
+        panic: Mutex<Option<Box<dyn Any + Send>>>,
+        /// The lent engine's thread, once it serves.
+        server: OnceLock<Thread>,
+    }
+
+    type Job = &'static (dyn Fn() + Sync);
+
+    const IDLE: u8 = 0;
+    const POSTED: u8 = 1;
+    const DONE: u8 = 2;
+    const CLOSED: u8 = 3;
+
+    /// Waits until `state` satisfies `ready`: spins for [`SPIN`], then parks (the other
+    /// side unparks this thread after every change it makes).
+    fn wait(state: &AtomicU8, ready: impl Fn(u8) -> bool) -> u8 {
+        let start = Instant::now();
+        let mut spins = 0u32;
+        loop {
+            let s = state.load(Ordering::Acquire);
+            if ready(s) {
+                return s;
+            }
+            spins = spins.wrapping_add(1);
+            if !spins.is_multiple_of(64) || start.elapsed() < SPIN {
+                std::hint::spin_loop();
+            } else {
+                std::thread::park();
+            }
+        }
+    }
+
+    impl Lane {
+        fn new() -> Self {
+            Self {
+                state: AtomicU8::new(IDLE),
+                job: Mutex::new(None),
+                panic: Mutex::new(None),
+                server: OnceLock::new(),
+            }
+        }
+
+        fn set(&self, state: u8) {
+            self.state.store(state, Ordering::Release);
+            if let Some(t) = self.server.get() {
+                t.unpark();
+            }
+        }
+
+        /// The lent engine's loop: runs posted jobs until the lane is closed.
+        fn serve(&self) {
+            let _ = self.server.set(std::thread::current());
+            let _inside = Inside::new();
+            loop {
+                if wait(&self.state, |s| s == POSTED || s == CLOSED) == CLOSED {
+                    return;
+                }
+                let (job, owner) = self
+                    .job
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .expect("a posted job");
+                if let Err(p) = catch_unwind(AssertUnwindSafe(job)) {
+                    *self.panic.lock().unwrap_or_else(|p| p.into_inner()) = Some(p);
+                }
+                self.state.store(DONE, Ordering::Release);
+                owner.unpark();
+            }
+        }
+
+        /// Hands `job` to the lent engine.
+        ///
+        /// # Safety
+        /// The caller waits for it ([`Lane::join`]) before anything `job` borrows goes
+        /// away, a panic included.
+        unsafe fn post(&self, job: &(dyn Fn() + Sync)) {
+            // SAFETY: only the lifetime changes; the caller waits for the job to finish.
+            let job: Job = unsafe { std::mem::transmute::<&(dyn Fn() + Sync), Job>(job) };
+            *self.job.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((job, std::thread::current()));
+            self.set(POSTED);
+        }
+
+        /// Waits for the posted job; returns its panic, if it panicked.
+        fn join(&self) -> Option<Box<dyn Any + Send>> {
+            wait(&self.state, |s| s == DONE);
+            self.state.store(IDLE, Ordering::Release);
+            self.panic.lock().unwrap_or_else(|p| p.into_inner()).take()
+        }
+    }
+
     pub(super) fn split<T: Send>(rows: usize, f: &(impl Fn(Range<usize>) -> T + Sync)) -> Vec<T> {
         let pools = pools();
-        if pools.is_empty() || rows == 0 {
+        if pools.is_empty() || rows == 0 || INSIDE.get() {
             return vec![f(0..rows)];
         }
+        // One split at a time holds the engines: two taking them in turns (each its parts'
+        // engine and the other's lent one) would each wait for the other forever.
+        static ENGINES: Mutex<()> = Mutex::new(());
+        let _engines = ENGINES.lock().unwrap_or_else(|p| p.into_inner());
         // A batch of one part runs on one engine too: flex's own threads lost at batch 1.
         let ranges: Vec<Range<usize>> = (0..rows)
             .step_by(super::PART_ROWS)
             .map(|start| start..(start + super::PART_ROWS).min(rows))
             .collect();
         // Each engine takes the next part not yet taken; results go back by part index.
-        // Engines without a part of their own are lent, round robin, to those with one.
+        // Engines without a part of their own are lent, round robin, to those with one:
+        // each serves its lane until the parts are done.
         let busy = ranges.len().min(pools.len());
+        let lanes: Vec<Lane> = (busy..pools.len()).map(|_| Lane::new()).collect();
         let next = AtomicUsize::new(0);
         let mut results: Vec<(usize, T)> = std::thread::scope(|s| {
+            for (lane, pool) in lanes.iter().zip(&pools[busy..]) {
+                s.spawn(move || pool.install(|| lane.serve()));
+            }
             let handles: Vec<_> = pools
                 .iter()
                 .take(busy)
                 .enumerate()
                 .map(|(e, pool)| {
                     let (next, ranges) = (&next, &ranges);
-                    let helpers: Vec<usize> =
-                        (busy..pools.len()).filter(|j| j % busy == e).collect();
+                    let helpers: Vec<*const Lane> = lanes
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, _)| (busy + j) % busy == e)
+                        .map(|(_, l)| l as *const Lane)
+                        .collect();
+                    let helpers = SendLanes(helpers);
                     s.spawn(move || {
                         pool.install(|| {
-                            let _lent = Lent::new(helpers);
+                            let _lent = Lent::new(helpers.take());
+                            let _inside = Inside::new();
                             let mut done = Vec::new();
                             loop {
                                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -166,24 +297,53 @@ mod native {
                     })
                 })
                 .collect();
-            handles
+            let joined: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+            // The parts are done (or panicked): the lent engines stop serving.
+            lanes.iter().for_each(|l| l.set(CLOSED));
+            joined
                 .into_iter()
-                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .flat_map(|r| r.unwrap_or_else(|p| resume_unwind(p)))
                 .collect()
         });
         results.sort_by_key(|(i, _)| *i);
         results.into_iter().map(|(_, t)| t).collect()
     }
 
+    /// Lane addresses moved into an engine's thread (they outlive it: `split`'s scope).
+    struct SendLanes(Vec<*const Lane>);
+    // SAFETY: a `Lane` is `Sync` (atomics and mutexes); the pointers are only read while
+    // `split`'s scope, which owns the lanes, lasts.
+    unsafe impl Send for SendLanes {}
+
+    impl SendLanes {
+        fn take(self) -> Vec<*const Lane> {
+            self.0
+        }
+    }
+
     /// The engines lent to this thread while it runs parts; taken back on drop, a panic's
-    /// unwinding included, so a thread that later helps another engine has none of its own
-    /// (a helper lending to a busy engine could wait on it forever).
+    /// unwinding included, so no lane outlives the scope that owns it.
     struct Lent;
 
     impl Lent {
-        fn new(helpers: Vec<usize>) -> Self {
+        fn new(helpers: Vec<*const Lane>) -> Self {
             HELPERS.with(|h| *h.borrow_mut() = helpers);
             Lent
+        }
+    }
+
+    /// Marks this thread as running an engine's work ([`INSIDE`]) until dropped.
+    struct Inside(bool);
+
+    impl Inside {
+        fn new() -> Self {
+            Self(INSIDE.replace(true))
+        }
+    }
+
+    impl Drop for Inside {
+        fn drop(&mut self) {
+            INSIDE.set(self.0);
         }
     }
 
@@ -219,40 +379,41 @@ mod native {
             return vec![f(0..len)];
         }
         let slots: Vec<Mutex<Option<T>>> = ranges.iter().map(|_| Mutex::new(None)).collect();
-        spread(&helpers, &ranges, &slots, f);
-        // Every slot is filled unless a range panicked, which the scope has re-raised.
-        slots
-            .into_iter()
-            .zip(ranges)
-            .map(|(m, r)| {
-                let t = m.into_inner().unwrap_or_else(|p| p.into_inner());
-                t.unwrap_or_else(|| f(r))
+        let jobs: Vec<_> = ranges
+            .iter()
+            .zip(&slots)
+            .skip(1)
+            .map(|(r, slot)| {
+                move || *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(f(r.clone()))
             })
-            .collect()
-    }
-
-    /// Range 0 on the calling thread, range i + 1 on helper i: each helper's pool gets its
-    /// job through an `in_place_scope`, nested so that all of them run at once.
-    fn spread<T: Send>(
-        helpers: &[usize],
-        ranges: &[Range<usize>],
-        slots: &[Mutex<Option<T>>],
-        f: &(impl Fn(Range<usize>) -> T + Sync),
-    ) {
-        let last = ranges.len() - 1;
-        match helpers.get(last.wrapping_sub(1)) {
-            Some(&h) if last > 0 => pools()[h].in_place_scope(|s| {
-                s.spawn(|_| {
-                    let t = f(ranges[last].clone());
-                    *slots[last].lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
-                });
-                spread(helpers, &ranges[..last], &slots[..last], f);
-            }),
-            _ => {
-                for (r, slot) in ranges.iter().zip(slots) {
-                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(f(r.clone()));
-                }
-            }
+            .collect();
+        // A fork inside a range runs whole: the lanes are busy with this one's ranges.
+        let lent = Lent::new(Vec::new());
+        for (&lane, job) in helpers.iter().zip(&jobs) {
+            // SAFETY: the lane lives as long as `split`'s scope (HELPERS), and every posted
+            // job is joined below before `jobs`, `slots` or `f` go away, even if this
+            // thread's own range panics.
+            unsafe { (*lane).post(job) };
         }
+        let own = catch_unwind(AssertUnwindSafe(|| f(ranges[0].clone())));
+        let panics: Vec<_> = helpers
+            .iter()
+            .take(jobs.len())
+            // SAFETY: as above.
+            .filter_map(|&lane| unsafe { (*lane).join() })
+            .collect();
+        drop(lent);
+        HELPERS.with(|h| *h.borrow_mut() = helpers);
+        let own = own.unwrap_or_else(|p| resume_unwind(p));
+        if let Some(p) = panics.into_iter().next() {
+            resume_unwind(p);
+        }
+        std::iter::once(own)
+            .chain(slots.into_iter().skip(1).map(|m| {
+                m.into_inner()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .expect("every posted job stored its result or panicked")
+            }))
+            .collect()
     }
 }

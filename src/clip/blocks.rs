@@ -14,6 +14,8 @@ use super::packed::{self, PackCell};
 use crate::base::engines::{fork_cols, fork_cols_in};
 use crate::base::gemm::{self, ColumnWriter};
 
+mod host;
+
 /// Additive mask value for forbidden attention positions. Finite (unlike -inf) so that
 /// no backend can turn `-inf - -inf` into NaN; exp() of it is exactly 0 in f32.
 pub const MASKED: f32 = -1e9;
@@ -157,6 +159,7 @@ impl EncoderConfig {
                 packed: Default::default(),
             },
             layer_norm2: norm(),
+            eps: self.eps,
         }
     }
 }
@@ -353,11 +356,17 @@ pub struct EncoderLayer {
     pub mlp: Mlp,
     /// Norm before the feed-forward.
     pub layer_norm2: LayerNorm,
+    /// Both norms' epsilon (burn's `LayerNorm` keeps its own private), for the host path.
+    #[module(skip)]
+    eps: f64,
 }
 
 impl EncoderLayer {
     /// [batch, tokens, width] -> [batch, tokens, width]
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>) -> Tensor<3> {
+        if let Some(y) = self.forward_host(&x, mask.as_ref(), None) {
+            return y;
+        }
         let h = self.layer_norm1.forward(x.clone());
         let x = self.self_attn.forward_added(h, None, mask, Some(x));
         let h = self.layer_norm2.forward(x.clone());
@@ -369,6 +378,11 @@ impl EncoderLayer {
     /// `x`: [batch, tokens, width]; returns [batch, width].
     pub fn forward_picked(&self, x: Tensor<3>, mask: Option<Tensor<4>>, pick: &Pick) -> Tensor<2> {
         let [b, t, w] = x.dims();
+        if let Some(pos) = pick.positions(t)
+            && let Some(y) = self.forward_host(&x, mask.as_ref(), Some(&pos))
+        {
+            return y.reshape([b, w]);
+        }
         // The picked query rows of the mask: [batch, 1, tokens, tokens] (the text tower's:
         // one per sequence, shared by the heads) -> [batch, 1, 1, tokens].
         let mask = match mask {
@@ -405,6 +419,26 @@ impl Pick {
         Self {
             index: Tensor::from_data(TensorData::new(index, [batch]), device),
         }
+    }
+
+    /// Each sequence's picked position among its `tokens`, read back from the index
+    /// (`None` where an index is not in its own sequence's rows).
+    pub fn positions(&self, tokens: usize) -> Option<Vec<usize>> {
+        let index = self
+            .index
+            .clone()
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .ok()?;
+        index
+            .iter()
+            .enumerate()
+            .map(|(s, &i)| {
+                let pos = usize::try_from(i).ok()?.checked_sub(s * tokens)?;
+                (pos < tokens).then_some(pos)
+            })
+            .collect()
     }
 
     /// The picked rows of `rows`: [batch * tokens, width] -> [batch, width].

@@ -161,21 +161,30 @@ impl PackedWeight {
         if let Some(b) = bias {
             assert_eq!(b.len(), n, "bias is not [{n}]");
         }
+        let mut packed = Self::strided(w, n, 0, k, n);
+        packed.bias = bias.map(<[f32]>::to_vec);
+        packed
+    }
+
+    /// Packs columns `c0..c0 + n` of `k` rows of `w` (row-major, `ld` values a row) as a
+    /// `[k, n]` weight without a bias: one head's values.
+    pub(super) fn strided(w: &[f32], ld: usize, c0: usize, k: usize, n: usize) -> Self {
+        assert!(c0 + n <= ld && (k == 0 || w.len() >= (k - 1) * ld + c0 + n));
         let panels_n = n.div_ceil(NR);
         let mut panels = vec![Line([0.0; NR]); panels_n * k];
         for j in 0..panels_n {
-            let c0 = j * NR;
-            let width = NR.min(n - c0);
+            let from = c0 + j * NR;
+            let width = NR.min(n - j * NR);
             for p in 0..k {
                 panels[line(k, panels_n, j, p)].0[..width]
-                    .copy_from_slice(&w[p * n + c0..p * n + c0 + width]);
+                    .copy_from_slice(&w[p * ld + from..p * ld + from + width]);
             }
         }
         Self {
             k,
             n,
             panels: Panels::Packed(panels),
-            bias: bias.map(<[f32]>::to_vec),
+            bias: None,
         }
     }
 
@@ -559,7 +568,10 @@ mod softmax;
 pub use softmax::softmax_rows;
 
 mod rows;
-pub use rows::PackedRows;
+pub use rows::{PackedRows, RowsWriter};
+
+mod attention;
+pub use attention::{Heads, attend};
 
 #[cfg(target_arch = "x86_64")]
 mod x86;

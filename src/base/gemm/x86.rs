@@ -94,3 +94,22 @@ pub(super) unsafe fn softmax_rows<'m>(
 ) {
     super::softmax::run::<true>(values, len, scale, mask)
 }
+
+/// [`super::attention::on_kernel`] on this kernel, compiled with AVX2 and FMA.
+///
+/// # Safety
+/// AVX2 and FMA are available.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn attend<'m>(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    s: super::Heads,
+    cols: usize,
+    scale: f32,
+    mask: impl Fn(usize, usize, usize) -> Option<&'m [f32]>,
+    out: &mut [f32],
+) {
+    unsafe { super::attention::on_kernel::<Avx2, true>(q, k, v, s, cols, scale, mask, out) }
+}
