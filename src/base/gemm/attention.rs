@@ -19,6 +19,30 @@ pub struct Heads {
     pub head_dim: usize,
 }
 
+/// One [`attend`] call's values and shapes (`cols`: the columns of q, k and v).
+#[derive(Clone, Copy)]
+pub(super) struct Inputs<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    s: Heads,
+    cols: usize,
+    scale: f32,
+}
+
+impl Inputs<'_> {
+    /// `[batch, keys, queries, head_dim]`.
+    fn dims(&self) -> [usize; 4] {
+        let Heads {
+            batch,
+            keys,
+            queries,
+            head_dim,
+        } = self.s;
+        [batch, keys, queries, head_dim]
+    }
+}
+
 /// The attention of whole heads: for each sequence and head h of the columns given,
 /// `softmax(q_h · k_hᵀ * scale + mask) · v_h`. `q`: [batch * queries, cols], `k` and `v`:
 /// [batch * keys, cols], row-major, `cols` a whole number of heads; `mask(sequence, head,
@@ -50,22 +74,30 @@ pub fn attend<'m>(
             && v.len() == k.len(),
         "q, k, v do not hold whole heads of {s:?}"
     );
+    let inputs = Inputs {
+        q,
+        k,
+        v,
+        s,
+        cols,
+        scale,
+    };
     let mut out = vec![0.0; q.len()];
     #[cfg(target_arch = "x86_64")]
     if super::available() {
         // SAFETY: AVX2 and FMA are present (`available`).
-        unsafe { super::x86::attend(q, k, v, s, cols, scale, mask, &mut out) };
+        unsafe { super::x86::attend(inputs, mask, &mut out) };
         return out;
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     // SAFETY: SIMD128 is compiled in.
     unsafe {
-        on_kernel::<super::wasm::Simd128, false>(q, k, v, s, cols, scale, mask, &mut out);
+        on_kernel::<super::wasm::Simd128, false>(inputs, mask, &mut out);
         return out;
     }
     #[allow(unreachable_code)]
     {
-        run::<false>(q, k, v, s, cols, scale, mask, &mut out);
+        run::<false>(inputs, mask, &mut out);
         out
     }
 }
@@ -79,24 +111,14 @@ pub fn attend<'m>(
 ///
 /// # Safety
 /// `K`'s instructions are available; `out` is [batch * queries, cols].
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) unsafe fn on_kernel<'m, K: Kernel, const FUSED: bool>(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    s: Heads,
-    cols: usize,
-    scale: f32,
+    a: Inputs<'_>,
     mask: impl Fn(usize, usize, usize) -> Option<&'m [f32]>,
     out: &mut [f32],
 ) {
-    let Heads {
-        batch,
-        keys: t,
-        queries: tq,
-        head_dim: d,
-    } = s;
+    let (q, k, v, cols, scale) = (a.q, a.k, a.v, a.cols, a.scale);
+    let [batch, t, tq, d] = a.dims();
     if t == 0 || tq == 0 {
         return;
     }
@@ -132,24 +154,14 @@ pub(super) unsafe fn on_kernel<'m, K: Kernel, const FUSED: bool>(
 /// [`attend`]'s work in plain loops, with fused multiply-adds where `FUSED` (`out` starts
 /// zeroed): for targets without a micro-kernel, and the reference of [`on_kernel`] in the
 /// tests.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) fn run<'m, const FUSED: bool>(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    s: Heads,
-    cols: usize,
-    scale: f32,
+    a: Inputs<'_>,
     mask: impl Fn(usize, usize, usize) -> Option<&'m [f32]>,
     out: &mut [f32],
 ) {
-    let Heads {
-        batch,
-        keys: t,
-        queries: tq,
-        head_dim: d,
-    } = s;
+    let (q, k, v, cols, scale) = (a.q, a.k, a.v, a.cols, a.scale);
+    let [batch, t, tq, d] = a.dims();
     if t == 0 {
         return;
     }
@@ -282,7 +294,15 @@ mod tests {
         }
         // The plain loops (targets without a kernel) agree.
         let mut plain = vec![0.0; got.len()];
-        run::<false>(&q, &k, &v, s, cols, scale, mask, &mut plain);
+        let inputs = Inputs {
+            q: &q,
+            k: &k,
+            v: &v,
+            s,
+            cols,
+            scale,
+        };
+        run::<false>(inputs, mask, &mut plain);
         for (a, b) in plain.iter().zip(&got) {
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
         }

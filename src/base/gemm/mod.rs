@@ -35,7 +35,7 @@
 )]
 
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Output columns per panel: two 256-bit vectors of f32.
 pub const NR: usize = 16;
@@ -237,25 +237,9 @@ const QUICK_GELU_SLOPE: f32 = 1.702;
 pub struct ColumnWriter {
     m: usize,
     window: Range<usize>,
-    /// Room for the `[m, window.len()]` output; its length is set once it is all written.
-    out: Vec<f32>,
-    /// `out`'s buffer, taken once from a unique borrow: every write goes through it (a
-    /// pointer from `&self.out` would only permit reads).
-    ptr: OutPtr,
-    /// Column ranges written so far: a range that overlaps one of them is refused, so two
-    /// threads never write one value.
-    claimed: Mutex<Vec<Range<usize>>>,
+    /// The `[m, window.len()]` output, claimed by column ranges of the window.
+    out: Claims,
 }
-
-/// The output's address, shared by the writing threads (each writes only its own columns,
-/// checked by `claimed`).
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: threads write disjoint column ranges (checked in `ColumnWriter::claim`), nothing
-// reads `out` while they write, and `into_vec` takes the writer by value, after every
-// `write` has returned.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
 
 impl ColumnWriter {
     /// Columns `window` of an `[m, n]` product, to be written. The buffer is not zeroed
@@ -263,32 +247,11 @@ impl ColumnWriter {
     /// checks that the written ranges cover the window): filling it was most of the 1.3% of
     /// a batch-1 forward pass that went to `memset`.
     pub fn new(m: usize, window: Range<usize>) -> Self {
-        let mut out = Vec::with_capacity(m * window.len());
         Self {
             m,
-            ptr: OutPtr(out.as_mut_ptr()),
-            out,
+            out: Claims::new(m * window.len(), window.clone()),
             window,
-            claimed: Mutex::new(Vec::new()),
         }
-    }
-
-    fn claim(&self, cols: &Range<usize>) {
-        assert!(
-            self.window.start <= cols.start
-                && cols.start <= cols.end
-                && cols.end <= self.window.end,
-            "columns {cols:?} outside the output's {:?}",
-            self.window
-        );
-        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
-        assert!(
-            claimed
-                .iter()
-                .all(|c| c.end <= cols.start || cols.end <= c.start),
-            "column range {cols:?} written twice"
-        );
-        claimed.push(cols.clone());
     }
 
     /// Writes columns `cols` of `act(x · w + bias) + residual`: `x` [m, k], `w` [k, n],
@@ -323,13 +286,13 @@ impl ColumnWriter {
         if let Some(r) = residual {
             assert_eq!(r.len(), self.m * w.n, "residual is not [m, n]");
         }
-        self.claim(&cols);
+        let start = self.out.claim(&cols);
         if cols.is_empty() {
             return;
         }
         let ldo = self.window.len();
         // Column `cols.start` of the product is this column of the output.
-        let out = OutPtr(self.ptr.0.wrapping_add(cols.start - self.window.start));
+        let out = start.wrapping_add(cols.start - self.window.start);
         let finish = |out: *mut f32| Finish {
             out,
             ldo,
@@ -344,14 +307,14 @@ impl ColumnWriter {
         // SAFETY: AVX2 and FMA are present (`available`); the range was claimed by this
         // call alone and lies inside the output's window, whose shapes were checked above.
         unsafe {
-            x86::product(x, w, cols.clone(), out.0, ldo);
-            x86::finish(finish(out.0));
+            x86::product(x, w, cols.clone(), out, ldo);
+            x86::finish(finish(out));
         }
         #[cfg(target_arch = "wasm32")]
         // SAFETY: as above; SIMD128 is compiled in (`available`).
         unsafe {
-            product::<wasm::Simd128>(x, w, cols.clone(), out.0, ldo);
-            finish(out.0).run::<false>();
+            product::<wasm::Simd128>(x, w, cols.clone(), out, ldo);
+            finish(out).run::<false>();
         }
         #[cfg(not(any(target_arch = "x86_64", target_arch = "wasm32")))]
         let _ = finish;
@@ -359,21 +322,11 @@ impl ColumnWriter {
 
     /// The `[m, window.len()]` output, row-major. Panics unless every column of the window
     /// was written.
-    pub fn into_vec(mut self) -> Vec<f32> {
-        let claimed = self.claimed.get_mut().unwrap_or_else(|e| e.into_inner());
-        // Claimed ranges lie in the window and never overlap (`claim`), so they cover it
-        // exactly when their lengths add up to its length.
-        let written: usize = claimed.iter().map(ExactSizeIterator::len).sum();
-        assert_eq!(
-            written,
-            self.window.len(),
-            "columns of the output were never written"
-        );
+    pub fn into_vec(self) -> Vec<f32> {
         // SAFETY: each `write` wrote all `m` rows of its claimed columns (the product stores
-        // every value of its tiles; part-filled tiles are copied back row by row), and the
-        // claimed columns are the whole window, so all `m * window.len()` values are set.
-        unsafe { self.out.set_len(self.m * self.window.len()) };
-        self.out
+        // every value of its tiles; part-filled tiles are copied back row by row), so once
+        // the claimed columns are the whole window all `m * window.len()` values are set.
+        unsafe { self.out.into_vec() }
     }
 }
 
@@ -569,6 +522,9 @@ pub use softmax::softmax_rows;
 
 mod rows;
 pub use rows::{PackedRows, RowsWriter};
+
+mod shared;
+use shared::Claims;
 
 mod attention;
 pub use attention::{Heads, attend};

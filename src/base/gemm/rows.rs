@@ -1,9 +1,8 @@
 //! Token rows laid out for the micro-kernel.
 
 use std::ops::Range;
-use std::sync::Mutex;
 
-use super::{MR, WASM_ROWS, block_rows};
+use super::{Claims, MR, WASM_ROWS, block_rows};
 
 /// Token rows `[m, k]` laid out for the micro-kernel: `[m / mr rounded up][k][mr]` for
 /// blocks of `mr` rows (5 or 6, [`MR`]), missing rows zero.
@@ -165,34 +164,19 @@ pub struct RowsWriter {
     m: usize,
     k: usize,
     mr: usize,
-    /// Room for the packed rows; its length is set once they are all written.
-    data: Vec<f32>,
-    ptr: DataPtr,
-    /// Column ranges written so far (a range overlapping one of them is refused).
-    claimed: Mutex<Vec<Range<usize>>>,
+    /// The packed rows, claimed by column ranges.
+    data: Claims,
 }
-
-/// `RowsWriter::data`'s buffer, shared by the writing threads.
-#[derive(Clone, Copy)]
-struct DataPtr(*mut f32);
-// SAFETY: threads write disjoint column ranges (checked in `RowsWriter::write`), and in the
-// packed layout a column range of a block is a contiguous run of its own; nothing reads
-// `data` until `into_rows` takes the writer by value.
-unsafe impl Send for DataPtr {}
-unsafe impl Sync for DataPtr {}
 
 impl RowsWriter {
     /// `[m, k]` rows to be written.
     pub fn new(m: usize, k: usize) -> Self {
         let mr = block_rows(m);
-        let mut data = Vec::with_capacity(m.div_ceil(mr) * k * mr);
         Self {
             m,
             k,
             mr,
-            ptr: DataPtr(data.as_mut_ptr()),
-            data,
-            claimed: Mutex::new(Vec::new()),
+            data: Claims::new(m.div_ceil(mr) * k * mr, 0..k),
         }
     }
 
@@ -206,22 +190,15 @@ impl RowsWriter {
         );
         let w = cols.len();
         assert_eq!(src.len(), self.m * w, "source is not [{}, {w}]", self.m);
-        {
-            let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
-            assert!(
-                claimed
-                    .iter()
-                    .all(|c| c.end <= cols.start || cols.end <= c.start),
-                "column range {cols:?} written twice"
-            );
-            claimed.push(cols.clone());
-        }
+        // In the packed layout a block's columns `cols` are a run of their own: ranges that
+        // do not overlap write values that do not overlap.
+        let start = self.data.claim(&cols);
         let (m, k, mr) = (self.m, self.k, self.mr);
         for (b, r0) in (0..m).step_by(mr).enumerate() {
             // SAFETY: block b's columns `cols` are `mr * w` values from `(b * k + cols.start)
             // * mr`, inside the buffer's capacity, claimed by this call alone.
             let dst = unsafe {
-                std::slice::from_raw_parts_mut(self.ptr.0.add((b * k + cols.start) * mr), mr * w)
+                std::slice::from_raw_parts_mut(start.add((b * k + cols.start) * mr), mr * w)
             };
             match mr {
                 WASM_ROWS => scatter_block::<WASM_ROWS>(src, m, w, r0, dst),
@@ -232,19 +209,16 @@ impl RowsWriter {
     }
 
     /// The packed rows. Panics unless every column was written.
-    pub fn into_rows(mut self) -> PackedRows {
-        let claimed = self.claimed.get_mut().unwrap_or_else(|e| e.into_inner());
-        let written: usize = claimed.iter().map(ExactSizeIterator::len).sum();
-        assert_eq!(written, self.k, "columns of the rows were never written");
-        let len = self.m.div_ceil(self.mr) * self.k * self.mr;
-        // SAFETY: every block's every column was written (claimed ranges are disjoint and
-        // cover `0..k`), padding rows included (`scatter_block` writes zeros there).
-        unsafe { self.data.set_len(len) };
+    pub fn into_rows(self) -> PackedRows {
+        // SAFETY: every write filled its columns of every block, padding rows included
+        // (`scatter_block` writes zeros there), so once the claimed columns are `0..k` all
+        // the blocks' values are set.
+        let data = unsafe { self.data.into_vec() };
         PackedRows {
             m: self.m,
             k: self.k,
             mr: self.mr,
-            data: self.data,
+            data,
         }
     }
 }

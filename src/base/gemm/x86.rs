@@ -99,17 +99,11 @@ pub(super) unsafe fn softmax_rows<'m>(
 ///
 /// # Safety
 /// AVX2 and FMA are available.
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn attend<'m>(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    s: super::Heads,
-    cols: usize,
-    scale: f32,
+    a: super::attention::Inputs<'_>,
     mask: impl Fn(usize, usize, usize) -> Option<&'m [f32]>,
     out: &mut [f32],
 ) {
-    unsafe { super::attention::on_kernel::<Avx2, true>(q, k, v, s, cols, scale, mask, out) }
+    unsafe { super::attention::on_kernel::<Avx2, true>(a, mask, out) }
 }
