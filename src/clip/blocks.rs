@@ -378,7 +378,10 @@ impl EncoderLayer {
     /// `x`: [batch, tokens, width]; returns [batch, width].
     pub fn forward_picked(&self, x: Tensor<3>, mask: Option<Tensor<4>>, pick: &Pick) -> Tensor<2> {
         let [b, t, w] = x.dims();
-        if let Some(pos) = pick.positions(t)
+        // Only the packed path reads the positions back: on WebGPU a synchronous read
+        // panics (the page's wgpu backend has none).
+        if packed::enabled(&x.device())
+            && let Some(pos) = pick.positions(t)
             && let Some(y) = self.forward_host(&x, mask.as_ref(), Some(&pos))
         {
             return y.reshape([b, w]);
