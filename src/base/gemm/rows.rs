@@ -137,23 +137,27 @@ impl PackedRows {
 /// One row of [`PackedRows::normalized`].
 fn normalize(x: &[f32], gamma: &[f32], beta: Option<&[f32]>, eps: f32, out: &mut [f32]) {
     let k = x.len();
-    let lane_sum = |f: &dyn Fn(f32) -> f32| {
-        let mut acc = [0.0f32; LANES];
-        let chunks = x.chunks_exact(LANES);
-        let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
-        for c in chunks {
-            for (a, &v) in acc.iter_mut().zip(c) {
-                *a += f(v);
-            }
-        }
-        acc.iter().sum::<f32>() + tail
-    };
-    let mean = lane_sum(&|v| v) / k as f32;
-    let var = lane_sum(&|v| (v - mean) * (v - mean)) / k as f32;
+    let mean = lane_sum(x, |v| v) / k as f32;
+    let var = lane_sum(x, |v| (v - mean) * (v - mean)) / k as f32;
     let inv = 1.0 / (var + eps).sqrt();
     for (p, o) in out.iter_mut().enumerate() {
         *o = (x[p] - mean) * inv * gamma[p] + beta.map_or(0.0, |b| b[p]);
     }
+}
+
+/// The sum of `f` over `x` in [`LANES`] interleaved running sums. Generic over `f` (not a
+/// `dyn Fn`) so that the call inlines and the lanes vectorise.
+#[inline(always)]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f(v);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// Token rows written in the packed layout ([`PackedRows`]) by several threads at once,
