@@ -10,7 +10,12 @@ zscore classes and the WinRates. Prints seconds, and the ratio to monoscope's ti
 when given its JSON (`monoscope bench-analyze --json FILE`).
 
     python3 scripts/analyze_reference.py [--pairs 100000] [--d 512] [--features 4096]
-        [--k 32] [--top-m 20] [--batch 1024] [--threads N] [--monoscope-json FILE]
+        [--k 32] [--top-m 20] [--batch 1024] [--threads N] [--device cpu|cuda]
+        [--monoscope-json FILE]
+
+With `--device cuda` the work runs on the GPU (f32, no TF32), the reference for
+`monoscope bench-analyze --backend wgpu`; the data is made on the CPU first, so both
+devices see the same numbers, and the timer starts once it is on the device.
 """
 import argparse
 import json
@@ -32,9 +37,11 @@ def emb_sim(E, idx, valid):
 
 def top_m(batches, features, m):
     """Running top-m (values, global row indices) per feature over [rows, F] batches."""
-    vals = torch.full((features, 0), float("-inf"))
-    idx = torch.zeros((features, 0), dtype=torch.long)
+    vals = idx = None
     for off, a in batches:
+        if vals is None:
+            vals = torch.full((features, 0), float("-inf"), device=a.device)
+            idx = torch.zeros((features, 0), dtype=torch.long, device=a.device)
         v, i = a.T.topk(min(m, a.shape[0]), dim=1)
         vals, order = torch.cat([vals, v], 1).topk(min(m, vals.shape[1] + v.shape[1]), dim=1)
         idx = torch.cat([idx, i + off], 1).gather(1, order)
@@ -57,15 +64,22 @@ def main():
     ap.add_argument("--top-m", type=int, default=20)
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--monoscope-json")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+    torch.backends.cuda.matmul.allow_tf32 = False
     g = torch.Generator().manual_seed(0)
     n, d, K = a.pairs, a.d, a.features
     img = torch.nn.functional.normalize(torch.randn(n, d, generator=g), dim=1)
     txt = torch.nn.functional.normalize(torch.randn(n, d, generator=g), dim=1)
     W_dec = torch.nn.functional.normalize(torch.randn(K, d, generator=g), dim=1)
-    W_enc, b_enc, b_dec = W_dec.T.contiguous(), torch.zeros(K), torch.zeros(d)
+    R = torch.nn.functional.normalize(torch.rand(d, d, generator=g) - 0.5, dim=1).T
+    img, txt, W_dec, R = (t.to(dev) for t in (img, txt, W_dec, R))
+    W_enc, b_enc, b_dec = W_dec.T.contiguous(), torch.zeros(K, device=dev), torch.zeros(d, device=dev)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
 
     def encode(x):
         pre = (x - b_dec) @ W_enc + b_enc
@@ -74,7 +88,7 @@ def main():
 
     t0 = time.perf_counter()
     with torch.inference_mode():
-        ratio, support = torch.zeros(K), torch.zeros(K)
+        ratio, support = torch.zeros(K, device=dev), torch.zeros(K, device=dev)
         enc_i, enc_t = [], []
         for s in range(0, n, a.batch):
             A, B = encode(img[s:s + a.batch]), encode(txt[s:s + a.batch])
@@ -90,14 +104,14 @@ def main():
         sim_i, sim_t = emb_sim(img, ii, vi > 0), emb_sim(txt, it, vt > 0)
         classified = (support >= 10) & ~mds.isnan()
         mu, sd = mds[classified].mean(), mds[classified].std(unbiased=False)
-        R = torch.nn.functional.normalize(torch.rand(d, d, generator=g) - 0.5, dim=1).T
         rates = []
         for E, ours in [(img, sim_i), (txt, sim_t)]:
-            for dirs in [torch.eye(d), R]:
+            for dirs in [torch.eye(d, device=dev), R]:
                 v, i = top_m([(s, E[s:s + a.batch] @ dirs) for s in range(0, n, a.batch)], d, a.top_m)
                 rates.append(win_rate(ours[classified], emb_sim(E, i, v > 0)))
     secs = time.perf_counter() - t0
-    print(f"PyTorch {torch.__version__}, {a.threads} threads: analyze {n} pairs, d={d}, K={K}, k={a.k}: {secs:.2f} s "
+    where = torch.cuda.get_device_name() if dev.type == "cuda" else f"{a.threads} threads"
+    print(f"PyTorch {torch.__version__}, {where}: analyze {n} pairs, d={d}, K={K}, k={a.k}: {secs:.2f} s "
           f"(classes: mean {mu:.3f} std {sd:.3f}; win rates {[round(r, 3) for r in rates]})")
     if a.monoscope_json:
         r = json.load(open(a.monoscope_json))["results"][0]

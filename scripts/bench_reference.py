@@ -105,6 +105,8 @@ def main():
     ap.add_argument("--no-ort", action="store_true")
     ap.add_argument("--cuda", action="store_true",
                     help="also time PyTorch on the GPU (f32, no TF32), for monoscope's wgpu backend")
+    ap.add_argument("--no-cpu-pytorch", action="store_true",
+                    help="skip PyTorch on the CPU (with --no-ort --cuda: the GPU reference alone)")
     ap.add_argument("--export-image-onnx", metavar="MODEL_DIR",
                     help="only export the image tower of the HF checkpoint in MODEL_DIR to "
                          "MODEL_DIR/image_tower.onnx (input pixel_values, for scripts/bench_web.mjs)")
@@ -137,7 +139,7 @@ def main():
     g = torch.Generator().manual_seed(SEED)
 
     with torch.inference_mode():
-        for tower, mod in towers.items():
+        for tower, mod in (() if a.no_cpu_pytorch else towers.items()):
             for b in batches:
                 x = inputs(tower, b, g)
                 res[("pytorch", tower, b)] = timeit(lambda: mod(x), b, warmup, min_iters, min_time)
@@ -201,11 +203,11 @@ def main():
         for b in batches:
             pt, ox = res.get(("pytorch", tower, b)), res.get(("ort", tower, b))
             pc = res.get(("pytorch-cuda", tower, b))
-            row = [tower, str(b), f"{pt:.2f}", f"{ox:.2f}" if ox else "-"] + ([f"{pc:.2f}"] if cu else [])
+            row = [tower, str(b), f"{pt:.2f}" if pt else "-", f"{ox:.2f}" if ox else "-"] + ([f"{pc:.2f}"] if cu else [])
             for mb in mono_backends:
                 m = mono.get((mb, tower, b))
                 row += [f"{m:.2f}" if m else "-",
-                        f"{m / pt:.2f}" if m else "-",
+                        f"{m / pt:.2f}" if (m and pt) else "-",
                         f"{m / ox:.2f}" if (m and ox) else "-"] + ([f"{m / pc:.3f}" if m else "-"] if cu else [])
             print("| " + " | ".join(row) + " |")
 

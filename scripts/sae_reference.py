@@ -291,21 +291,26 @@ def unit_rows(n, d, g):
 def bench(a):
     threads = a.threads or os.cpu_count()
     torch.set_num_threads(threads)
+    dev = torch.device(a.device)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     g = torch.Generator().manual_seed(0)
-    pool = [unit_rows(a.batch, a.d, g) for _ in range(8)]
+    pool = [unit_rows(a.batch, a.d, g).to(dev) for _ in range(8)]
     results = []
     for kind in a.kinds.split(","):
         make = SplitSAE if kind == "split" else lambda *p, **kw: SAE(*p, kind=kind, **kw)
-        sae = make(a.d, a.features, k=a.k, dead_window=a.dead_window, l1=a.l1)
+        sae = make(a.d, a.features, k=a.k, dead_window=a.dead_window, l1=a.l1).to(dev)
         sae.init_b_dec(pool[0])
         opt = make_opt(sae)
         for i in range(a.warmup):
             train_step(sae, opt, pool[i % 8])
+        sync()
         times = []
         for i in range(a.steps):
             t = time.perf_counter()
             out = train_step(sae, opt, pool[i % 8])
             float(out["loss"].detach())
+            sync()
             times.append(time.perf_counter() - t)
         tot = sum(times)
         r = {"kind": kind, "samples_per_s": a.batch * a.steps / tot, "ms_per_step": 1e3 * tot / a.steps,
@@ -314,8 +319,9 @@ def bench(a):
         results.append(r)
     cfg = {"d": a.d, "features": a.features, "k": a.k, "batch": a.batch, "steps": a.steps,
            "warmup": a.warmup, "threads": threads, "dead_window": a.dead_window, "l1": a.l1,
-           "torch": torch.__version__, "cpu_count": os.cpu_count()}
-    print(f"PyTorch {torch.__version__} CPU, {threads} threads; d={a.d} K={a.features} k={a.k} "
+           "torch": torch.__version__, "cpu_count": os.cpu_count(), "device": a.device}
+    where = torch.cuda.get_device_name() if dev.type == "cuda" else f"CPU, {threads} threads"
+    print(f"PyTorch {torch.__version__} {where}; d={a.d} K={a.features} k={a.k} "
           f"batch={a.batch} steps={a.steps} (warm-up {a.warmup}) dead_window={a.dead_window}")
     mono = {}
     if a.monoscope_json:
@@ -390,6 +396,8 @@ def main():
     b.add_argument("--kinds", default="topk,relu")
     b.add_argument("--json")
     b.add_argument("--monoscope-json")
+    b.add_argument("--device", default="cpu",
+                   help="cpu or cuda (f32, no TF32): the reference for bench-train --backend wgpu")
     gd = sub.add_parser("golden")
     gd.add_argument("--out", required=True)
     gd.add_argument("--kind", default="topk,relu")

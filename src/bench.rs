@@ -26,15 +26,18 @@ pub struct BenchResult {
     pub items_per_s: f64,
 }
 
-/// Times `iterations` forward passes per batch size and tower, after one warm-up pass
-/// (which also compiles kernels on GPU backends). Each pass ends with a read-back, so
-/// asynchronous backends are timed to completion.
+/// Times `iterations` forward passes per batch size and tower, after `warmup` untimed
+/// passes (at least one). On wgpu, compiling and autotuning kernels goes on past the
+/// first pass (on lavapipe the second and third training steps still cost seconds more
+/// than later ones), so one warm-up pass is not enough there; `scripts/bench_reference.py`
+/// warms up 3 times too. Each pass ends with a read-back, so asynchronous backends are
+/// timed to completion.
 pub fn run(
     backend: &str,
     device: &Device,
     config: &ClipConfig,
     batches: &[usize],
-    iterations: usize,
+    (warmup, iterations): (usize, usize),
     mut report: impl FnMut(&BenchResult),
 ) -> Result<Vec<BenchResult>> {
     let model: ClipModel = config.init(device);
@@ -51,7 +54,7 @@ pub fn run(
             backend,
             "image",
             batch,
-            iterations,
+            (warmup, iterations),
             image,
             &mut report,
         )?);
@@ -71,7 +74,14 @@ pub fn run(
             .collect();
         let text_batch = TextBatch::new(&ids, t, device)?;
         let text = || rows(model.embed_texts(&text_batch)).map(|_| ());
-        out.push(time(backend, "text", batch, iterations, text, &mut report)?);
+        out.push(time(
+            backend,
+            "text",
+            batch,
+            (warmup, iterations),
+            text,
+            &mut report,
+        )?);
     }
     Ok(out)
 }
@@ -80,11 +90,13 @@ fn time(
     backend: &str,
     tower: &str,
     batch: usize,
-    iterations: usize,
+    (warmup, iterations): (usize, usize),
     mut f: impl FnMut() -> Result<()>,
     report: &mut impl FnMut(&BenchResult),
 ) -> Result<BenchResult> {
-    f()?;
+    for _ in 0..warmup.max(1) {
+        f()?;
+    }
     let start = Instant::now();
     for _ in 0..iterations {
         f()?;
@@ -102,13 +114,14 @@ fn time(
 }
 
 /// Training throughput of a dictionary on random unit-norm data (SPEC §1 shapes by
-/// default), for comparison with `scripts/sae_reference.py bench`: one warm-up step,
-/// then `steps` timed optimiser steps. Returns samples per second.
+/// default), for comparison with `scripts/sae_reference.py bench`: `warmup` untimed steps
+/// (at least one; see [`run`] for why GPU backends need more than one), then `steps`
+/// timed optimiser steps. Returns samples per second.
 pub fn train_throughput(
     dict: crate::dict::DictConfig,
     config: crate::train::dict::TrainConfig,
     pairs: usize,
-    steps: usize,
+    (warmup, steps): (usize, usize),
     device: &Device,
 ) -> Result<f64> {
     use crate::train::dict::Trainer;
@@ -116,7 +129,9 @@ pub fn train_throughput(
     let data = random_pairs(pairs, d, 1)?;
     let batch = config.batch;
     let mut trainer = Trainer::new(dict, config, device)?;
-    trainer.step(&data)?;
+    for _ in 0..warmup.max(1) {
+        trainer.step(&data)?;
+    }
     let start = Instant::now();
     for _ in 0..steps {
         trainer.step(&data)?;

@@ -161,3 +161,39 @@ fn extract_train_analyze_agree_across_backends() {
 /// a lost step moves weights by about lr = 4e-4 per step, since Adam scales every update to
 /// about lr.
 const TRAIN_TOLERANCE: f32 = 1e-5;
+
+/// `bench-train` and `bench-analyze` take `--backend` (the GPU measurements of the README
+/// run them on wgpu against PyTorch CUDA): on tiny shapes each runs on both backends and
+/// says in its JSON which backend and how many warm-up steps it used.
+#[test]
+fn training_and_analyze_benchmarks_run_on_each_backend() {
+    let dir = common::temp_dir("bench-backends");
+    let shape = ["--d", "16", "--features", "32", "--k", "4"];
+    for backend in ["cpu", "wgpu"] {
+        let train = format!("train-{backend}.json");
+        let mut args = vec!["bench-train", "--backend", backend, "--kind", "topk"];
+        args.extend(shape);
+        args.extend([
+            "--batch", "64", "--steps", "2", "--warmup", "2", "--json", &train,
+        ]);
+        run(&dir, &args);
+        let v: serde_json::Value = serde_json::from_slice(&common::read(dir.join(&train))).unwrap();
+        let r = &v["results"][0];
+        assert_eq!(r["backend"], backend);
+        assert_eq!(r["warmup"], 2);
+        let rate = r["samples_per_s"].as_f64().unwrap();
+        assert!(rate.is_finite() && rate > 0.0, "{backend}: {rate}");
+
+        let analyze = format!("analyze-{backend}.json");
+        let mut args = vec!["bench-analyze", "--backend", backend, "--pairs", "300"];
+        args.extend(shape);
+        args.extend(["--json", &analyze]);
+        run(&dir, &args);
+        let v: serde_json::Value =
+            serde_json::from_slice(&common::read(dir.join(&analyze))).unwrap();
+        let r = &v["results"][0];
+        assert_eq!(r["backend"], backend);
+        let secs = r["seconds"].as_f64().unwrap();
+        assert!(secs.is_finite() && secs > 0.0, "{backend}: {secs}");
+    }
+}

@@ -28,6 +28,15 @@ impl Backend {
         }
     }
 
+    /// Untimed passes before a benchmark's timer starts: GPU backends compile, autotune
+    /// and settle their fused kernels over the first few.
+    pub fn default_warmup(self) -> usize {
+        match self {
+            Backend::Cpu => 1,
+            Backend::Wgpu => 3,
+        }
+    }
+
     /// Lower-case name, as on the command line.
     pub fn name(self) -> String {
         format!("{self:?}").to_lowercase()

@@ -1,7 +1,6 @@
 //! `bench`, `bench-train` and `bench-analyze`: the measurements behind the README's
 //! performance figures (compared with the PyTorch / ONNX Runtime scripts in `scripts/`).
 
-use burn::tensor::Device;
 use clap::Args;
 use monoscope::clip::ClipConfig;
 use monoscope::dict::{DictConfig, DictKind};
@@ -9,7 +8,7 @@ use monoscope::train::dict::{DEFAULT_DEAD_WINDOW, TrainConfig};
 use monoscope::{Result, bench};
 use serde_json::json;
 
-use crate::args::{Backend, DictShapeArgs, JsonArg, Kind};
+use crate::args::{Backend, BackendArg, DictShapeArgs, JsonArg, Kind};
 
 /// `monoscope bench-train`.
 #[derive(Args)]
@@ -22,12 +21,18 @@ pub struct BenchTrainArgs {
     /// Samples per step.
     #[arg(long, default_value_t = 4096)]
     batch: usize,
-    /// Timed steps (after one warm-up).
+    /// Timed steps.
     #[arg(long, default_value_t = 5)]
     steps: usize,
+    /// Untimed steps first (at least 1). GPU backends compile, autotune and settle their
+    /// fused kernels over the first steps; `scripts/sae_reference.py bench` warms up 3 times.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
     /// Dead-latent window; 0 makes every latent dead, so AuxK runs every step.
     #[arg(long, default_value_t = DEFAULT_DEAD_WINDOW)]
     dead_window: u64,
+    #[command(flatten)]
+    backend: BackendArg,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -35,6 +40,8 @@ pub struct BenchTrainArgs {
 /// Runs `bench-train`.
 pub fn train(a: BenchTrainArgs) -> Result<()> {
     let DictShapeArgs { d, features, k } = a.shape;
+    let device = a.backend.device()?;
+    let backend = a.backend.backend.name();
     let mut results = Vec::new();
     for kind in a.kind {
         let dict = DictConfig {
@@ -43,7 +50,7 @@ pub fn train(a: BenchTrainArgs) -> Result<()> {
             ..DictConfig::new(DictKind::from(kind), d).with_features(features)
         };
         let config = TrainConfig {
-            steps: a.steps + 1,
+            steps: a.steps + a.warmup.max(1),
             batch: a.batch,
             dead_window: a.dead_window,
             ..TrainConfig::default()
@@ -52,17 +59,18 @@ pub fn train(a: BenchTrainArgs) -> Result<()> {
             dict,
             config,
             a.batch.max(8192),
-            a.steps.max(1),
-            &Device::flex(),
+            (a.warmup, a.steps.max(1)),
+            &device,
         )?;
         let name = format!("{kind:?}").to_lowercase();
         println!(
-            "{name:<10} d={d} K={features} k={k} batch={}: {rate:.1} samples/s",
+            "{name:<10} d={d} K={features} k={k} batch={} ({backend}): {rate:.1} samples/s",
             a.batch
         );
         results.push(
             json!({ "kind": name, "samples_per_s": rate, "d": d, "features": features,
-            "k": k, "batch": a.batch, "steps": a.steps, "dead_window": a.dead_window }),
+            "k": k, "batch": a.batch, "steps": a.steps, "warmup": a.warmup.max(1),
+            "dead_window": a.dead_window, "backend": backend }),
         );
     }
     a.json.write(&json!({ "results": results }))
@@ -77,6 +85,8 @@ pub struct BenchAnalyzeArgs {
     #[command(flatten)]
     shape: DictShapeArgs,
     #[command(flatten)]
+    backend: BackendArg,
+    #[command(flatten)]
     json: JsonArg,
 }
 
@@ -88,14 +98,15 @@ pub fn analyze(a: BenchAnalyzeArgs) -> Result<()> {
         k,
         ..DictConfig::new(DictKind::Topk, d)
     };
-    let secs = bench::analyze_seconds(dict, a.pairs, &Device::flex())?;
+    let backend = a.backend.backend.name();
+    let secs = bench::analyze_seconds(dict, a.pairs, &a.backend.device()?)?;
     println!(
-        "analyze: {} pairs, d={d}, K={features}, k={k}: {secs:.2} s",
+        "analyze: {} pairs, d={d}, K={features}, k={k} ({backend}): {secs:.2} s",
         a.pairs
     );
     a.json.write(
         &json!({ "results": [{ "task": "analyze", "pairs": a.pairs, "d": d,
-        "features": features, "k": k, "seconds": secs }] }),
+        "features": features, "k": k, "seconds": secs, "backend": backend }] }),
     )
 }
 
@@ -108,9 +119,14 @@ pub struct BenchArgs {
     /// Batch sizes; repeatable.
     #[arg(long, default_values_t = [1usize, 32])]
     batch: Vec<usize>,
-    /// Timed iterations per measurement (after one warm-up).
+    /// Timed iterations per measurement.
     #[arg(long, default_value_t = 3)]
     iters: usize,
+    /// Untimed iterations before each measurement (at least 1; default 1 on cpu, 3 on
+    /// wgpu). GPU backends compile, autotune and settle their fused kernels over the first
+    /// passes; `scripts/bench_reference.py` warms up 3 times.
+    #[arg(long)]
+    warmup: Option<usize>,
     /// Also write the results as JSON (read by scripts/bench_reference.py).
     #[command(flatten)]
     json: JsonArg,
@@ -119,10 +135,7 @@ pub struct BenchArgs {
 /// Runs `bench` (CLIP towers).
 pub fn clip(a: BenchArgs) -> Result<()> {
     let config = ClipConfig::vit_b_32();
-    println!(
-        "random-init ViT-B/32 shape, {} timed iterations after 1 warm-up",
-        a.iters
-    );
+    println!("random-init ViT-B/32 shape, {} timed iterations", a.iters);
     println!(
         "{:<6} {:<6} {:>6} {:>12}",
         "backend", "tower", "batch", "items/s"
@@ -134,7 +147,7 @@ pub fn clip(a: BenchArgs) -> Result<()> {
             &b.device()?,
             &config,
             &a.batch,
-            a.iters.max(1),
+            (a.warmup.unwrap_or(b.default_warmup()), a.iters.max(1)),
             |r| {
                 println!(
                     "{:<7} {:<6} {:>6} {:>12.2}",
