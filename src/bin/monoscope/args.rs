@@ -28,8 +28,8 @@ impl Backend {
         }
     }
 
-    /// Untimed passes before a benchmark's timer starts: GPU backends compile, autotune
-    /// and settle their fused kernels over the first few.
+    /// Untimed passes before a benchmark's timer starts: on wgpu, compiling and
+    /// autotuning kernels goes on past the first pass (`monoscope::bench::run`).
     pub fn default_warmup(self) -> usize {
         match self {
             Backend::Cpu => 1,

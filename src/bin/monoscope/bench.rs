@@ -24,8 +24,8 @@ pub struct BenchTrainArgs {
     /// Timed steps.
     #[arg(long, default_value_t = 5)]
     steps: usize,
-    /// Untimed steps first (at least 1). GPU backends compile, autotune and settle their
-    /// fused kernels over the first steps; `scripts/sae_reference.py bench` warms up 3 times.
+    /// Untimed steps first (at least 1). On wgpu, compiling and autotuning kernels goes on
+    /// past the first step; `scripts/sae_reference.py bench` warms up 3 times.
     #[arg(long, default_value_t = 3)]
     warmup: usize,
     /// Dead-latent window; 0 makes every latent dead, so AuxK runs every step.
@@ -123,8 +123,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     iters: usize,
     /// Untimed iterations before each measurement (at least 1; default 1 on cpu, 3 on
-    /// wgpu). GPU backends compile, autotune and settle their fused kernels over the first
-    /// passes; `scripts/bench_reference.py` warms up 3 times.
+    /// wgpu). On wgpu, compiling and autotuning kernels goes on past the first pass;
+    /// `scripts/bench_reference.py` warms up 3 times.
     #[arg(long)]
     warmup: Option<usize>,
     /// Also write the results as JSON (read by scripts/bench_reference.py).
