@@ -3,8 +3,8 @@
 //! the layer holds the same weight tensor (natively; the page reads the layer's own weight
 //! instead and lays out a few panels at a time, [`gemm::packs_once`]).
 //!
-//! The path runs where [`enabled`] says so (flex without autodiff, on an AVX2 CPU without
-//! AVX-512 unless `MONOSCOPE_GEMM` says otherwise, or in the page's wasm with SIMD128);
+//! The path runs where [`enabled`] says so (flex without autodiff, on an x86_64 CPU with
+//! AVX2 and FMA unless `MONOSCOPE_GEMM=flex`, or in the page's wasm with SIMD128);
 //! everywhere else the layers run burn's own `linear` as before.
 
 use std::sync::{Arc, Mutex};

@@ -51,6 +51,36 @@ function unzipStored(buf) {
 
 const buildState = (page) => page.evaluate(() => window.__monoscope.apps.build ?? null);
 
+// Waits until the build ends ("done" or "error") and returns its state. Fails early when the
+// state has not changed for `stall` ms (each extraction batch and training chunk changes it;
+// good runs take under a minute here), and either way says where it stopped: the last state,
+// how long it had not changed, the progress line and the console's errors. The WebGPU build
+// once hung to the 10-minute timeout in CI with nothing to tell which phase.
+async function waitBuildEnd(page, consoleErrors, { timeout = TIMEOUT, stall = 4 * 60 * 1000 } = {}) {
+  const start = Date.now();
+  let last = null;
+  let changed = start;
+  for (;;) {
+    const b = await buildState(page);
+    const s = JSON.stringify(b);
+    if (s !== last) [last, changed] = [s, Date.now()];
+    if (["done", "error"].includes(b?.phase)) return b;
+    const now = Date.now();
+    if (now - start > timeout || now - changed > stall) {
+      const status = await page.evaluate(() => document.getElementById("build-status")?.textContent ?? "");
+      const progress = await page.evaluate(() =>
+        [...document.querySelectorAll(".app-progress:not([hidden]) .app-progress-text")].map((e) => e.textContent),
+      );
+      throw new Error(
+        `the build did not end after ${((now - start) / 1000).toFixed(0)} s; its state, unchanged for ` +
+          `${((now - changed) / 1000).toFixed(0)} s: ${last}; status: "${status}"; progress: ${JSON.stringify(progress)}; ` +
+          `console errors: ${JSON.stringify(consoleErrors)}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
 async function pickAndStart(page, files) {
   await page.setInputFiles("#build-files", files);
   await page.waitForFunction(() => !document.getElementById("build-start").disabled, null, { timeout: 60_000 });
@@ -70,8 +100,7 @@ test("a bundle built in the page: resume after reload, features with classes, CL
     await page.reload();
     await h.waitIdle(page, 1);
     await pickAndStart(page, files);
-    await page.waitForFunction(() => ["done", "error"].includes(window.__monoscope.apps.build?.phase), null, { timeout: TIMEOUT });
-    const b = await buildState(page);
+    const b = await waitBuildEnd(page, consoleErrors);
     assert.equal(b.phase, "done", `build failed: ${b.error}`);
     assert.ok(b.restored >= 96, `rows kept before the reload were restored (${b.restored})`);
     assert.equal(b.restored + b.embedded, 300, "no finished row was embedded again");
@@ -166,7 +195,7 @@ test("Stop during training keeps the page working", async (t) => {
 test("an existing dictionary (the CLI's) skips training; its classes match the CLI's bundle", async (t) => {
   const dictDir = path.join(h.OUT, "build-cli", "dict");
   assert.ok(existsSync(path.join(dictDir, "dict.json")), "the first test writes the CLI's dictionary");
-  const { context, page } = await h.newPage(env.browser, t);
+  const { context, page, consoleErrors } = await h.newPage(env.browser, t);
   try {
     await page.goto(`${env.server.origin}/?backend=cpu&build=1`);
     await h.waitIdle(page, 1);
@@ -174,8 +203,7 @@ test("an existing dictionary (the CLI's) skips training; its classes match the C
     await page.setInputFiles("#build-dict", ["dict.json", "dictionary.safetensors"].map((f) => path.join(dictDir, f)));
     assert.equal(await page.isChecked("#build-center"), true, "a monoscope dictionary is analysed centred");
     await pickAndStart(page, sceneFiles());
-    await page.waitForFunction(() => ["done", "error"].includes(window.__monoscope.apps.build?.phase), null, { timeout: TIMEOUT });
-    const b = await buildState(page);
+    const b = await waitBuildEnd(page, consoleErrors);
     assert.equal(b.phase, "done", `build failed: ${b.error}`);
     assert.equal(b.status, null, "no training ran");
     const native = JSON.parse(readFileSync(path.join(h.OUT, "build-cli", "bundle", "features.json"), "utf8")).features.map((f) => f.class);
@@ -275,15 +303,14 @@ test("a dictionary from the hub (offline, mocked): found in a folder of the repo
 test("on WebGPU (SwiftShader here): 60 pairs extracted on the GPU path, trained and analysed", async (t) => {
   const index = JSON.parse(readFileSync(path.join(SCENES, "index.json"), "utf8")).slice(0, 60);
   const files = index.flatMap((e) => [path.join(SCENES, e.file), path.join(SCENES, e.file.replace(/\.png$/, ".txt"))]);
-  const { context, page } = await h.newPage(env.browser, t);
+  const { context, page, consoleErrors } = await h.newPage(env.browser, t);
   try {
     await page.goto(`${env.server.origin}/?backend=webgpu&build=1`);
     const r = await h.waitIdle(page, 1);
     assert.equal(r.state, "ready", `page error: ${r.error}`);
     assert.match(r.backend, /^webgpu/);
     await pickAndStart(page, files);
-    await page.waitForFunction(() => ["done", "error"].includes(window.__monoscope.apps.build?.phase), null, { timeout: TIMEOUT });
-    const b = await buildState(page);
+    const b = await waitBuildEnd(page, consoleErrors);
     assert.equal(b.phase, "done", `build failed: ${b.error}`);
     assert.equal(b.pairs, 60);
     t.diagnostic(`webgpu (${r.backend}): extraction ${(b.embedded / b.seconds.extract).toFixed(1)} pairs/s, training ${b.seconds.train.toFixed(1)} s`);

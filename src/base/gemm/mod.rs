@@ -10,13 +10,12 @@
 //! then adds the bias, the activation and the residual in one pass over the fresh output
 //! (what flex ran as three more element-wise ops).
 //!
-//! Two kernels:
+//! Kernels:
 //! - x86_64 with AVX2 and FMA: every output value is one chain of fused multiply-adds over
 //!   the inner dimension in order (`acc = fma(a[p], w[p], acc)` for p = 0, 1, ...;
-//!   blocking the inner dimension only stores and reloads the exact f32 accumulator). On
-//!   CPUs with AVX-512 gemm's 512-bit kernels (burn-flex `x86-v4`) stay in charge by
-//!   default ([`preferred`]): a 512-bit kernel for this path is not written, as no such
-//!   machine was at hand to measure it.
+//!   blocking the inner dimension only stores and reloads the exact f32 accumulator).
+//! - x86_64 with AVX-512F ([`wide`]): the same chains, 8-12 rows by two panels (32 columns)
+//!   a call in 512-bit registers, so its values are bit for bit those of the AVX2 kernel.
 //! - wasm32 with SIMD128 (the page's CPU backend): WebAssembly has no fused multiply-add,
 //!   so every value is one chain of `acc = acc + a[p] * w[p]` (two roundings a step), in
 //!   order. The page does not keep a packed copy (a wasm heap has at most 4 GB, and the
@@ -49,17 +48,85 @@ pub const MR: usize = 6;
 /// Rows per block of the wasm kernel (see `wasm`).
 const WASM_ROWS: usize = 2;
 
-/// Rows per block for `m` rows: 5 or 6, whichever pads fewer rows (6 on a tie); in wasm
-/// [`WASM_ROWS`].
+/// Rows per block of the 512-bit kernel ([`wide`]), at most: 12 x 2 accumulators, two
+/// weight vectors and a broadcast fill 27 of AVX-512's 32 vector registers.
+const WIDE_MR: usize = 12;
+/// The 512-bit kernel's block sizes: every one keeps at least 16 independent FMA chains
+/// (two FMA units with a latency of 4 cycles need 8), so the choice is about padding: 50
+/// tokens are 5 blocks of 10, 77 tokens 7 blocks of 11, 8 images of 50 tokens 40 of 10.
+const WIDE_ROWS: [usize; 5] = [8, 9, 10, 11, 12];
+/// Rows of the largest block of any kernel (the staging tile of part-filled tiles).
+const MAX_ROWS: usize = WIDE_MR;
+
+/// Rows per block for `m` rows: in wasm [`WASM_ROWS`]; with the 512-bit kernel
+/// ([`wide`]) the size of [`WIDE_ROWS`] that pads fewest rows (the larger on a tie: each
+/// weight line loaded then serves more rows); otherwise 5 or 6, whichever pads fewer rows
+/// (6 on a tie).
 fn block_rows(m: usize) -> usize {
     if cfg!(target_arch = "wasm32") {
         WASM_ROWS
+    } else if wide() {
+        let padded = |r: usize| m.div_ceil(r) * r;
+        WIDE_ROWS
+            .into_iter()
+            .rev()
+            .min_by_key(|&r| padded(r))
+            .unwrap_or(WIDE_MR)
     } else if m.div_ceil(5) * 5 < m.div_ceil(6) * 6 {
         5
     } else {
         6
     }
 }
+
+/// Runs `$body` with the const `$R` equal to the block size `$mr`: the kernels and the
+/// packing loops are generic over it, and this is the one list of the sizes that
+/// [`block_rows`] picks.
+macro_rules! by_rows {
+    ($mr:expr, $R:ident => $body:expr) => {
+        match $mr {
+            2 => {
+                const $R: usize = 2;
+                $body
+            }
+            5 => {
+                const $R: usize = 5;
+                $body
+            }
+            6 => {
+                const $R: usize = 6;
+                $body
+            }
+            #[cfg(target_arch = "x86_64")]
+            8 => {
+                const $R: usize = 8;
+                $body
+            }
+            #[cfg(target_arch = "x86_64")]
+            9 => {
+                const $R: usize = 9;
+                $body
+            }
+            #[cfg(target_arch = "x86_64")]
+            10 => {
+                const $R: usize = 10;
+                $body
+            }
+            #[cfg(target_arch = "x86_64")]
+            11 => {
+                const $R: usize = 11;
+                $body
+            }
+            #[cfg(target_arch = "x86_64")]
+            12 => {
+                const $R: usize = 12;
+                $body
+            }
+            mr => unreachable!("no kernel for blocks of {mr} rows"),
+        }
+    };
+}
+const _: () = assert!(WASM_ROWS == 2 && MR == 6 && WIDE_MR == 12);
 /// Inner-dimension block: a panel's block is `KC` x 64 bytes = 16 KB, half of a 32 KB L1
 /// data cache, so it stays there while every row block of the call passes over it.
 const KC: usize = 256;
@@ -70,8 +137,8 @@ const MC_ROWS: usize = 240;
 
 /// The environment variable that picks the linear layers' GEMM for A/B measurements in one
 /// sitting: `flex` runs flex's own (gemm, packing per call) everywhere, `packed` runs this
-/// one wherever it can ([`available`]), AVX-512 CPUs included; unset or anything else, the
-/// default of [`preferred`].
+/// one wherever it can ([`available`]), `avx2` this one with its 256-bit kernel even where
+/// the CPU has AVX-512; unset or anything else, the default of [`preferred`] and [`wide`].
 pub const GEMM_ENV: &str = "MONOSCOPE_GEMM";
 
 /// Whether this machine can run the packed GEMM: x86_64 with AVX2 and FMA, or wasm32 built
@@ -96,29 +163,29 @@ pub fn packs_once() -> bool {
     !cfg!(target_arch = "wasm32")
 }
 
-/// Whether linear layers should take the packed GEMM: where it is [`available`] and the CPU
-/// has no AVX-512F (gemm's 512-bit kernels are wider than this path's 256-bit one), unless
-/// [`GEMM_ENV`] says otherwise. Read once per process.
+/// Whether linear layers should take the packed GEMM: wherever it is [`available`], unless
+/// [`GEMM_ENV`] is `flex`. Read once per process.
 pub fn preferred() -> bool {
     static PREFERRED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *PREFERRED.get_or_init(|| {
-        let avx512 = {
-            #[cfg(target_arch = "x86_64")]
-            {
-                std::is_x86_feature_detected!("avx512f")
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            {
-                false
-            }
-        };
-        available()
-            && match std::env::var(GEMM_ENV).as_deref() {
-                Ok("flex") => false,
-                Ok("packed") => true,
-                _ => !avx512,
-            }
-    })
+    *PREFERRED.get_or_init(|| available() && std::env::var(GEMM_ENV).as_deref() != Ok("flex"))
+}
+
+/// Whether the packed GEMM runs its 512-bit kernel: on x86_64 CPUs with AVX-512F (and AVX2
+/// and FMA), unless [`GEMM_ENV`] is `avx2`. Read once per process.
+pub fn wide() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *WIDE.get_or_init(|| {
+            available()
+                && std::is_x86_feature_detected!("avx512f")
+                && std::env::var(GEMM_ENV).as_deref() != Ok("avx2")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// One 64-byte line: a panel's [`NR`] weights for one inner index, cache-line aligned.
@@ -330,27 +397,35 @@ impl ColumnWriter {
     }
 }
 
-/// One micro-kernel call: `c[R][16] (+)= a[kc][R] · b[kc][16]`, one chain per value in
-/// inner-index order.
+/// One micro-kernel call: `c[R][16 P] (+)= a[kc][R] · b[kc][16 P]` for `P` panels, one
+/// chain per value in inner-index order.
 #[derive(Clone, Copy)]
 struct Tile {
     kc: usize,
     /// `kc * R` values, `R` per inner index.
     a: *const f32,
-    /// `kc` 64-byte lines ([`Line`]).
+    /// `kc` 64-byte lines ([`Line`]) a panel; panel `q`'s from `b + q * kc * NR` (in both
+    /// the packed copy and a borrowed weight's laid-out block, a panel's lines follow the
+    /// previous panel's).
     b: *const f32,
-    /// A full `R` x 16 tile, rows `ldc` apart.
+    /// Panels, `P`: 1, or up to [`Kernel::PANELS`].
+    panels: usize,
+    /// A full `R` x `16 P` tile, rows `ldc` apart.
     c: *mut f32,
     ldc: usize,
     /// Continue from `c` (a later inner block) instead of from zero.
     load: bool,
-    /// Also fetch the `kc` lines after `b` (a hint, where the kernel has one: x86_64).
+    /// Also fetch the `P kc` lines after the tile's (a hint, where the kernel has one:
+    /// x86_64).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     prefetch: bool,
 }
 
 /// One architecture's micro-kernel.
 trait Kernel {
+    /// Panels a tile may hold ([`Tile::panels`]).
+    const PANELS: usize = 1;
+
     /// Runs `t` in blocks of `R` rows.
     ///
     /// # Safety
@@ -358,161 +433,8 @@ trait Kernel {
     unsafe fn tile<const R: usize>(t: Tile);
 }
 
-/// `out[:, ..] = x · w[:, cols]`: `out` points at the output value of row 0, column
-/// `cols.start`, rows `ldo` apart.
-///
-/// # Safety
-/// `out` holds an `[m, ldo]` tile from there with `cols.len() <= ldo`, written by nobody
-/// else; `K`'s instructions are available.
-// Inlined into each architecture's caller, so that on x86_64 the driver is compiled with
-// AVX2 and FMA enabled and the micro-kernel is inlined into its loop (as before the driver
-// was shared).
-#[inline(always)]
-unsafe fn product<K: Kernel>(
-    x: &PackedRows,
-    w: &PackedWeight,
-    cols: Range<usize>,
-    out: *mut f32,
-    ldo: usize,
-) {
-    // SAFETY: as for this function.
-    match x.mr {
-        WASM_ROWS => unsafe { product_in::<K, WASM_ROWS>(x, w, cols, out, ldo) },
-        5 => unsafe { product_in::<K, 5>(x, w, cols, out, ldo) },
-        _ => unsafe { product_in::<K, MR>(x, w, cols, out, ldo) },
-    }
-}
-
-/// Panels a borrowed weight lays out at a time: each weight row is then read 8 x 64 = 512
-/// contiguous bytes at a time (a panel alone read 64 bytes a row, each row in another page
-/// for the 3072-wide MLP, which the hardware prefetchers do not follow: a 50 x 768 x 3072
-/// product ran at 17 GFLOP/s, against 25 from a packed copy, in a wasm probe); 8 panels'
-/// blocks are 128 KB, inside L2.
-const LAYOUT_PANELS: usize = 8;
-
-/// Lays out panels `js` (at most [`LAYOUT_PANELS`]) for inner indices `kb..kb + kc` of the
-/// `[k, n]` row-major weight `w` into `dst`: panel `js.start + g`'s lines at `g * kc..`
-/// (the columns past `n` are zeros).
-fn lay_out_panels(w: &[f32], n: usize, js: Range<usize>, kb: usize, kc: usize, dst: &mut [Line]) {
-    assert!(w.len() >= (kb + kc) * n && dst.len() >= js.len() * kc && js.end * NR < n + NR);
-    // Whole panels first (one fixed-size copy per line: four vector moves; a slice copy of
-    // variable length is a `memory.copy` in wasm, a call into V8 per line, which doubled
-    // the time of a 50 x 768 x 768 product in a probe), then a part-filled last panel.
-    let full = js.start..js.end.min(n / NR);
-    let (src, lines) = (w.as_ptr(), dst.as_mut_ptr());
-    for p in 0..kc {
-        for (g, j) in full.clone().enumerate() {
-            // SAFETY: `(kb + p) * n + j * NR + NR <= (kb + kc) * n <= w.len()` and
-            // `g * kc + p < dst.len()` (asserted above).
-            unsafe {
-                let from = src.add((kb + p) * n + j * NR).cast::<[f32; NR]>();
-                (*lines.add(g * kc + p)).0 = from.read_unaligned();
-            }
-        }
-    }
-    for j in full.end..js.end {
-        let (g, c0) = (j - js.start, j * NR);
-        for p in 0..kc {
-            let line = &mut dst[g * kc + p].0;
-            let from = (kb + p) * n + c0;
-            line[..n - c0].copy_from_slice(&w[from..from + n - c0]);
-            line[n - c0..].fill(0.0);
-        }
-    }
-}
-
-/// [`product`] in blocks of `R` rows (`x.mr`).
-///
-/// # Safety
-/// As for [`product`].
-#[inline(always)]
-unsafe fn product_in<K: Kernel, const R: usize>(
-    x: &PackedRows,
-    w: &PackedWeight,
-    cols: Range<usize>,
-    out: *mut f32,
-    ldo: usize,
-) {
-    debug_assert_eq!(x.mr, R);
-    let (m, k) = (x.m, x.k);
-    let row_blocks = m.div_ceil(R);
-    let panels = cols.start / NR..cols.end.div_ceil(NR);
-    let panels_n = w.n.div_ceil(NR);
-    let mut tile = [[0.0f32; NR]; MR];
-    // A borrowed weight's panel blocks, laid out [`LAYOUT_PANELS`] at a time when used.
-    let mut block = match w.panels {
-        Panels::Packed(_) => Vec::new(),
-        Panels::Borrowed(_) => vec![Line([0.0; NR]); LAYOUT_PANELS.min(panels.len()) * KC.min(k)],
-    };
-    for kb in (0..k).step_by(KC) {
-        let kc = KC.min(k - kb);
-        let load = kb > 0;
-        for rb0 in (0..row_blocks).step_by(MC_ROWS / R) {
-            for j in panels.clone() {
-                // SAFETY (all pointer arithmetic below): `j * k + kb + kc <= panels * k`,
-                // `(rb * k + kb + kc) * R <= data.len()`, and tiles lie inside the [m,
-                // ldo] output (full tiles) or are staged through `tile`.
-                let (b, next) = match &w.panels {
-                    Panels::Packed(lines) => (
-                        unsafe { lines.as_ptr().add(line(k, panels_n, j, kb)) }.cast::<f32>(),
-                        j + 1 < panels.end,
-                    ),
-                    Panels::Borrowed(values) => {
-                        let g = (j - panels.start) % LAYOUT_PANELS;
-                        if g == 0 {
-                            let js = j..(j + LAYOUT_PANELS).min(panels.end);
-                            lay_out_panels((**values).as_ref(), w.n, js, kb, kc, &mut block);
-                        }
-                        (block[g * kc..].as_ptr().cast::<f32>(), false)
-                    }
-                };
-                let c0 = j * NR;
-                let width = NR.min(cols.end - c0);
-                for rb in rb0..(rb0 + MC_ROWS / R).min(row_blocks) {
-                    let a = unsafe { x.data.as_ptr().add((rb * k + kb) * R) };
-                    let r0 = rb * R;
-                    let rows = R.min(m - r0);
-                    let c = unsafe { out.add(r0 * ldo + c0 - cols.start) };
-                    // The first row block reads the panel's block from memory: it also asks
-                    // for the next block (the next panel's, stored right after).
-                    let first = rb == rb0 && next;
-                    let t = Tile {
-                        kc,
-                        a,
-                        b,
-                        c,
-                        ldc: ldo,
-                        load,
-                        prefetch: first,
-                    };
-                    if rows == R && width == NR {
-                        unsafe { K::tile::<R>(t) };
-                    } else {
-                        // A part-filled tile: through a full scratch tile (which needs
-                        // the values so far only to continue from them).
-                        let so_far = if load { rows } else { 0 };
-                        for (r, line) in tile.iter_mut().enumerate().take(so_far) {
-                            let src = unsafe { c.add(r * ldo) };
-                            unsafe { std::ptr::copy_nonoverlapping(src, line.as_mut_ptr(), width) };
-                        }
-                        let staged = tile.as_mut_ptr().cast::<f32>();
-                        unsafe {
-                            K::tile::<R>(Tile {
-                                c: staged,
-                                ldc: NR,
-                                ..t
-                            })
-                        };
-                        for (r, line) in tile.iter().enumerate().take(rows) {
-                            let dst = unsafe { c.add(r * ldo) };
-                            unsafe { std::ptr::copy_nonoverlapping(line.as_ptr(), dst, width) };
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
+mod driver;
+use driver::product;
 
 mod finish;
 use finish::Finish;

@@ -2,10 +2,11 @@
 
 use std::ops::Range;
 
-use super::{Claims, MR, WASM_ROWS, block_rows};
+use super::{Claims, block_rows};
 
 /// Token rows `[m, k]` laid out for the micro-kernel: `[m / mr rounded up][k][mr]` for
-/// blocks of `mr` rows (5 or 6, [`MR`]), missing rows zero.
+/// blocks of `mr` rows (`block_rows`: 5 or 6, 8 to 12 for the 512-bit kernel, 2 in wasm),
+/// missing rows zero.
 pub struct PackedRows {
     pub(super) m: usize,
     pub(super) k: usize,
@@ -23,22 +24,29 @@ impl PackedRows {
     /// Packs columns `c0..c0 + k` of `m` rows of `x`, row-major with `ld` values a row (one
     /// head's columns of a projection's output, without copying them out first).
     pub(super) fn strided(x: &[f32], ld: usize, c0: usize, m: usize, k: usize) -> Self {
+        Self::strided_in(x, (ld, c0), m, k, block_rows(m))
+    }
+
+    /// Packs `x` ([m, k] row-major) in blocks of `mr` rows, whatever this machine's kernel
+    /// would pick: the tests run every kernel at every block size.
+    #[cfg(test)]
+    pub(super) fn blocked(x: &[f32], m: usize, k: usize, mr: usize) -> Self {
+        Self::strided_in(x, (k, 0), m, k, mr)
+    }
+
+    /// [`PackedRows::strided`] in blocks of `mr` rows.
+    fn strided_in(x: &[f32], (ld, c0): (usize, usize), m: usize, k: usize, mr: usize) -> Self {
         assert!(
             c0 + k <= ld && (m == 0 || x.len() >= (m - 1) * ld + c0 + k),
             "input does not hold [{m}, {k}] from column {c0} of rows of {ld}"
         );
-        let mr = block_rows(m);
         let blocks = m.div_ceil(mr);
         // Block by block, each written once in order (reading its rows side by side), with
         // no zero fill first: a zeroed buffer and writes `mr` values apart took 3.7% of a
         // batch-32 forward pass (`memset` and this function), for 1/768 of its work.
         let mut data = Vec::with_capacity(blocks * k * mr);
         for r0 in (0..m).step_by(mr) {
-            match mr {
-                WASM_ROWS => pack_block::<WASM_ROWS>(x, (ld, c0), m, k, r0, &mut data),
-                5 => pack_block::<5>(x, (ld, c0), m, k, r0, &mut data),
-                _ => pack_block::<MR>(x, (ld, c0), m, k, r0, &mut data),
-            }
+            by_rows!(mr, R => pack_block::<R>(x, (ld, c0), m, k, r0, &mut data))
         }
         debug_assert_eq!(data.len(), blocks * k * mr);
         Self { m, k, mr, data }
@@ -123,11 +131,7 @@ impl PackedRows {
                     out.fill(0.0);
                 }
             }
-            match mr {
-                WASM_ROWS => pack_block::<WASM_ROWS>(&normal, (k, 0), mr, k, 0, &mut data),
-                5 => pack_block::<5>(&normal, (k, 0), mr, k, 0, &mut data),
-                _ => pack_block::<MR>(&normal, (k, 0), mr, k, 0, &mut data),
-            }
+            by_rows!(mr, R => pack_block::<R>(&normal, (k, 0), mr, k, 0, &mut data))
         }
         debug_assert_eq!(data.len(), blocks * k * mr);
         Self { m, k, mr, data }
@@ -204,11 +208,7 @@ impl RowsWriter {
             let dst = unsafe {
                 std::slice::from_raw_parts_mut(start.add((b * k + cols.start) * mr), mr * w)
             };
-            match mr {
-                WASM_ROWS => scatter_block::<WASM_ROWS>(src, m, w, r0, dst),
-                5 => scatter_block::<5>(src, m, w, r0, dst),
-                _ => scatter_block::<MR>(src, m, w, r0, dst),
-            }
+            by_rows!(mr, R => scatter_block::<R>(src, m, w, r0, dst))
         }
     }
 
@@ -253,7 +253,7 @@ mod tests {
     }
 
     /// Column ranges written by a [`RowsWriter`] give exactly [`PackedRows::new`]'s layout,
-    /// padding rows included, for block sizes 5 and 6.
+    /// padding rows included, for every block size this machine's kernel picks.
     #[test]
     fn rows_written_by_columns_equal_the_packed_rows() {
         for m in [1, 7, 10, 12, 50] {

@@ -24,6 +24,7 @@ impl Kernel for Simd128 {
             ..
         } = t;
         assert_eq!(R, WASM_ROWS, "wasm packs rows in pairs (`block_rows`)");
+        debug_assert_eq!(t.panels, 1, "one panel a tile (`Kernel::PANELS`)");
         // SAFETY (every access): within the 2 x 16 tile at `c` (row stride `ldc`), the
         // kc x 2 values at `a` and the kc lines at `b` (caller).
         let at = |r: usize, o: usize| unsafe { c.add(r * ldc + o) }.cast::<v128>();

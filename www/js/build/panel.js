@@ -233,6 +233,7 @@ class BuildPanel {
     const { source, pairs } = this.set;
     const key = this.key();
     try {
+      this.ctx.result.build = { phase: "begin" };
       await call("build_begin", { source });
       const ex = await this.extract(key, pairs);
       let tr = { settings: null, status: null, seconds: 0 };
@@ -243,6 +244,7 @@ class BuildPanel {
       }
       this.checkStop();
       this.progress.set(0, 1, "analysing: MDS, classes, labels…");
+      this.ctx.result.build = { ...this.ctx.result.build, phase: "analyse" };
       const t0 = performance.now();
       const files = await call("build_finish", { model: this.ctx.modelLabel() });
       const analyseSeconds = (performance.now() - t0) / 1000;
