@@ -245,22 +245,17 @@ unsafe fn attend_wide<'m>(
     unsafe { super::attention::on_kernel::<Avx512, true>(a, mask, out) }
 }
 
+// The inputs and the defining chain of the integration and wasm tests.
+#[cfg(test)]
+#[path = "../../../tests/common/gemm_cases.rs"]
+#[allow(dead_code)]
+mod cases;
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Deterministic values in [-1, 1).
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
+    use super::cases::{SHAPES, chain, random};
 
     /// Both kernels, at every block size either would use, on the packed copy and on a
     /// borrowed weight, from the first panel and from the second (pairs of panels then start
@@ -274,24 +269,10 @@ mod tests {
             return;
         }
         let wide = std::is_x86_feature_detected!("avx512f");
-        let shapes = [
-            (1, 40, 16),
-            (23, 300, 100),
-            (50, 64, 50),
-            (77, 520, 96),
-            (13, 17, 33),
-            (9, 40, 300),
-            (250, 20, 40),
-        ];
-        for (m, k, n) in shapes {
-            let x = values(m * k, 1 + m as u64);
-            let w = values(k * n, 2 + n as u64);
-            let want: Vec<f32> = (0..m * n)
-                .map(|at| {
-                    let (i, j) = (at / n, at % n);
-                    (0..k).fold(0.0f32, |acc, p| x[i * k + p].mul_add(w[p * n + j], acc))
-                })
-                .collect();
+        for (m, k, n) in SHAPES {
+            let x = random(m * k, 1 + m as u64);
+            let w = random(k * n, 2 + n as u64);
+            let want = chain(&x, &w, None, [m, k, n], true);
             let packed = PackedWeight::new(&w, k, n, None);
             let borrowed = PackedWeight::borrowed(Arc::new(w.clone()), k, n, None);
             for mr in [5, 6, 8, 9, 10, 11, 12] {
