@@ -81,52 +81,28 @@ fn block_rows(m: usize) -> usize {
 
 /// Runs `$body` with the const `$R` equal to the block size `$mr`: the kernels and the
 /// packing loops are generic over it, and this is the one list of the sizes that
-/// [`block_rows`] picks.
+/// [`block_rows`] picks ([`WASM_ROWS`], 5, [`MR`]; on x86_64 also [`WIDE_ROWS`]).
 macro_rules! by_rows {
     ($mr:expr, $R:ident => $body:expr) => {
+        by_rows!(@arms $mr, $R, $body; 2, 5, 6; 8, 9, 10, 11, 12)
+    };
+    (@arms $mr:expr, $R:ident, $body:expr; $($n:literal),*; $($wide:literal),*) => {
         match $mr {
-            2 => {
-                const $R: usize = 2;
+            $($n => {
+                const $R: usize = $n;
                 $body
-            }
-            5 => {
-                const $R: usize = 5;
+            })*
+            $(#[cfg(target_arch = "x86_64")]
+            $wide => {
+                const $R: usize = $wide;
                 $body
-            }
-            6 => {
-                const $R: usize = 6;
-                $body
-            }
-            #[cfg(target_arch = "x86_64")]
-            8 => {
-                const $R: usize = 8;
-                $body
-            }
-            #[cfg(target_arch = "x86_64")]
-            9 => {
-                const $R: usize = 9;
-                $body
-            }
-            #[cfg(target_arch = "x86_64")]
-            10 => {
-                const $R: usize = 10;
-                $body
-            }
-            #[cfg(target_arch = "x86_64")]
-            11 => {
-                const $R: usize = 11;
-                $body
-            }
-            #[cfg(target_arch = "x86_64")]
-            12 => {
-                const $R: usize = 12;
-                $body
-            }
+            })*
             mr => unreachable!("no kernel for blocks of {mr} rows"),
         }
     };
 }
-const _: () = assert!(WASM_ROWS == 2 && MR == 6 && WIDE_MR == 12);
+const _: () =
+    assert!(WASM_ROWS == 2 && MR == 6 && matches!(WIDE_ROWS, [8, 9, 10, 11, 12]) && WIDE_MR == 12);
 /// Inner-dimension block: a panel's block is `KC` x 64 bytes = 16 KB, half of a 32 KB L1
 /// data cache, so it stays there while every row block of the call passes over it (the
 /// 512-bit kernel's two panels, 32 KB, are two thirds of the 48 KB L1 of the Xeon it was
@@ -138,9 +114,9 @@ const KC: usize = 256;
 const MC_ROWS: usize = 240;
 
 /// The environment variable that picks the linear layers' GEMM for A/B measurements in one
-/// sitting: `flex` runs flex's own (gemm, packing per call) everywhere, `packed` runs this
-/// one wherever it can ([`available`]), `avx2` this one with its 256-bit kernel even where
-/// the CPU has AVX-512; unset or anything else, the default of [`preferred`] and [`wide`].
+/// sitting: `flex` runs flex's own (gemm, packing per call) everywhere, `avx2` this one with
+/// its 256-bit kernel even where the CPU has AVX-512; unset or anything else, the default
+/// of [`preferred`] and [`wide`].
 pub const GEMM_ENV: &str = "MONOSCOPE_GEMM";
 
 /// Whether this machine can run the packed GEMM: x86_64 with AVX2 and FMA, or wasm32 built

@@ -2,6 +2,7 @@
 
 use std::ops::Range;
 
+use super::finish::lanes;
 use super::{Claims, block_rows};
 
 /// Token rows `[m, k]` laid out for the micro-kernel: `[m / mr rounded up][k][mr]` for
@@ -94,16 +95,12 @@ fn pack_block<const R: usize>(
     }
 }
 
-/// Lanes of [`PackedRows::normalized`]'s sums: eight running sums side by side vectorise
-/// (one sum over the row in order would not, as its additions cannot be reordered).
-const LANES: usize = 8;
-
 impl PackedRows {
     /// Packs `LayerNorm(x)`: each row of `x` ([m, k] row-major) less its mean, divided by
     /// `sqrt(variance + eps)` (the biased variance, as torch's and burn's `layer_norm`),
     /// times `gamma` plus `beta` ([k] each), written straight into the packed layout
     /// instead of into a tensor that is then packed. Mean and variance are sums in f32 over
-    /// [`LANES`] interleaved lanes, within a few ulp of burn's for CLIP's widths.
+    /// interleaved lanes ([`lanes`]), within a few ulp of burn's for CLIP's widths.
     pub fn normalized(
         x: &[f32],
         m: usize,
@@ -141,27 +138,13 @@ impl PackedRows {
 /// One row of [`PackedRows::normalized`].
 fn normalize(x: &[f32], gamma: &[f32], beta: Option<&[f32]>, eps: f32, out: &mut [f32]) {
     let k = x.len();
-    let mean = lane_sum(x, |v| v) / k as f32;
-    let var = lane_sum(x, |v| (v - mean) * (v - mean)) / k as f32;
+    let add = |a: f32, b: f32| a + b;
+    let mean = lanes(x, 0.0, |v| v, add) / k as f32;
+    let var = lanes(x, 0.0, |v| (v - mean) * (v - mean), add) / k as f32;
     let inv = 1.0 / (var + eps).sqrt();
     for (p, o) in out.iter_mut().enumerate() {
         *o = (x[p] - mean) * inv * gamma[p] + beta.map_or(0.0, |b| b[p]);
     }
-}
-
-/// The sum of `f` over `x` in [`LANES`] interleaved running sums. Generic over `f` (not a
-/// `dyn Fn`) so that the call inlines and the lanes vectorise.
-#[inline(always)]
-fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += f(v);
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// Token rows written in the packed layout ([`PackedRows`]) by several threads at once,

@@ -2,27 +2,7 @@
 //! pass over each row, with the fused pass's vectorisable `exp` (flex ran four passes, its
 //! `exp` one scalar `expf` call per value: 2.5% of a batch-32 forward pass).
 
-use super::finish::{EXP_MIN, exp};
-
-/// Running values side by side for a row's max and sum: [`LANES`] lanes vectorise, where one
-/// running sum in order cannot (its additions may not be reordered), and kept the whole
-/// `exp` loop scalar with it: 75% of the attention's own time in a text-tower profile.
-const LANES: usize = 8;
-
-/// `f` folded over `row` in [`LANES`] interleaved lanes from `init`, then the lanes and the
-/// tail in order.
-#[inline(always)]
-fn lanes(row: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
-    let mut acc = [init; LANES];
-    let chunks = row.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a = f(*a, v);
-        }
-    }
-    acc.into_iter().chain(tail.iter().copied()).fold(init, f)
-}
+use super::finish::{EXP_MIN, exp, lanes};
 
 /// `row = softmax(row * scale + mask)` for each `len`-value row of `values`; `mask(r)` is
 /// row r's additive mask (`len` values) or `None`. A row's largest value is subtracted
@@ -51,7 +31,12 @@ pub(super) fn run<'m, const FUSED: bool>(
         }
         // A select rather than `f32::max`, which is a call (`fmaxf`) in wasm; NaNs are
         // passed over either way.
-        let max = lanes(row, f32::NEG_INFINITY, |a, b| if b > a { b } else { a });
+        let max = lanes(
+            row,
+            f32::NEG_INFINITY,
+            |v| v,
+            |a, b| if b > a { b } else { a },
+        );
         for v in row.iter_mut() {
             // Below `exp`'s clamp e^x is under f32's smallest normal value: 0, as in flex
             // (masked entries, -1e9, give exactly 0 there too).
@@ -59,7 +44,8 @@ pub(super) fn run<'m, const FUSED: bool>(
             let e = exp::<FUSED>(x);
             *v = if x < EXP_MIN { 0.0 } else { e };
         }
-        let sum = lanes(row, 0.0, |a, b| a + b);
+        // The row's max and sum in lanes ([`lanes`]), so that this loop vectorises.
+        let sum = lanes(row, 0.0, |v| v, |a, b| a + b);
         let inv = 1.0 / sum;
         row.iter_mut().for_each(|v| *v *= inv);
     }

@@ -268,26 +268,25 @@ mod tests {
         if !available() {
             return;
         }
-        let wide = std::is_x86_feature_detected!("avx512f");
+        type Product = unsafe fn(&PackedRows, &PackedWeight, Range<usize>, *mut f32, usize);
+        let mut kernels: Vec<(&str, Product)> = vec![("avx2", product_avx2)];
+        if std::is_x86_feature_detected!("avx512f") {
+            kernels.push(("avx512", product_wide));
+        }
         for (m, k, n) in SHAPES {
             let x = random(m * k, 1 + m as u64);
             let w = random(k * n, 2 + n as u64);
             let want = chain(&x, &w, None, [m, k, n], true);
             let packed = PackedWeight::new(&w, k, n, None);
             let borrowed = PackedWeight::borrowed(Arc::new(w.clone()), k, n, None);
-            for mr in [5, 6, 8, 9, 10, 11, 12] {
+            for mr in [5, MR].into_iter().chain(WIDE_ROWS) {
                 let rows = PackedRows::blocked(&x, m, k, mr);
                 for (weight, cols) in [&packed, &borrowed]
                     .into_iter()
                     .flat_map(|wt| [(wt, 0..n), (wt, NR.min(n)..n)])
                 {
                     let ldo = cols.len();
-                    let mut kernels: Vec<(&str, unsafe fn(_, _, _, _, _))> =
-                        vec![("avx2", product_avx2)];
-                    if wide {
-                        kernels.push(("avx512", product_wide));
-                    }
-                    for (name, run) in kernels {
+                    for &(name, run) in &kernels {
                         let mut out = vec![f32::NAN; m * ldo];
                         // SAFETY: AVX2 and FMA (`available`), AVX-512F where `wide`; `out`
                         // is [m, ldo] with `ldo` the range's width.
