@@ -63,6 +63,11 @@ Commands (repo root):
     Note: with --dead-window 100000 and few steps no latent can be dead, so the AuxK branch is
     not exercised (with batch 4096 and random data every latent fires every step anyway); pass
     --dead-window 0 to time it: then every latent counts as dead and k_aux = aux_k = 512 each step.
+    --kinds also takes topk-sparse: the topk SAE with its decoder as a sparse product
+    (torch.nn.functional.embedding_bag over each row's k kept latents, for x_hat and AuxK's
+    e_hat), as monoscope's CPU trainer does (src/train/sparse.rs). PyTorch's backward of
+    topk still scatters dpre into a dense [B, K] tensor, so its encoder gradient stays a
+    dense GEMM. Its ratio is against monoscope's topk figure.
   python3 scripts/sae_reference.py golden --out DIR [--kind topk|relu] [--steps 3]
     Tiny deterministic run (d 8, K 32, k 4, aux_k 8, batch 16, dead_window 16) that saves
     DIR/<kind>.safetensors: init params, the batches, params after each step and the losses, for
@@ -112,7 +117,7 @@ class StepFn(torch.autograd.Function):
         return None, (-kernel * g).sum(0), None
 
 
-KINDS = ("topk", "relu", "batchtopk", "matryoshka", "jumprelu", "random", "aligned", "groupsparse")
+KINDS = ("topk", "topk-sparse", "relu", "batchtopk", "matryoshka", "jumprelu", "random", "aligned", "groupsparse")
 
 
 class SAE(torch.nn.Module):
@@ -180,7 +185,32 @@ class SAE(torch.nn.Module):
     def decode(self, z):
         return z @ self.W_dec.T + self.b_dec
 
+    def decode_sparse(self, pre, k, mask=None):
+        """sum_j relu(pre[b, j]) W_dec[:, j] over the k largest pre[b, j] (of those not masked)."""
+        if mask is not None:
+            pre = torch.where(mask[None, :], pre, torch.full_like(pre, float("-inf")))
+        vals, idx = pre.topk(k, dim=-1)
+        vals = torch.relu(vals)
+        rows = torch.nn.functional.embedding_bag(idx, self.W_dec.t(), per_sample_weights=vals, mode="sum")
+        return rows, (idx, vals)
+
+    def loss_sparse(self, x):
+        pre = self.pre(x)
+        rows, z = self.decode_sparse(pre, self.k)
+        x_hat = rows + self.b_dec
+        mse = (x_hat - x).pow(2).sum(-1).mean()
+        dead = self.since >= self.dead_window
+        n_dead = int(dead.sum())
+        k_aux = min(self.aux_k, n_dead)
+        aux = mse.new_zeros(())
+        if k_aux:
+            e_hat, _ = self.decode_sparse(pre, k_aux, dead)
+            aux = (e_hat - (x - x_hat).detach()).pow(2).sum(-1).mean()
+        return {"mse": mse, "z": z, "aux": aux, "n_dead": n_dead, "loss": mse + self.aux_coef * aux}
+
     def loss(self, x):
+        if self.kind == "topk-sparse":
+            return self.loss_sparse(x)
         pre = self.pre(x)
         z = self.activate(pre)
         x_hat = self.decode(z)
@@ -237,7 +267,11 @@ class SAE(torch.nn.Module):
             self.W_dec /= self.W_dec.norm(dim=0, keepdim=True).clamp_min(1e-12)
         if self.kind == "jumprelu":
             self.threshold.clamp_(min=0.0)
-        fired = (z > 0).any(0)
+        if isinstance(z, tuple):  # topk-sparse: (indices, values) of the kept entries
+            fired = torch.zeros(self.K, dtype=torch.bool, device=z[0].device)
+            fired[z[0][z[1] > 0]] = True
+        else:
+            fired = (z > 0).any(0)
         self.since += batch
         self.since[fired] = 0
 
@@ -336,7 +370,7 @@ def bench(a):
         line = (f"| {r['kind']} | {r['samples_per_s']:.0f} | {r['ms_per_step']:.1f} | {r['ms_per_step_min']:.1f} "
                 f"| {r['final_loss']:.4f} | {r['n_dead_last']} |")
         if mono:
-            m = mono.get(r["kind"])
+            m = mono.get(r["kind"].removesuffix("-sparse"))
             line += f" {m:.0f} | {m / r['samples_per_s']:.2f} |" if m else " - | - |"
             if m:
                 r["monoscope_samples_per_s"] = m

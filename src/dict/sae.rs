@@ -77,6 +77,11 @@ impl Sae {
         self
     }
 
+    /// Whether `b_dec` is subtracted from inputs before encoding.
+    pub fn centers_input(&self) -> bool {
+        self.center_input
+    }
+
     /// The activation.
     pub fn activation(&self) -> SaeActivation {
         self.act

@@ -14,7 +14,12 @@ use super::dict::TrainConfig;
 
 /// Advances each latent's samples-since-firing counter by a batch (reset when it fired);
 /// returns which latents are now dead (silent for at least `window` samples).
-fn mark_dead(since_fired: &mut [u64], fired: &[bool], batch: u64, window: u64) -> Vec<bool> {
+pub(super) fn mark_dead(
+    since_fired: &mut [u64],
+    fired: &[bool],
+    batch: u64,
+    window: u64,
+) -> Vec<bool> {
     since_fired
         .iter_mut()
         .zip(fired)

@@ -2,9 +2,9 @@
 //! of a module, with moments keyed by module path so they can be checkpointed with the
 //! weights and restored exactly (native training only).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
@@ -40,6 +40,22 @@ impl Adam {
 
     /// One update of every parameter that has a gradient; `t` counts steps from 1.
     pub fn step<M: Module>(&mut self, module: M, grads: &Gradients, lr: f64, t: i32) -> M {
+        self.step_from(module, Grads::Autodiff(grads), lr, t)
+    }
+
+    /// [`Adam::step`] with gradients computed without autodiff: flattened (row-major), on
+    /// the plain device, keyed by parameter; parameters without one are left as they are.
+    pub fn step_with<M: Module>(
+        &mut self,
+        module: M,
+        grads: &HashMap<ParamId, Tensor<1>>,
+        lr: f64,
+        t: i32,
+    ) -> M {
+        self.step_from(module, Grads::Host(grads), lr, t)
+    }
+
+    fn step_from<M: Module>(&mut self, module: M, grads: Grads<'_>, lr: f64, t: i32) -> M {
         let mut mapper = Step {
             adam: self,
             grads,
@@ -86,9 +102,15 @@ impl Adam {
     }
 }
 
+/// Where a step's gradients come from.
+enum Grads<'a> {
+    Autodiff(&'a Gradients),
+    Host(&'a HashMap<ParamId, Tensor<1>>),
+}
+
 struct Step<'a> {
     adam: &'a mut Adam,
-    grads: &'a Gradients,
+    grads: Grads<'a>,
     at: ModulePath,
     lr: f64,
     t: i32,
@@ -105,13 +127,16 @@ impl ModuleMapper for Step<'_> {
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let (id, tensor, mapper) = param.consume();
-        let Some(grad) = tensor.grad(self.grads) else {
-            return Param::from_mapped_value(id, tensor, mapper);
-        };
         let dims = tensor.dims();
         let n: usize = dims.iter().product();
+        let grad = match &self.grads {
+            Grads::Autodiff(g) => tensor.grad(g).map(|g| g.reshape([n])),
+            Grads::Host(g) => g.get(&id).cloned(),
+        };
+        let Some(g) = grad else {
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
         let mut w = tensor.inner().reshape([n]);
-        let g = grad.reshape([n]);
         let key = self.at.path();
         let (m, v) = match self.adam.moments.remove(&key) {
             Some(mv) => mv,
