@@ -1,6 +1,6 @@
 //! Shared plumbing under every other layer: host read-back of tensors and host-side
 //! vector maths ([`host`]), the seeded sampler ([`rng`]), paired embeddings and the one
-//! centring rule ([`pairs`]), crash-safe file writes ([`fs`], native only), the CPU engines
+//! centring rule ([`pairs`]), host loops over the cores ([`par`]), crash-safe file writes ([`fs`], native only), the CPU engines
 //! ([`engines`]) and the host GEMM with weights packed once ([`gemm`]). It depends on nothing
 //! in the crate but [`crate::error`].
 
@@ -11,6 +11,7 @@ pub mod fs;
 pub mod gemm;
 pub mod host;
 pub mod pairs;
+pub mod par;
 pub mod rng;
 
 pub use pairs::{Modality, ModalityMeans, Pairs};

@@ -174,35 +174,20 @@ pub fn kth_largest(pre: &Tensor<2>, k: usize) -> Tensor<2> {
 
 /// k-th largest of each row of a row-major [n, cols] buffer (NaN sorts lowest).
 fn select_rows(v: &[f32], cols: usize, k: usize) -> Vec<f32> {
-    let block = |src: &[f32], dst: &mut [f32]| {
-        let mut scratch = vec![0f32; cols];
-        for (row, d) in src.chunks(cols).zip(dst.iter_mut()) {
-            scratch.copy_from_slice(row);
-            let key = |x: &f32| if x.is_nan() { f32::NEG_INFINITY } else { *x };
-            let (_, kth, _) =
-                scratch.select_nth_unstable_by(k - 1, |a, b| key(b).total_cmp(&key(a)));
-            *d = *kth;
-        }
-    };
     let rows = v.len() / cols.max(1);
-    let mut out = vec![0f32; rows];
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |t| t.get())
-            .min(rows.max(1));
-        if threads > 1 && rows >= 64 {
-            let per = rows.div_ceil(threads);
-            std::thread::scope(|s| {
-                for (src, dst) in v.chunks(per * cols).zip(out.chunks_mut(per)) {
-                    s.spawn(move || block(src, dst));
-                }
-            });
-            return out;
-        }
-    }
-    block(v, &mut out);
-    out
+    crate::base::par::par_map(rows, |range| {
+        let mut scratch = vec![0f32; cols];
+        let key = |x: &f32| if x.is_nan() { f32::NEG_INFINITY } else { *x };
+        range
+            .map(|r| {
+                scratch.copy_from_slice(&v[r * cols..(r + 1) * cols]);
+                let (_, kth, _) =
+                    scratch.select_nth_unstable_by(k - 1, |a, b| key(b).total_cmp(&key(a)));
+                *kth
+            })
+            .collect::<Vec<f32>>()
+    })
+    .concat()
 }
 
 #[cfg(test)]

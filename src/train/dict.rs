@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use super::align::{ALIGN_PAIRS, Alignment, align_split};
 pub use super::losses::TOPK_THRESHOLD_LR;
 use super::losses::{Side, after_step, sae_loss};
-use super::optim::{Adam, checked_loss};
+use super::optim::{Adam, checked_loss, finite_loss};
 use super::sparse;
 use crate::analysis::metrics::{Evaluation, Quality, quality};
 use crate::base::Modality;
@@ -350,12 +350,7 @@ impl Trainer {
             aux += weight as f64 * side_aux;
             grads.extend(step.grads);
         }
-        if !loss.is_finite() {
-            return Err(Error::Invalid(format!(
-                "training diverged at step {} (loss {loss})",
-                self.state.step
-            )));
-        }
+        let loss = finite_loss(loss, self.state.step)?;
         Ok(self.update(loss, aux, |adam, dict, lr, t| {
             adam.step_with(dict, &grads, lr, t)
         }))

@@ -1,13 +1,12 @@
 //! Host-side building blocks of the hand-written training step ([`super::sparse`]): the
-//! packed GEMM over rows, dot products and the scoped threads they run on. Every output value is computed by one call in an order
-//! fixed by the data alone, so results do not depend on the thread count.
-
-use std::ops::Range;
+//! packed GEMM over rows and dot products. Every output value is computed by one call in an
+//! order fixed by the data alone, so results do not depend on the thread count.
 
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::base::gemm::{self, Activation, ColumnWriter, PackedRows, PackedWeight};
 use crate::base::host::host_vec;
+use crate::base::par::par_map;
 use crate::error::Result;
 
 /// a w + b. [m, k] x [k, n] (+ [n]) -> [m, n]
@@ -83,64 +82,4 @@ fn dot_any(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
-}
-
-/// Fewest items a thread takes (below that a thread's start costs more than it saves).
-const MIN_PER_THREAD: usize = 64;
-
-/// `f` over consecutive ranges covering `0..len`, one per core natively (scoped threads),
-/// one in wasm; results in order.
-pub(super) fn par_map<T: Send>(len: usize, f: impl Fn(Range<usize>) -> T + Sync) -> Vec<T> {
-    let threads = threads(len);
-    #[cfg(not(target_arch = "wasm32"))]
-    if threads > 1 {
-        let (f, per) = (&f, len.div_ceil(threads));
-        return std::thread::scope(|s| {
-            let handles: Vec<_> = (0..len)
-                .step_by(per)
-                .map(|a| s.spawn(move || f(a..(a + per).min(len))))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect()
-        });
-    }
-    let _ = threads;
-    vec![f(0..len)]
-}
-
-/// `f(row, values)` for every row of `out` (rows of `width` values), rows shared out over
-/// the cores.
-pub(super) fn par_rows(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    let rows = out.len() / width.max(1);
-    let threads = threads(rows);
-    let run = |first: usize, chunk: &mut [f32]| {
-        for (i, row) in chunk.chunks_mut(width).enumerate() {
-            f(first + i, row);
-        }
-    };
-    #[cfg(not(target_arch = "wasm32"))]
-    if threads > 1 {
-        let (run, per) = (&run, rows.div_ceil(threads));
-        std::thread::scope(|s| {
-            for (c, chunk) in out.chunks_mut(per * width).enumerate() {
-                s.spawn(move || run(c * per, chunk));
-            }
-        });
-        return;
-    }
-    let _ = threads;
-    run(0, out)
-}
-
-/// Threads for `len` items: the cores, fewer for small jobs, one in wasm.
-fn threads(len: usize) -> usize {
-    if cfg!(target_arch = "wasm32") {
-        return 1;
-    }
-    std::thread::available_parallelism()
-        .map_or(1, |t| t.get())
-        .min(len / MIN_PER_THREAD)
-        .max(1)
 }

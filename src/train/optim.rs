@@ -158,7 +158,11 @@ impl ModuleMapper for Step<'_> {
 
 /// Reads a training loss back and refuses a non-finite one (the run diverged).
 pub fn checked_loss(loss: &Tensor<1>, step: usize) -> Result<f64> {
-    let value = scalar(loss.clone())?;
+    finite_loss(scalar(loss.clone())?, step)
+}
+
+/// `value`, unless it is not finite: then the error that says the run diverged at `step`.
+pub fn finite_loss(value: f64, step: usize) -> Result<f64> {
     if !value.is_finite() {
         return Err(Error::Invalid(format!(
             "training diverged at step {step} (loss {value})"

@@ -31,9 +31,10 @@ use burn::module::ParamId;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::dict::TrainConfig;
-use super::host::{dot, par_map, par_rows, product};
+use super::host::{dot, product};
 use super::losses::mark_dead;
 use crate::base::host::host_vec;
+use crate::base::par::{par_map, par_rows};
 use crate::dict::{DictConfig, DictKind, Sae};
 use crate::error::{Error, Result};
 
