@@ -1,5 +1,5 @@
-//! The sparse training step (`train::sparse`, TopK and split kinds) against the autodiff
-//! step it replaces.
+//! The hand-written training steps (`train::sparse`: TopK, random and split kinds; `train::relu`:
+//! the ReLU kind) against the autodiff step they replace.
 
 mod common;
 
@@ -35,22 +35,28 @@ fn weights(t: &Trainer) -> Vec<(&'static str, Vec<f32>)> {
 const WEIGHT_TOL: f32 = 2e-5;
 
 #[test]
-fn sparse_topk_and_split_steps_equal_the_autodiff_step() {
+fn hand_written_topk_split_and_relu_steps_equal_the_autodiff_step() {
     // 256 rows and 192 latents: the host loops run on more than one thread (64 items each
     // at least). A dead window of one batch makes AuxK run from the first step, over the
     // latents no row kept.
     let (d, features) = (24, 192);
     let world = planted(d, 8, 400, 3);
     let device = Device::flex();
-    // A split dictionary's SAEs see 128 rows each: a window of 128 samples.
-    for (kind, k, aux_k, dead_window) in [
-        (DictKind::Topk, 5, 8, 1_000_000),
-        (DictKind::Topk, 4, 16, 256),
-        (DictKind::Topk, 6, 512, 256),
-        (DictKind::Split, 4, 16, 128),
+    // A split dictionary's SAEs see 128 rows each: a window of 128 samples. ReLU's auxiliary
+    // term is its L1 penalty, always there; its inputs are centred or not.
+    for (kind, k, aux_k, dead_window, center) in [
+        (DictKind::Topk, 5, 8, 1_000_000, true),
+        (DictKind::Topk, 4, 16, 256, true),
+        (DictKind::Topk, 6, 512, 256, true),
+        (DictKind::Split, 4, 16, 128, true),
+        (DictKind::Random, 4, 16, 256, true),
+        (DictKind::Relu, 0, 0, 1_000_000, true),
+        (DictKind::Relu, 0, 0, 1_000_000, false),
     ] {
+        // ReLU's default λ_1 moves weights by less than lr; a larger one checks its terms.
         let dict = DictConfig {
             k,
+            l1: if kind == DictKind::Relu { 0.3 } else { 0.0 },
             ..DictConfig::new(kind, d).with_features(features)
         };
         let train = TrainConfig {
@@ -66,6 +72,9 @@ fn sparse_topk_and_split_steps_equal_the_autodiff_step() {
         assert!(sparse.is_hand_written() && !dense.is_hand_written());
         // Tests run on parallel threads and share the device's seeded generator: one
         // initial draw for both.
+        if let Dictionary::Sae(sae) = &sparse.dict {
+            sparse.dict = Dictionary::Sae(sae.clone().with_center_input(center));
+        }
         dense.dict = sparse.dict.clone();
         let mut aux_seen = false;
         for step in 0..6 {
@@ -98,45 +107,48 @@ fn sparse_topk_and_split_steps_equal_the_autodiff_step() {
         }
         assert_eq!(
             aux_seen,
-            dead_window < 1_000_000,
-            "{kind:?}, k {k}: AuxK ran only with a short dead window"
+            dead_window < 1_000_000 || kind == DictKind::Relu,
+            "{kind:?}, k {k}: AuxK ran only with a short dead window, L1 always"
         );
     }
 }
 
 #[test]
-fn sparse_steps_repeat_bit_for_bit() {
+fn hand_written_steps_repeat_bit_for_bit() {
     let world = planted(16, 4, 300, 5);
     let device = Device::flex();
-    let dict = DictConfig {
-        k: 3,
-        ..DictConfig::new(DictKind::Topk, 16).with_features(160)
-    };
-    let train = TrainConfig {
-        steps: 4,
-        batch: 200,
-        dead_window: 200,
-        ..TrainConfig::default()
-    };
-    // Tests run on parallel threads and share the device's seeded generator, so the
-    // initial weights are drawn once.
-    let init = Trainer::new(dict.clone(), train.clone(), &device)
-        .unwrap()
-        .dict;
-    let run = || {
-        let mut t = Trainer::new(dict.clone(), train.clone(), &device).unwrap();
-        t.dict = init.clone();
-        let losses: Vec<u64> = (0..4)
-            .map(|_| t.step(&world.pairs).unwrap().loss.to_bits())
-            .collect();
-        (losses, weights(&t))
-    };
-    let (first, second) = (run(), run());
-    assert_eq!(first.0, second.0);
-    for ((name, x), (_, y)) in first.1.iter().zip(&second.1) {
-        assert!(
-            x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()),
-            "{name} differs between two runs"
-        );
+    for kind in [DictKind::Topk, DictKind::Relu] {
+        let dict = DictConfig {
+            k: 3,
+            ..DictConfig::new(kind, 16).with_features(160)
+        };
+        let train = TrainConfig {
+            steps: 4,
+            batch: 200,
+            dead_window: 200,
+            ..TrainConfig::default()
+        };
+        // Tests run on parallel threads and share the device's seeded generator, so the
+        // initial weights are drawn once.
+        let init = Trainer::new(dict.clone(), train.clone(), &device)
+            .unwrap()
+            .dict;
+        let run = || {
+            let mut t = Trainer::new(dict.clone(), train.clone(), &device).unwrap();
+            assert!(t.is_hand_written());
+            t.dict = init.clone();
+            let losses: Vec<u64> = (0..4)
+                .map(|_| t.step(&world.pairs).unwrap().loss.to_bits())
+                .collect();
+            (losses, weights(&t))
+        };
+        let (first, second) = (run(), run());
+        assert_eq!(first.0, second.0, "{kind:?}");
+        for ((name, x), (_, y)) in first.1.iter().zip(&second.1) {
+            assert!(
+                x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()),
+                "{kind:?}: {name} differs between two runs"
+            );
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Shared plumbing under every other layer: host read-back of tensors and host-side
 //! vector maths ([`host`]), the seeded sampler ([`rng`]), paired embeddings and the one
-//! centring rule ([`pairs`]), host loops over the cores ([`par`]), crash-safe file writes ([`fs`], native only), the CPU engines
+//! centring rule ([`pairs`]), host loops over the cores ([`par`]), the k-th largest of a row ([`select`]), crash-safe file writes ([`fs`], native only), the CPU engines
 //! ([`engines`]) and the host GEMM with weights packed once ([`gemm`]). It depends on nothing
 //! in the crate but [`crate::error`].
 
@@ -13,6 +13,7 @@ pub mod host;
 pub mod pairs;
 pub mod par;
 pub mod rng;
+pub mod select;
 
 pub use pairs::{Modality, ModalityMeans, Pairs};
 pub use rng::SplitMix;

@@ -32,22 +32,39 @@ pub fn par_map<T: Send>(len: usize, f: impl Fn(Range<usize>) -> T + Sync) -> Vec
 /// `f(row, values)` for every row of `out` (rows of `width` values), rows shared out over
 /// the cores.
 pub fn par_rows(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    let rows = out.len() / width.max(1);
+    par_rows_map(out, width, f);
+}
+
+/// [`par_rows`] whose calls return a value: the results, one per row, in order.
+pub fn par_rows_map<T: Send>(
+    out: &mut [f32],
+    width: usize,
+    f: impl Fn(usize, &mut [f32]) -> T + Sync,
+) -> Vec<T> {
+    // A last, shorter row counts as a row.
+    let rows = out.len().div_ceil(width.max(1));
     let threads = threads(rows);
-    let run = |first: usize, chunk: &mut [f32]| {
-        for (i, row) in chunk.chunks_mut(width).enumerate() {
-            f(first + i, row);
-        }
+    let run = |first: usize, chunk: &mut [f32]| -> Vec<T> {
+        chunk
+            .chunks_mut(width.max(1))
+            .enumerate()
+            .map(|(i, row)| f(first + i, row))
+            .collect()
     };
     #[cfg(not(target_arch = "wasm32"))]
     if threads > 1 {
         let (run, per) = (&run, rows.div_ceil(threads));
-        std::thread::scope(|s| {
-            for (c, chunk) in out.chunks_mut(per * width).enumerate() {
-                s.spawn(move || run(c * per, chunk));
-            }
+        return std::thread::scope(|s| {
+            let handles: Vec<_> = out
+                .chunks_mut(per * width)
+                .enumerate()
+                .map(|(c, chunk)| s.spawn(move || run(c * per, chunk)))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
         });
-        return;
     }
     let _ = threads;
     run(0, out)

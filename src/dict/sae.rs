@@ -176,15 +176,9 @@ pub fn kth_largest(pre: &Tensor<2>, k: usize) -> Tensor<2> {
 fn select_rows(v: &[f32], cols: usize, k: usize) -> Vec<f32> {
     let rows = v.len() / cols.max(1);
     crate::base::par::par_map(rows, |range| {
-        let mut scratch = vec![0f32; cols];
-        let key = |x: &f32| if x.is_nan() { f32::NEG_INFINITY } else { *x };
+        let mut work = Vec::new();
         range
-            .map(|r| {
-                scratch.copy_from_slice(&v[r * cols..(r + 1) * cols]);
-                let (_, kth, _) =
-                    scratch.select_nth_unstable_by(k - 1, |a, b| key(b).total_cmp(&key(a)));
-                *kth
-            })
+            .map(|r| crate::base::select::kth_largest(&v[r * cols..(r + 1) * cols], k, &mut work))
             .collect::<Vec<f32>>()
     })
     .concat()

@@ -1,6 +1,7 @@
 //! Native training of dictionaries with burn autodiff (SPEC §1); on the CPU backend the
 //! TopK and split kinds take the same step with hand-written gradients and a sparse decoder
-//! instead (`super::sparse`, 2-3x faster).
+//! instead (`super::sparse`, 2-3x faster), and the ReLU kind with hand-written gradients and
+//! fused element-wise passes (`super::relu`).
 //!
 //! - TopK SAE: loss = ||x - x_hat||^2 + aux_coef * AuxK, where AuxK (Gao et al. 2024,
 //!   "Scaling and evaluating sparse autoencoders", §A.2) reconstructs the residual
@@ -23,7 +24,7 @@ pub use super::align::{ALIGN_PAIRS, Alignment, align_split};
 pub use super::losses::TOPK_THRESHOLD_LR;
 use super::losses::{Side, after_step, sae_loss};
 use super::optim::{Adam, checked_loss, finite_loss};
-use super::sparse;
+use super::{relu, sparse};
 use crate::analysis::metrics::{Evaluation, Quality, quality};
 use crate::base::Modality;
 use crate::base::host::{host_vec, scalar};
@@ -122,8 +123,8 @@ pub struct Trainer {
     /// Counters.
     pub state: TrainerState,
     device: Device,
-    /// Whether steps are hand-written instead of autodiff's: [`sparse::topk_step`] (see
-    /// [`sparse::applies`]).
+    /// Whether steps are hand-written instead of autodiff's: [`sparse::topk_step`] or
+    /// [`relu::relu_step`] (see [`sparse::applies`]).
     hand_written: bool,
 }
 
@@ -172,7 +173,7 @@ impl Trainer {
         self
     }
 
-    /// Whether steps are hand-written ([`sparse::topk_step`]).
+    /// Whether steps are hand-written ([`sparse::topk_step`], [`relu::relu_step`]).
     pub fn is_hand_written(&self) -> bool {
         self.hand_written
     }
@@ -296,7 +297,8 @@ impl Trainer {
         }))
     }
 
-    /// [`Trainer::step`] through [`sparse::topk_step`]: the same batch draws as the autodiff
+    /// [`Trainer::step`] through [`sparse::topk_step`] or [`relu::relu_step`] (by kind): the
+    /// same batch draws as the autodiff
     /// path (TopK is not a paired kind; a split dictionary's SAEs each take their
     /// modality's rows, and their mean loss halves each one's gradients).
     fn hand_step(&mut self, data: &Pairs) -> Result<StepStats> {
@@ -336,15 +338,19 @@ impl Trainer {
         let (mut loss, mut aux) = (0.0, 0.0);
         let mut grads = std::collections::HashMap::new();
         for (sae, x, latents, weight) in sides {
-            let step = sparse::topk_step(
-                sae,
-                &self.dict_config,
-                &self.config,
-                &mut self.state.since_fired[latents],
-                &x,
-                weight,
-                &device,
-            )?;
+            let step = if self.dict_config.kind == DictKind::Relu {
+                relu::relu_step(sae, &self.dict_config, &x, weight, &device)?
+            } else {
+                sparse::topk_step(
+                    sae,
+                    &self.dict_config,
+                    &self.config,
+                    &mut self.state.since_fired[latents],
+                    &x,
+                    weight,
+                    &device,
+                )?
+            };
             let side_aux = step.aux.unwrap_or(0.0);
             loss += weight as f64 * (step.mse + side_aux);
             aux += weight as f64 * side_aux;

@@ -83,3 +83,87 @@ fn dot_any(a: &[f32], b: &[f32]) -> f32 {
     }
     acc.iter().sum::<f32>() + tail
 }
+
+/// A matrix operand on the host: element (i, j) at `data[i * rs + j * cs]`, so a transpose
+/// is the same buffer with the strides swapped.
+#[derive(Clone, Copy)]
+pub(super) struct View<'a> {
+    /// The values.
+    pub data: &'a [f32],
+    /// Row stride.
+    pub rs: usize,
+    /// Column stride.
+    pub cs: usize,
+}
+
+impl<'a> View<'a> {
+    /// A row-major [.., cols] matrix.
+    pub fn rows(data: &'a [f32], cols: usize) -> Self {
+        View {
+            data,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose of a row-major [.., cols] matrix.
+    pub fn transposed(data: &'a [f32], cols: usize) -> Self {
+        View {
+            data,
+            rs: 1,
+            cs: cols,
+        }
+    }
+
+    /// Panics unless an [r, c] matrix fits in `data` (what makes the raw pointers below
+    /// safe to read).
+    fn check(&self, r: usize, c: usize) {
+        if r > 0 && c > 0 {
+            let last = (r - 1) * self.rs + (c - 1) * self.cs;
+            assert!(last < self.data.len(), "a [{r}, {c}] view past its buffer");
+        }
+    }
+}
+
+/// `lhs rhs`: [m, k] x [k, n] -> [m, n] row-major, on gemm's kernels (the crate burn-flex's
+/// GEMM calls, with its runtime choice of AVX-512 / AVX2 / SIMD128 kernels), which read
+/// strided operands in place. Shared over the cores natively; gemm splits the output, never
+/// the inner dimension, so each value is summed in the same order on any thread count.
+pub(super) fn matmul(m: usize, k: usize, n: usize, lhs: View<'_>, rhs: View<'_>) -> Vec<f32> {
+    lhs.check(m, k);
+    rhs.check(k, n);
+    let mut out = vec![0f32; m * n];
+    if m == 0 || n == 0 {
+        return out;
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    let parallelism = ::gemm::Parallelism::Rayon(0);
+    #[cfg(target_arch = "wasm32")]
+    let parallelism = ::gemm::Parallelism::None;
+    // SAFETY: `check` bounds every operand read; `out` holds [m, n] row-major; beta = 1 and
+    // read_dst = false, so out = lhs rhs.
+    unsafe {
+        ::gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+    out
+}

@@ -18,6 +18,9 @@
 //! - dW_dec[j] = Σ_b z_bj dx̂_b + Σ_b zaux_bj dê_b; dW_enc[:, j] = Σ_b dpre_bj (x_b - b_dec);
 //!   db_enc = Σ_b dpre_b; db_dec = Σ_b dx̂_b - W_enc Σ_b dpre_b (the centring's share).
 //!
+//! The random baseline (a TopK SAE whose decoder stays at its initialisation) takes the same
+//! step without dW_dec.
+//!
 //! These are the gradients autodiff computes for `losses::sae_loss` (ties at the k-th value
 //! kept, as `keep_top_k` does), in another summation order; `tests/train_sparse.rs` runs
 //! both paths side by side (`scripts/sae_reference.py bench --kinds topk-sparse` is the same
@@ -35,30 +38,35 @@ use super::host::{dot, product};
 use super::losses::mark_dead;
 use crate::base::host::host_vec;
 use crate::base::par::{par_map, par_rows};
+use crate::base::select::kth_largest;
 use crate::dict::{DictConfig, DictKind, Sae};
 use crate::error::{Error, Result};
 
-/// The environment variable that turns the sparse step off (`MONOSCOPE_TRAIN=dense`): TopK
-/// dictionaries then train through autodiff like every other kind, for A/B measurements.
+/// The environment variable that turns the hand-written steps off (`MONOSCOPE_TRAIN=dense`):
+/// TopK, split and ReLU dictionaries then train through autodiff like every other kind, for
+/// A/B measurements.
 pub const TRAIN_ENV: &str = "MONOSCOPE_TRAIN";
 
-/// Whether a `kind` dictionary trains with [`topk_step`] on `device` (an autodiff device):
-/// the TopK and split kinds (a split dictionary is two TopK SAEs) on the CPU backend,
+/// Whether a `kind` dictionary trains with hand-written gradients on `device` (an autodiff
+/// device): the TopK, random (TopK with a frozen decoder) and split (two TopK SAEs) kinds
+/// with [`topk_step`] and the ReLU kind with [`super::relu::relu_step`], on the CPU backend,
 /// unless [`TRAIN_ENV`] is `dense`. Other devices keep autodiff, which stays on the device
 /// (the host round trip would cost a GPU more than the dense products).
 pub fn applies(kind: DictKind, device: &Device) -> bool {
-    matches!(kind, DictKind::Topk | DictKind::Split)
-        && device.clone().inner() == Device::flex()
+    matches!(
+        kind,
+        DictKind::Topk | DictKind::Random | DictKind::Split | DictKind::Relu
+    ) && device.clone().inner() == Device::flex()
         && std::env::var(TRAIN_ENV).map_or(true, |v| v != "dense")
 }
 
-/// What one sparse step returns: the MSE and the AuxK term (neither multiplied by the step's
-/// `weight`), and every parameter's gradient of `weight` x (MSE + AuxK term), flattened,
-/// keyed by parameter.
+/// What one hand-written step returns: the MSE and the auxiliary term (AuxK, or ReLU's L1;
+/// neither multiplied by the step's `weight`), and every parameter's gradient of `weight` x
+/// (MSE + auxiliary term), flattened, keyed by parameter.
 pub struct Step {
     /// Mean squared reconstruction error.
     pub mse: f64,
-    /// `aux_coef` x AuxK; `None` without dead latents.
+    /// `aux_coef` x AuxK (`None` without dead latents), or λ_1 x L1 (ReLU).
     pub aux: Option<f64>,
     /// d(weight (mse + aux))/dθ, flattened row-major, on the plain device.
     pub grads: HashMap<ParamId, Tensor<1>>,
@@ -218,7 +226,9 @@ pub fn topk_step(
             (cols, val, dp, *up)
         })
         .collect();
-    let mut g_dec = vec![0f32; features * d];
+    // The random baseline's decoder stays at its initialisation: no gradient.
+    let frozen = dict.kind == DictKind::Random;
+    let mut g_dec = vec![0f32; if frozen { 0 } else { features * d }];
     let mut g_enc_t = vec![0f32; features * d];
     let mut g_b_enc = vec![0f32; features];
     par_rows(&mut g_b_enc, 1, |j, g| {
@@ -259,7 +269,9 @@ pub fn topk_step(
     let mut grads = HashMap::new();
     grads.insert(sae.w_enc.id, g_enc);
     grads.insert(sae.b_enc.id, flat(g_b_enc));
-    grads.insert(sae.w_dec.id, flat(g_dec));
+    if !frozen {
+        grads.insert(sae.w_dec.id, flat(g_dec));
+    }
     grads.insert(sae.b_dec.id, flat(g_b_dec));
     Ok(Step { mse, aux, grads })
 }
@@ -298,50 +310,6 @@ fn keep_largest(pre: &[f32], cols: usize, among: &[u32], k: usize) -> Sparse {
         }
         part
     }))
-}
-
-/// Values per group in [`kth_largest`]'s first pass.
-const GROUP: usize = 64;
-
-/// The k-th largest of `values` (finite; k in 1..=len) in the total order of `f32`.
-///
-/// With at least k groups of [`GROUP`] values, the k-th largest group maximum is a lower
-/// bound: the k largest maxima are k values at or above it. So only the values at or above
-/// it (a few times k, where all the values of a row were copied and selected over) are
-/// selected over: the selection was 15% of a TopK step at K 4096, k 32.
-fn kth_largest(values: &[f32], k: usize, work: &mut Vec<f32>) -> f32 {
-    let descending = |a: &f32, b: &f32| b.total_cmp(a);
-    work.clear();
-    if values.len().div_ceil(GROUP) >= k {
-        work.extend(values.chunks(GROUP).map(group_max));
-        let (_, &mut lower, _) = work.select_nth_unstable_by(k - 1, descending);
-        work.clear();
-        work.extend(values.iter().copied().filter(|&v| v >= lower));
-    } else {
-        work.extend_from_slice(values);
-    }
-    let (_, &mut kth, _) = work.select_nth_unstable_by(k - 1, descending);
-    kth
-}
-
-/// Lanes of [`group_max`]: independent maxima the compiler keeps in one vector.
-const MAX_LANES: usize = 8;
-
-/// The largest of `group` (finite values; which of two equal zeros is unspecified).
-fn group_max(group: &[f32]) -> f32 {
-    let larger = |m: f32, v: f32| if v > m { v } else { m };
-    let mut acc = [f32::NEG_INFINITY; MAX_LANES];
-    let chunks = group.chunks_exact(MAX_LANES);
-    let tail = chunks
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &v| larger(m, v));
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a = larger(*a, v);
-        }
-    }
-    acc.into_iter().fold(tail, larger)
 }
 
 /// Σ_j s_bj w[j] for every row b. [n, d]
@@ -443,44 +411,5 @@ fn gather_any(out: &mut [f32], rows: &[u32], w: &[f32], table: &[f32], d: usize)
             *o += x;
         }
         c += width;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kth_largest_equals_a_full_selection() {
-        let mut rng = crate::base::SplitMix(11);
-        let mut work = Vec::new();
-        for (len, k) in [
-            (4096, 32),
-            (4096, 64),
-            (4096, 65),
-            (300, 5),
-            (64, 1),
-            (7, 7),
-            (1000, 512),
-        ] {
-            for round in 0..20 {
-                // Rounded values: ties; signed zeros in every other round.
-                let values: Vec<f32> = (0..len)
-                    .map(|_| {
-                        let v = ((rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 16.0;
-                        let v = v.round();
-                        if round % 2 == 1 && v == 0.0 { -0.0 } else { v }
-                    })
-                    .collect();
-                let mut all = values.clone();
-                let (_, &mut want, _) = all.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
-                let got = kth_largest(&values, k, &mut work);
-                assert_eq!(
-                    got.to_bits(),
-                    want.to_bits(),
-                    "len {len} k {k} round {round}"
-                );
-            }
-        }
     }
 }
