@@ -305,7 +305,12 @@ impl Trainer {
         let (batch, d) = (self.config.batch, data.d);
         let half = batch / 2;
         let idx_i = sample(&mut self.state.rng, data.n, half);
-        let idx_t = sample(&mut self.state.rng, data.n, batch - half);
+        // Paired kinds compare the two codes of a pair: the texts of the same pairs.
+        let idx_t = if self.dict_config.kind.paired() {
+            idx_i.clone()
+        } else {
+            sample(&mut self.state.rng, data.n, batch - half)
+        };
         let gather = |src: &[f32], idx: &[usize], x: &mut Vec<f32>| {
             for &i in idx {
                 x.extend_from_slice(&src[i * d..(i + 1) * d]);

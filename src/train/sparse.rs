@@ -19,7 +19,8 @@
 //!   db_enc = Σ_b dpre_b; db_dec = Σ_b dx̂_b - W_enc Σ_b dpre_b (the centring's share).
 //!
 //! The random baseline (a TopK SAE whose decoder stays at its initialisation) takes the same
-//! step without dW_dec.
+//! step without dW_dec; the aligned kind adds its pair term's gradient at the kept entries
+//! ([`align_term`]).
 //!
 //! These are the gradients autodiff computes for `losses::sae_loss` (ties at the k-th value
 //! kept, as `keep_top_k` does), in another summation order; `tests/train_sparse.rs` runs
@@ -48,14 +49,15 @@ use crate::error::{Error, Result};
 pub const TRAIN_ENV: &str = "MONOSCOPE_TRAIN";
 
 /// Whether a `kind` dictionary trains with hand-written gradients on `device` (an autodiff
-/// device): the TopK, random (TopK with a frozen decoder) and split (two TopK SAEs) kinds
-/// with [`topk_step`] and the ReLU kind with [`super::relu::relu_step`], on the CPU backend,
+/// device): the TopK, random (TopK with a frozen decoder), aligned (TopK with a pair term)
+/// and split (two TopK SAEs) kinds with [`topk_step`] and the ReLU kind with
+/// [`super::relu::relu_step`], on the CPU backend,
 /// unless [`TRAIN_ENV`] is `dense`. Other devices keep autodiff, which stays on the device
 /// (the host round trip would cost a GPU more than the dense products).
 pub fn applies(kind: DictKind, device: &Device) -> bool {
     matches!(
         kind,
-        DictKind::Topk | DictKind::Random | DictKind::Split | DictKind::Relu
+        DictKind::Topk | DictKind::Random | DictKind::Aligned | DictKind::Split | DictKind::Relu
     ) && device.clone().inner() == Device::flex()
         && std::env::var(TRAIN_ENV).map_or(true, |v| v != "dense")
 }
@@ -207,7 +209,9 @@ pub fn topk_step(
     };
 
     // dpre at the stored entries of both sets.
-    let dpre = rows_dot(&z, &dx_hat, &w_dec, d);
+    let mut dpre = rows_dot(&z, &dx_hat, &w_dec, d);
+    let pair = (dict.kind == DictKind::Aligned && dict.align > 0.0)
+        .then(|| align_term(&z, dict.align * d as f64, weight, &mut dpre));
     let dpre_aux = if aux.is_some() {
         rows_dot(&aux_z, &de_hat, &w_dec, d)
     } else {
@@ -273,8 +277,75 @@ pub fn topk_step(
         grads.insert(sae.w_dec.id, flat(g_dec));
     }
     grads.insert(sae.b_dec.id, flat(g_b_dec));
+    let aux = match (aux, pair) {
+        (Some(a), Some(p)) => Some(a + p),
+        (a, p) => a.or(p),
+    };
     Ok(Step { mse, aux, grads })
 }
+
+/// The `aligned` kind's pair term (`losses::sae_loss`): rows b and h + b of `z` are a pair's
+/// image and text codes; each code's largest entries (every entry equal to its maximum)
+/// are dropped from both, and the term is -β d · mean_b cos(a_b, t_b) over what is left,
+/// norms clamped at [`COS_NORM_MIN`]. Returns its value and adds `weight` x its gradient to
+/// `dpre` (row layout; the kept entries are the ones TopK passes gradients through):
+/// ∂cos/∂a_j = t_j / (|a| |t|) - cos · a_j / |a|² (the second part absent where the clamp
+/// holds |a|).
+fn align_term(z: &Sparse, beta_d: f64, weight: f32, dpre: &mut [f32]) -> f64 {
+    let h = z.rows() / 2;
+    let scale = (-beta_d * weight as f64 / h.max(1) as f64) as f32;
+    let mut total = 0f64;
+    for b in 0..h {
+        let (rows, (ia, va), (it, vt)) = ([b, h + b], z.row(b), z.row(h + b));
+        // Entries are positive, so a code's maximum over its whole row is its largest entry.
+        let top = |v: &[f32]| v.iter().copied().fold(0f32, f32::max);
+        let (ma, mt) = (top(va), top(vt));
+        let dropped: Vec<u32> = (ia.iter().zip(va).filter(|(_, v)| **v == ma))
+            .chain(it.iter().zip(vt).filter(|(_, v)| **v == mt))
+            .map(|(j, _)| *j)
+            .collect();
+        // Each code's value at a column, 0 where it has no entry or the entry is dropped.
+        let left = |idx: &[u32], val: &[f32], j: u32| -> f32 {
+            if dropped.contains(&j) {
+                return 0.0;
+            }
+            idx.binary_search(&j).map_or(0.0, |p| val[p])
+        };
+        let norm = |idx: &[u32], val: &[f32]| -> f32 {
+            idx.iter()
+                .map(|&j| left(idx, val, j))
+                .map(|v| v * v)
+                .sum::<f32>()
+                .sqrt()
+        };
+        let (na, nt) = (norm(ia, va), norm(it, vt));
+        let dot: f32 = ia.iter().map(|&j| left(ia, va, j) * left(it, vt, j)).sum();
+        let (nac, ntc) = (na.max(COS_NORM_MIN), nt.max(COS_NORM_MIN));
+        let cos = dot / (nac * ntc);
+        total += cos as f64;
+        for (row, (own, other), n_own, n_own_c) in [
+            (rows[0], ((ia, va), (it, vt)), na, nac),
+            (rows[1], ((it, vt), (ia, va)), nt, ntc),
+        ] {
+            let ((idx, val), (o_idx, o_val)) = (own, other);
+            let free = n_own >= COS_NORM_MIN;
+            for (p, &j) in (z.ptr[row]..).zip(idx) {
+                if dropped.contains(&j) {
+                    continue;
+                }
+                let mut g = left(o_idx, o_val, j) / (nac * ntc);
+                if free {
+                    g -= cos * left(idx, val, j) / (n_own_c * n_own);
+                }
+                dpre[p] += scale * g;
+            }
+        }
+    }
+    -beta_d * total / h.max(1) as f64
+}
+
+/// The clamp on the norms of `align_term`'s cosine (as `losses::sae_loss`).
+const COS_NORM_MIN: f32 = 1e-8;
 
 /// For each row of `pre` ([n, cols]), the entries among `among` (ascending columns) at or
 /// above the row's k-th largest value there (k clamped to 1..=among.len(), ties all kept,
