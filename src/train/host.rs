@@ -2,12 +2,94 @@
 //! packed GEMM over rows and dot products. Every output value is computed by one call in an
 //! order fixed by the data alone, so results do not depend on the thread count.
 
+use std::collections::HashMap;
+
+use burn::module::ParamId;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::base::gemm::{self, Activation, ColumnWriter, PackedRows, PackedWeight};
 use crate::base::host::host_vec;
 use crate::base::par::par_map;
+use crate::dict::Sae;
 use crate::error::Result;
+
+/// An SAE's parameters read back to the host for one hand-written step.
+pub(super) struct HostSae {
+    /// [d, K]
+    pub w_enc: Vec<f32>,
+    /// [K]
+    pub b_enc: Vec<f32>,
+    /// [K, d]
+    pub w_dec: Vec<f32>,
+    /// [d]
+    pub b_dec: Vec<f32>,
+    /// Whether inputs are centred on b_dec before the encoder.
+    pub center: bool,
+}
+
+impl HostSae {
+    /// Reads `sae`'s parameters.
+    pub fn read(sae: &Sae) -> Result<Self> {
+        Ok(HostSae {
+            w_enc: host_vec(sae.w_enc.val().inner())?,
+            b_enc: host_vec(sae.b_enc.val().inner())?,
+            w_dec: host_vec(sae.w_dec.val().inner())?,
+            b_dec: host_vec(sae.b_dec.val().inner())?,
+            center: sae.centers_input(),
+        })
+    }
+
+    /// The encoder's input: x - b_dec where inputs are centred, else x. [n, d]
+    pub fn centred(&self, x: &[f32]) -> Vec<f32> {
+        let mut xc = x.to_vec();
+        if self.center {
+            for row in xc.chunks_mut(self.b_dec.len()) {
+                row.iter_mut().zip(&self.b_dec).for_each(|(v, b)| *v -= b);
+            }
+        }
+        xc
+    }
+
+    /// db_dec = Σ_b dx̂_b, less W_enc db_enc where inputs are centred (the centring's
+    /// share). dx̂ [n, d], db_enc [K] -> [d]
+    pub fn b_dec_grad(&self, dx_hat: &[f32], g_b_enc: &[f32]) -> Vec<f32> {
+        let d = self.b_dec.len();
+        let mut g = vec![0f32; d];
+        for row in dx_hat.chunks(d) {
+            g.iter_mut().zip(row).for_each(|(g, v)| *g += v);
+        }
+        if self.center {
+            for (g, w) in g.iter_mut().zip(self.w_enc.chunks(g_b_enc.len().max(1))) {
+                *g -= dot(w, g_b_enc);
+            }
+        }
+        g
+    }
+}
+
+/// A step's gradients of `sae`'s parameters (flattened, row-major), keyed by parameter, on
+/// `device`; a frozen decoder (`g_dec` None) has none.
+pub(super) fn sae_grads(
+    sae: &Sae,
+    g_enc: Tensor<1>,
+    g_b_enc: Vec<f32>,
+    g_dec: Option<Vec<f32>>,
+    g_b_dec: Vec<f32>,
+    device: &Device,
+) -> HashMap<ParamId, Tensor<1>> {
+    let flat = |v: Vec<f32>| {
+        let len = v.len();
+        Tensor::<1>::from_data(TensorData::new(v, [len]), device)
+    };
+    let mut grads = HashMap::new();
+    grads.insert(sae.w_enc.id, g_enc);
+    grads.insert(sae.b_enc.id, flat(g_b_enc));
+    if let Some(g) = g_dec {
+        grads.insert(sae.w_dec.id, flat(g));
+    }
+    grads.insert(sae.b_dec.id, flat(g_b_dec));
+    grads
+}
 
 /// a w + b. [m, k] x [k, n] (+ [n]) -> [m, n]
 ///
@@ -48,23 +130,35 @@ pub(super) fn product(
 /// ones), fixed so that a dot product has the same bits whatever the vector width.
 const DOT_LANES: usize = 16;
 
-/// `a · b`, summed in [`DOT_LANES`] interleaved partial sums.
-#[inline]
-pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present.
-        return unsafe { dot_avx2(a, b) };
-    }
-    dot_any(a, b)
+/// Defines `fn $name(args) -> ret`, which runs `$any(args)` compiled with 256-bit vectors
+/// where the CPU has AVX2 (the crate's x86_64 baseline is SSE2), else as it is. `$any` is
+/// `#[inline(always)]`, so each copy is compiled for its own target features.
+macro_rules! avx2_dispatch {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident => $any:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?) => {
+        $(#[$meta])*
+        #[inline]
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn wide($($arg: $ty),*) $(-> $ret)? {
+                    $any($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: AVX2 is present.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            $any($($arg),*)
+        }
+    };
 }
+pub(super) use avx2_dispatch;
 
-/// [`dot_any`] compiled with 256-bit vectors.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    dot_any(a, b)
-}
+avx2_dispatch!(
+    /// `a · b`, summed in [`DOT_LANES`] interleaved partial sums.
+    pub(super) fn dot => dot_any(a: &[f32], b: &[f32]) -> f32
+);
 
 #[inline(always)]
 fn dot_any(a: &[f32], b: &[f32]) -> f32 {

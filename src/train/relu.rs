@@ -21,13 +21,10 @@
 //! runs both side by side. Column sums go over fixed blocks of rows, then the blocks in
 //! order, so every value's order is fixed by the batch, whatever the thread count.
 
-use std::collections::HashMap;
-
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::host::{View, dot, matmul, product};
+use super::host::{HostSae, View, avx2_dispatch, dot, matmul, product, sae_grads};
 use super::sparse::Step;
-use crate::base::host::host_vec;
 use crate::base::par::{par_rows, par_rows_map};
 use crate::dict::{DictConfig, Sae};
 use crate::error::{Error, Result};
@@ -48,21 +45,13 @@ pub fn relu_step(
 ) -> Result<Step> {
     let (d, features) = (dict.d, dict.features);
     let n = x.len() / d;
-    let center = sae.centers_input();
-    let b_dec = host_vec(sae.b_dec.val().inner())?;
-    let w_dec = host_vec(sae.w_dec.val().inner())?; // [K, d]
-    let w_enc = host_vec(sae.w_enc.val().inner())?; // [d, K]
-    let b_enc = host_vec(sae.b_enc.val().inner())?;
+    let host = HostSae::read(sae)?;
+    let (w_dec, b_dec) = (&host.w_dec, &host.b_dec);
     let norms: Vec<f32> = w_dec.chunks(d).map(|row| dot(row, row).sqrt()).collect(); // [K]
 
     // x - b_dec, then pre = (x - b_dec) W_enc + b_enc, ReLU'd in place into z. [n, K]
-    let mut xc = x.to_vec();
-    if center {
-        for row in xc.chunks_mut(d) {
-            row.iter_mut().zip(&b_dec).for_each(|(v, b)| *v -= b);
-        }
-    }
-    let mut z = product(&xc, &w_enc, Some(&b_enc), d, device)?;
+    let xc = host.centred(x);
+    let mut z = product(&xc, &host.w_enc, Some(&host.b_enc), d, device)?;
     let finite = par_rows_map(&mut z, features * SUM_ROWS, |_, block| {
         let mut sums = vec![0f32; features];
         let finite = block
@@ -83,7 +72,7 @@ pub fn relu_step(
         features,
         d,
         View::rows(&z, features),
-        View::rows(&w_dec, d),
+        View::rows(w_dec, d),
     );
     par_rows(&mut r, d, |b, row| {
         for (i, v) in row.iter_mut().enumerate() {
@@ -108,7 +97,7 @@ pub fn relu_step(
         d,
         features,
         View::rows(&dx_hat, d),
-        View::transposed(&w_dec, d),
+        View::transposed(w_dec, d),
     );
     let sums = par_rows_map(&mut dpre, features * SUM_ROWS, |block, g| {
         let z = &z[block * features * SUM_ROWS..][..g.len()];
@@ -142,26 +131,9 @@ pub fn relu_step(
         View::transposed(&xc, d),
         View::rows(&dpre, features),
     );
-    // db_dec = Σ_b dx̂_b, less W_enc db_enc where inputs are centred. [d]
-    let mut g_b_dec = vec![0f32; d];
-    for row in dx_hat.chunks(d) {
-        g_b_dec.iter_mut().zip(row).for_each(|(g, v)| *g += v);
-    }
-    if center {
-        for (g, w) in g_b_dec.iter_mut().zip(w_enc.chunks(features)) {
-            *g -= dot(w, &g_b_enc);
-        }
-    }
-
-    let flat = |v: Vec<f32>| {
-        let len = v.len();
-        Tensor::<1>::from_data(TensorData::new(v, [len]), device)
-    };
-    let mut grads = HashMap::new();
-    grads.insert(sae.w_enc.id, flat(g_enc));
-    grads.insert(sae.b_enc.id, flat(g_b_enc));
-    grads.insert(sae.w_dec.id, flat(g_dec));
-    grads.insert(sae.b_dec.id, flat(g_b_dec));
+    let g_b_dec = host.b_dec_grad(&dx_hat, &g_b_enc);
+    let g_enc = Tensor::<1>::from_data(TensorData::new(g_enc, [d * features]), device);
+    let grads = sae_grads(sae, g_enc, g_b_enc, Some(g_dec), g_b_dec, device);
     Ok(Step {
         mse,
         aux: Some(l1),
@@ -178,23 +150,10 @@ fn column_total(blocks: impl Iterator<Item = Vec<f32>>, features: usize) -> Vec<
     total
 }
 
-/// `row` = ReLU(`row`) in place, added to `sums`; whether every value was finite.
-#[inline]
-fn relu_row(row: &mut [f32], sums: &mut [f32]) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present.
-        return unsafe { relu_row_avx2(row, sums) };
-    }
-    relu_row_any(row, sums)
-}
-
-/// [`relu_row_any`] compiled with 256-bit vectors (the crate's x86_64 baseline is SSE2).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn relu_row_avx2(row: &mut [f32], sums: &mut [f32]) -> bool {
-    relu_row_any(row, sums)
-}
+avx2_dispatch!(
+    /// `row` = ReLU(`row`) in place, added to `sums`; whether every value was finite.
+    fn relu_row => relu_row_any(row: &mut [f32], sums: &mut [f32]) -> bool
+);
 
 #[inline(always)]
 fn relu_row_any(row: &mut [f32], sums: &mut [f32]) -> bool {
@@ -208,23 +167,10 @@ fn relu_row_any(row: &mut [f32], sums: &mut [f32]) -> bool {
     finite
 }
 
-/// `g` = `g` + c ν where z > 0, else 0 (branch-free, so it vectorises), added to `sums`.
-#[inline]
-fn gate_row(g: &mut [f32], z: &[f32], norms: &[f32], c: f32, sums: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present.
-        return unsafe { gate_row_avx2(g, z, norms, c, sums) };
-    }
-    gate_row_any(g, z, norms, c, sums)
-}
-
-/// [`gate_row_any`] compiled with 256-bit vectors.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn gate_row_avx2(g: &mut [f32], z: &[f32], norms: &[f32], c: f32, sums: &mut [f32]) {
-    gate_row_any(g, z, norms, c, sums)
-}
+avx2_dispatch!(
+    /// `g` = `g` + c ν where z > 0, else 0 (branch-free, so it vectorises), added to `sums`.
+    fn gate_row => gate_row_any(g: &mut [f32], z: &[f32], norms: &[f32], c: f32, sums: &mut [f32])
+);
 
 #[inline(always)]
 fn gate_row_any(g: &mut [f32], z: &[f32], norms: &[f32], c: f32, sums: &mut [f32]) {

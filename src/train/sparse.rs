@@ -35,9 +35,8 @@ use burn::module::ParamId;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::dict::TrainConfig;
-use super::host::{dot, product};
+use super::host::{HostSae, avx2_dispatch, dot, product, sae_grads};
 use super::losses::mark_dead;
-use crate::base::host::host_vec;
 use crate::base::par::{par_map, par_rows};
 use crate::base::select::kth_largest;
 use crate::dict::{DictConfig, DictKind, Sae};
@@ -155,20 +154,12 @@ pub fn topk_step(
 ) -> Result<Step> {
     let (d, features) = (dict.d, dict.features);
     let n = x.len() / d;
-    let center = sae.centers_input();
-    let b_dec = host_vec(sae.b_dec.val().inner())?;
-    let w_dec = host_vec(sae.w_dec.val().inner())?; // [K, d]
+    let host = HostSae::read(sae)?;
+    let (w_dec, b_dec) = (&host.w_dec, &host.b_dec);
 
     // x - b_dec and the one dense product, pre = (x - b_dec) W_enc + b_enc. [n, K]
-    let mut xc = x.to_vec();
-    if center {
-        for row in xc.chunks_mut(d) {
-            row.iter_mut().zip(&b_dec).for_each(|(v, b)| *v -= b);
-        }
-    }
-    let w_enc = host_vec(sae.w_enc.val().inner())?; // [d, K]
-    let b_enc = host_vec(sae.b_enc.val().inner())?;
-    let pre = product(&xc, &w_enc, Some(&b_enc), d, device)?;
+    let xc = host.centred(x);
+    let pre = product(&xc, &host.w_enc, Some(&host.b_enc), d, device)?;
     if pre.iter().any(|v| !v.is_finite()) {
         return Err(Error::Invalid(
             "training diverged (non-finite pre-activations)".into(),
@@ -184,7 +175,7 @@ pub fn topk_step(
     let dead = mark_dead(since, &fired, n as u64, config.dead_window);
 
     // x̂ and the residual r = x̂ - x. [n, d]
-    let mut r = combine(&z, &w_dec, d);
+    let mut r = combine(&z, w_dec, d);
     par_rows(&mut r, d, |b, row| {
         for (i, v) in row.iter_mut().enumerate() {
             *v += b_dec[i] - x[b * d + i];
@@ -200,7 +191,7 @@ pub fn topk_step(
         (None, Sparse::default(), Vec::new())
     } else {
         let aux_z = keep_largest(&pre, features, &dead_cols, config.aux_k);
-        let mut e = combine(&aux_z, &w_dec, d); // ê - (x - x̂) = ê + r
+        let mut e = combine(&aux_z, w_dec, d); // ê - (x - x̂) = ê + r
         e.iter_mut().zip(&r).for_each(|(e, r)| *e += r);
         let value = e.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>() / n as f64;
         let s = (2.0 * config.aux_coef * weight as f64 / n as f64) as f32;
@@ -209,11 +200,11 @@ pub fn topk_step(
     };
 
     // dpre at the stored entries of both sets.
-    let mut dpre = rows_dot(&z, &dx_hat, &w_dec, d);
+    let mut dpre = rows_dot(&z, &dx_hat, w_dec, d);
     let pair = (dict.kind == DictKind::Aligned && dict.align > 0.0)
         .then(|| align_term(&z, dict.align * d as f64, weight, &mut dpre));
     let dpre_aux = if aux.is_some() {
-        rows_dot(&aux_z, &de_hat, &w_dec, d)
+        rows_dot(&aux_z, &de_hat, w_dec, d)
     } else {
         Vec::new()
     };
@@ -252,31 +243,12 @@ pub fn topk_step(
             gather(g, &cols.row[r.clone()], &dp[r], &xc, d);
         }
     });
-    // db_dec = Σ_b dx̂_b, less W_enc db_enc where inputs are centred.
-    let mut g_b_dec = vec![0f32; d];
-    for row in dx_hat.chunks(d) {
-        g_b_dec.iter_mut().zip(row).for_each(|(g, v)| *g += v);
-    }
-    if center {
-        for (g, w) in g_b_dec.iter_mut().zip(w_enc.chunks(features)) {
-            *g -= dot(w, &g_b_enc);
-        }
-    }
-
-    let flat = |v: Vec<f32>| {
-        let len = v.len();
-        Tensor::<1>::from_data(TensorData::new(v, [len]), device)
-    };
+    let g_b_dec = host.b_dec_grad(&dx_hat, &g_b_enc);
     let g_enc = Tensor::<2>::from_data(TensorData::new(g_enc_t, [features, d]), device)
         .transpose()
         .reshape([d * features]);
-    let mut grads = HashMap::new();
-    grads.insert(sae.w_enc.id, g_enc);
-    grads.insert(sae.b_enc.id, flat(g_b_enc));
-    if !frozen {
-        grads.insert(sae.w_dec.id, flat(g_dec));
-    }
-    grads.insert(sae.b_dec.id, flat(g_b_dec));
+    let g_dec = (!frozen).then_some(g_dec);
+    let grads = sae_grads(sae, g_enc, g_b_enc, g_dec, g_b_dec, device);
     let aux = match (aux, pair) {
         (Some(a), Some(p)) => Some(a + p),
         (a, p) => a.or(p),
@@ -408,23 +380,10 @@ fn rows_dot(s: &Sparse, g: &[f32], w: &[f32], d: usize) -> Vec<f32> {
     out
 }
 
-/// `out += Σ_i w[i] table[rows[i]]`, `table` [.., d] row-major, `out` [d].
-#[inline]
-fn gather(out: &mut [f32], rows: &[u32], w: &[f32], table: &[f32], d: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present.
-        return unsafe { gather_avx2(out, rows, w, table, d) };
-    }
-    gather_any(out, rows, w, table, d)
-}
-
-/// [`gather_any`] compiled with 256-bit vectors: the crate's x86_64 baseline is SSE2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn gather_avx2(out: &mut [f32], rows: &[u32], w: &[f32], table: &[f32], d: usize) {
-    gather_any(out, rows, w, table, d)
-}
+avx2_dispatch!(
+    /// `out += Σ_i w[i] table[rows[i]]`, `table` [.., d] row-major, `out` [d].
+    fn gather => gather_any(out: &mut [f32], rows: &[u32], w: &[f32], table: &[f32], d: usize)
+);
 
 /// Columns of `out` summed at a time in [`gather`]: 64 f32 stay in eight 256-bit registers
 /// while every term passes, so each table value is loaded once and `out` is not reloaded
