@@ -1,6 +1,5 @@
 //! The hand-written training steps (`train::sparse`: TopK, random, aligned and split kinds;
-//! `train::relu`:
-//! the ReLU kind) against the autodiff step they replace.
+//! `train::relu`: the ReLU and JumpReLU kinds) against the autodiff step they replace.
 
 mod common;
 
@@ -18,12 +17,18 @@ fn weights(t: &Trainer) -> Vec<(&'static str, Vec<f32>)> {
     };
     saes.into_iter()
         .flat_map(|sae| {
+            let threshold = sae
+                .threshold
+                .as_ref()
+                .map(|t| host_vec(t.val().inner()).unwrap());
             [
                 ("W_enc", host_vec(sae.w_enc.val().inner()).unwrap()),
                 ("b_enc", host_vec(sae.b_enc.val().inner()).unwrap()),
                 ("W_dec", host_vec(sae.w_dec.val().inner()).unwrap()),
                 ("b_dec", host_vec(sae.b_dec.val().inner()).unwrap()),
             ]
+            .into_iter()
+            .chain(threshold.map(|t| ("threshold", t)))
         })
         .collect()
 }
@@ -55,11 +60,19 @@ fn hand_written_topk_split_and_relu_steps_equal_the_autodiff_step() {
         (DictKind::Aligned, 2, 8, 1_000_000, true),
         (DictKind::Relu, 0, 0, 1_000_000, true),
         (DictKind::Relu, 0, 0, 1_000_000, false),
+        (DictKind::Jumprelu, 0, 0, 1_000_000, true),
+        (DictKind::Jumprelu, 0, 0, 1_000_000, false),
     ] {
-        // ReLU's default λ_1 moves weights by less than lr; a larger one checks its terms.
+        // ReLU's default λ_1 and JumpReLU's λ_0 move weights by less than lr; larger ones
+        // check their terms.
         let dict = DictConfig {
             k,
             l1: if kind == DictKind::Relu { 0.3 } else { 0.0 },
+            l0: if kind == DictKind::Jumprelu {
+                0.05
+            } else {
+                0.0
+            },
             ..DictConfig::new(kind, d).with_features(features)
         };
         let train = TrainConfig {
@@ -110,8 +123,12 @@ fn hand_written_topk_split_and_relu_steps_equal_the_autodiff_step() {
         }
         assert_eq!(
             aux_seen,
-            dead_window < 1_000_000 || matches!(kind, DictKind::Relu | DictKind::Aligned),
-            "{kind:?}, k {k}: AuxK ran only with a short dead window, L1 and the pair term always"
+            dead_window < 1_000_000
+                || matches!(
+                    kind,
+                    DictKind::Relu | DictKind::Jumprelu | DictKind::Aligned
+                ),
+            "{kind:?}, k {k}: AuxK ran only with a short dead window, L1, L0 and the pair term always"
         );
     }
 }
@@ -120,7 +137,7 @@ fn hand_written_topk_split_and_relu_steps_equal_the_autodiff_step() {
 fn hand_written_steps_repeat_bit_for_bit() {
     let world = planted(16, 4, 300, 5);
     let device = Device::flex();
-    for kind in [DictKind::Topk, DictKind::Relu] {
+    for kind in [DictKind::Topk, DictKind::Relu, DictKind::Jumprelu] {
         let dict = DictConfig {
             k: 3,
             ..DictConfig::new(kind, 16).with_features(160)

@@ -87,9 +87,17 @@ impl Sae {
         self.act
     }
 
-    /// Sets every JumpReLU threshold to `value` (no effect on other activations).
+    /// Sets every JumpReLU threshold to `value` (no effect on other activations). The new
+    /// value keeps the old one's gradient tracking: without it, autodiff left the thresholds
+    /// of a fresh dictionary out of its first training step.
     pub fn with_threshold_value(mut self, value: f32) -> Self {
-        self.threshold = self.threshold.map(|t| t.map(|t| t.zeros_like() + value));
+        self.threshold = self.threshold.map(|t| {
+            t.map(|t| {
+                let tracked = t.is_require_grad();
+                let t = t.zeros_like() + value;
+                if tracked { t.require_grad() } else { t }
+            })
+        });
         self
     }
 

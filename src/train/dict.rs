@@ -1,7 +1,7 @@
 //! Native training of dictionaries with burn autodiff (SPEC §1); on the CPU backend the
-//! TopK and split kinds take the same step with hand-written gradients and a sparse decoder
-//! instead (`super::sparse`, 2-3x faster), and the ReLU kind with hand-written gradients and
-//! fused element-wise passes (`super::relu`).
+//! TopK, random, aligned and split kinds take the same step with hand-written gradients and
+//! a sparse decoder instead (`super::sparse`, 2-3x faster), and the ReLU and JumpReLU kinds
+//! with hand-written gradients and fused element-wise passes (`super::relu`).
 //!
 //! - TopK SAE: loss = ||x - x_hat||^2 + aux_coef * AuxK, where AuxK (Gao et al. 2024,
 //!   "Scaling and evaluating sparse autoencoders", §A.2) reconstructs the residual
@@ -343,7 +343,7 @@ impl Trainer {
         let (mut loss, mut aux) = (0.0, 0.0);
         let mut grads = std::collections::HashMap::new();
         for (sae, x, latents, weight) in sides {
-            let step = if self.dict_config.kind == DictKind::Relu {
+            let step = if matches!(self.dict_config.kind, DictKind::Relu | DictKind::Jumprelu) {
                 relu::relu_step(sae, &self.dict_config, &x, weight, &device)?
             } else {
                 sparse::topk_step(

@@ -1,7 +1,7 @@
 //! Training machinery (native only): Adam/AdamW with checkpointable moments ([`optim`]),
 //! the one checkpoint format every trainer writes ([`checkpoint`]), dictionary training
 //! ([`dict`]: the trainer; [`losses`]: every kind's loss; [`align`]: the split kind's
-//! matching; [`sparse`]: the TopK step without autodiff; [`relu`]: the ReLU step without autodiff). The demo world's CLIP trainer (`world::train`) uses the same
+//! matching; [`sparse`]: the TopK step without autodiff; [`relu`]: the ReLU and JumpReLU step without autodiff). The demo world's CLIP trainer (`world::train`) uses the same
 //! optimiser and checkpoints.
 
 pub mod align;

@@ -49,14 +49,19 @@ pub const TRAIN_ENV: &str = "MONOSCOPE_TRAIN";
 
 /// Whether a `kind` dictionary trains with hand-written gradients on `device` (an autodiff
 /// device): the TopK, random (TopK with a frozen decoder), aligned (TopK with a pair term)
-/// and split (two TopK SAEs) kinds with [`topk_step`] and the ReLU kind with
+/// and split (two TopK SAEs) kinds with [`topk_step`] and the ReLU and JumpReLU kinds with
 /// [`super::relu::relu_step`], on the CPU backend,
 /// unless [`TRAIN_ENV`] is `dense`. Other devices keep autodiff, which stays on the device
 /// (the host round trip would cost a GPU more than the dense products).
 pub fn applies(kind: DictKind, device: &Device) -> bool {
     matches!(
         kind,
-        DictKind::Topk | DictKind::Random | DictKind::Aligned | DictKind::Split | DictKind::Relu
+        DictKind::Topk
+            | DictKind::Random
+            | DictKind::Aligned
+            | DictKind::Split
+            | DictKind::Relu
+            | DictKind::Jumprelu
     ) && device.clone().inner() == Device::flex()
         && std::env::var(TRAIN_ENV).map_or(true, |v| v != "dense")
 }
