@@ -197,14 +197,12 @@ impl Trainer {
         }
         let (loss, aux) = match &self.dict {
             Dictionary::Sae(sae) => {
-                let half = batch / 2;
-                let idx_i = sample(&mut self.state.rng, data.n, half);
-                // Paired kinds compare the two codes of a pair: the texts of the same pairs.
-                let idx_t = if self.dict_config.kind.paired() {
-                    idx_i.clone()
-                } else {
-                    sample(&mut self.state.rng, data.n, batch - half)
-                };
+                let (idx_i, idx_t) = sample_halves(
+                    &mut self.state.rng,
+                    data.n,
+                    batch,
+                    self.dict_config.kind.paired(),
+                );
                 let x = Tensor::cat(
                     vec![
                         data.rows(true, &idx_i, &self.device),
@@ -303,14 +301,12 @@ impl Trainer {
     /// modality's rows, and their mean loss halves each one's gradients).
     fn hand_step(&mut self, data: &Pairs) -> Result<StepStats> {
         let (batch, d) = (self.config.batch, data.d);
-        let half = batch / 2;
-        let idx_i = sample(&mut self.state.rng, data.n, half);
-        // Paired kinds compare the two codes of a pair: the texts of the same pairs.
-        let idx_t = if self.dict_config.kind.paired() {
-            idx_i.clone()
-        } else {
-            sample(&mut self.state.rng, data.n, batch - half)
-        };
+        let (idx_i, idx_t) = sample_halves(
+            &mut self.state.rng,
+            data.n,
+            batch,
+            self.dict_config.kind.paired(),
+        );
         let gather = |src: &[f32], idx: &[usize], x: &mut Vec<f32>| {
             for &i in idx {
                 x.extend_from_slice(&src[i * d..(i + 1) * d]);
@@ -405,6 +401,23 @@ impl Trainer {
     pub fn finish(self) -> Dictionary {
         self.dict.valid()
     }
+}
+
+/// The image and text rows of one SAE batch drawn from `n` pairs: half the batch each, the
+/// texts of the same pairs for `paired` kinds (they compare a pair's two codes).
+fn sample_halves(
+    rng: &mut SplitMix,
+    n: usize,
+    batch: usize,
+    paired: bool,
+) -> (Vec<usize>, Vec<usize>) {
+    let idx_i = sample(rng, n, batch / 2);
+    let idx_t = if paired {
+        idx_i.clone()
+    } else {
+        sample(rng, n, batch - batch / 2)
+    };
+    (idx_i, idx_t)
 }
 
 fn sample(rng: &mut SplitMix, n: usize, count: usize) -> Vec<usize> {

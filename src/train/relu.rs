@@ -146,7 +146,7 @@ pub fn relu_step(
             let row = at + i * features..at + (i + 1) * features;
             match &jump {
                 None => gate_row(g, &z[row], &norms, c, enc),
-                Some(jump) => jump_grad_row(g, &pre[row], jump, enc, theta),
+                Some(j) => jump_grad_row(g, &pre[row], &j.theta, j.half_width, enc, theta),
             }
         }
         sums
@@ -268,16 +268,10 @@ fn jump_row_any(
     finite
 }
 
-/// `g` (a row of dz) = `g` H(pre - θ) in place, added to `enc`; Σ g over the kernel's
-/// window added to `theta`.
-#[inline]
-fn jump_grad_row(g: &mut [f32], pre: &[f32], jump: &Jump, enc: &mut [f32], theta: &mut [f32]) {
-    jump_grad_row_wide(g, pre, &jump.theta, jump.half_width, enc, theta)
-}
-
 avx2_dispatch!(
-    /// [`jump_grad_row`] on slices.
-    fn jump_grad_row_wide => jump_grad_row_any(
+    /// `g` (a row of dz) = `g` H(pre - θ) in place, added to `enc`; Σ g over the kernel's
+    /// window |pre - θ| < half_width added to `theta`.
+    fn jump_grad_row => jump_grad_row_any(
         g: &mut [f32],
         pre: &[f32],
         th: &[f32],
