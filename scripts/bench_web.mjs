@@ -15,9 +15,12 @@
 // With --engines N the page also runs with `?engines=N`: N engine workers, each with its
 // own copy of the model, share every batch (batch 1 stays on one). Its ratio is against
 // ORT with N threads (pass --ort-threads N too).
+// The site has two wasm builds (www/worker.js): relaxed SIMD, which the page picks where the
+// browser has it, and SIMD128. --wasm both (default) runs the page with each (?wasm=relaxed,
+// ?wasm=simd128); --wasm auto|relaxed|simd128 runs one.
 // Prints ms per image (median of --iters calls after a warm-up) and the ratios
 // monoscope speed / ORT speed, each against ORT with the same thread count.
-//   node scripts/bench_web.mjs MODEL_DIR [--batch 8] [--iters 5] [--ort-threads 2] [--engines 2] [--json OUT]
+//   node scripts/bench_web.mjs MODEL_DIR [--batch 8] [--iters 5] [--ort-threads 2] [--engines 2] [--wasm both] [--json OUT]
 // Needs `trunk build --release` (dist/), `npm ci` (onnxruntime-web, playwright-core) and
 // Chromium. MODEL_DIR: e.g. the one `scripts/extract_reference.py --work W` makes (W/vit-b-32).
 
@@ -35,7 +38,7 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run"];
 
 function args() {
-  const a = { batch: 8, iters: 5, ortThreads: [1], engines: [1], json: null, model: null };
+  const a = { batch: 8, iters: 5, ortThreads: [1], engines: [1], wasm: ["relaxed", "simd128"], json: null, model: null };
   const v = process.argv.slice(2);
   for (let i = 0; i < v.length; i++) {
     if (v[i] === "--batch") a.batch = Number(v[++i]);
@@ -43,10 +46,15 @@ function args() {
     else if (v[i] === "--ort-threads") a.ortThreads = [1, Number(v[++i])];
     else if (v[i] === "--engines") a.engines = [1, Number(v[++i])];
     else if (v[i] === "--json") a.json = v[++i];
+    else if (v[i] === "--wasm") {
+      const w = v[++i];
+      if (!["both", "auto", "relaxed", "simd128"].includes(w)) throw new Error(`--wasm takes both, auto, relaxed or simd128, not ${w}`);
+      a.wasm = w === "both" ? ["relaxed", "simd128"] : [w];
+    }
     else if (!a.model) a.model = path.resolve(v[i]);
     else throw new Error(`unknown argument ${v[i]}`);
   }
-  if (!a.model) throw new Error("usage: node scripts/bench_web.mjs MODEL_DIR [--batch 8] [--iters 5] [--ort-threads 2] [--engines 2] [--json OUT]");
+  if (!a.model) throw new Error("usage: node scripts/bench_web.mjs MODEL_DIR [--batch 8] [--iters 5] [--ort-threads 2] [--engines 2] [--wasm both] [--json OUT]");
   for (const f of ["config.json", "model.safetensors", "tokenizer.json", "image_tower.onnx"]) {
     if (!existsSync(path.join(a.model, f))) throw new Error(`${path.join(a.model, f)} is missing (see the header of this script)`);
   }
@@ -82,12 +90,12 @@ function serve(model) {
   return new Promise((ok) => server.listen(0, "127.0.0.1", () => ok(server)));
 }
 
-async function monoscope(browser, origin, a, engines) {
+async function monoscope(browser, origin, a, engines, wasm) {
   const page = await browser.newPage();
   page.on("pageerror", (e) => console.error("page error:", e.message));
-  await page.goto(`${origin}/?backend=cpu&model=/bench/&bundle=none&engines=${engines}`);
+  await page.goto(`${origin}/?backend=cpu&model=/bench/&bundle=none&engines=${engines}&wasm=${wasm}`);
   await page.waitForFunction(() => window.__monoscope?.state === "ready" || window.__monoscope?.state === "error", null, { timeout: 10 * 60 * 1000 });
-  const state = await page.evaluate(() => ({ state: window.__monoscope.state, error: window.__monoscope.error }));
+  const state = await page.evaluate(() => ({ state: window.__monoscope.state, error: window.__monoscope.error, wasm: window.__monoscope.wasm }));
   if (state.state !== "ready") throw new Error(`the page did not load the model: ${state.error}`);
   // Helper engines load the model after the page is ready.
   await page.waitForFunction((n) => window.__monoscope.engines?.parallelism === n, engines, { timeout: 10 * 60 * 1000 });
@@ -107,7 +115,7 @@ async function monoscope(browser, origin, a, engines) {
     { batch: a.batch, iters: a.iters },
   );
   await page.close();
-  return r;
+  return { ...r, build: state.wasm };
 }
 
 async function ort(browser, origin, a, threads) {
@@ -149,9 +157,12 @@ const origin = `http://127.0.0.1:${server.address().port}`;
 const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 try {
   const rows = [];
-  for (const n of a.engines) {
-    const who = n > 1 ? `monoscope (page, CPU backend, ${n} engine workers)` : "monoscope (page, CPU backend, 1 thread)";
-    rows.push({ who, threads: n, ...(await monoscope(browser, origin, a, n)) });
+  for (const wasm of a.wasm) {
+    for (const n of a.engines) {
+      const r = await monoscope(browser, origin, a, n, wasm);
+      const who = `monoscope (page, CPU backend, wasm ${r.build}, ${n > 1 ? `${n} engine workers` : "1 thread"})`;
+      rows.push({ who, threads: n, ...r });
+    }
   }
   for (const t of a.ortThreads) rows.push({ who: `onnxruntime-web (wasm, ${t} thread${t > 1 ? "s" : ""})`, threads: t, ort: true, ...(await ort(browser, origin, a, t)) });
   console.log(`random-init ViT-B/32 image tower, headless Chromium, ms per image (median of ${a.iters})`);

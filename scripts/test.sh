@@ -61,10 +61,11 @@ done_step
 step "trunk build --release"
 trunk build --release
 done_step
-wasm="dist/monoscope_bg.wasm"
-if [[ -f "$wasm" ]]; then
-  printf 'wasm: %s bytes (gzip -9: %s bytes)\n' "$(stat -c %s "$wasm")" "$(gzip -9 -c "$wasm" | wc -c)"
-fi
+for wasm in dist/monoscope_bg.wasm dist/relaxed/monoscope_bg.wasm; do
+  if [[ -f "$wasm" ]]; then
+    printf '%s: %s bytes (gzip -9: %s bytes)\n' "$wasm" "$(stat -c %s "$wasm")" "$(gzip -9 -c "$wasm" | wc -c)"
+  fi
+done
 
 step "native reference embeddings"
 mkdir -p "$OUT_DIR"

@@ -145,7 +145,10 @@ async function main() {
   setUpPage();
   const specs = specsFromParams();
   if (!specs) return;
-  startEngine(new URL("./worker.js", import.meta.url));
+  // The wasm build is chosen in the worker (it probes for relaxed SIMD); ?wasm= overrides it.
+  const workerUrl = new URL("./worker.js", import.meta.url);
+  if (state.wasm !== "auto") workerUrl.searchParams.set("wasm", state.wasm);
+  startEngine(workerUrl);
   installDebugHook(apps);
   mountApps();
 

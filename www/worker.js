@@ -38,10 +38,42 @@
 // Files arrive as Blobs (structured clone shares them, it does not copy the bytes), so the page
 // can hand the same model to a restarted worker without holding a second copy in its own heap.
 
-import init, { Engine, plan_model, wasm_memory_bytes, parse_caption_list, compare_bundles } from "./monoscope.js";
+// The site has two builds of the same crate (www/index.html): relaxed/ runs the linear
+// layers' GEMM on WebAssembly relaxed SIMD (f32x4.relaxed_madd, a fused multiply-add where
+// the CPU has one; about 1.2x the page's CPU speed in Chromium, README), which a browser
+// without relaxed SIMD refuses to compile; ./ uses SIMD128 only. `wasm` on this script's
+// URL (the page passes its own ?wasm= through) picks one: auto (default: relaxed where the
+// probe below compiles), relaxed or simd128.
+//
+// The probe is the smallest module with that instruction, checked with
+// WebAssembly.validate (no compile): (func (param v128 v128 v128) (result v128)
+// local.get 0 local.get 1 local.get 2 f32x4.relaxed_madd).
+const RELAXED_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // "\0asm", version 1
+  0x01, 0x08, 0x01, 0x60, 0x03, 0x7b, 0x7b, 0x7b, 0x01, 0x7b, // type: (v128 x3) -> v128
+  0x03, 0x02, 0x01, 0x00, // one function of that type
+  0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x20, 0x00, 0x20, 0x01, 0x20, 0x02, // code: 3 local.get
+  0xfd, 0x85, 0x02, 0x0b, // f32x4.relaxed_madd (0xfd 0x105), end
+]);
+const RELAXED_SIMD = WebAssembly.validate(RELAXED_PROBE);
+const WASM_BUILDS = {
+  relaxed: { dir: "./relaxed/", name: "relaxed SIMD" },
+  simd128: { dir: "./", name: "SIMD128" },
+};
+const asked = new URL(self.location.href).searchParams.get("wasm") || "auto";
+const wasmBuild = WASM_BUILDS[asked] || (RELAXED_SIMD ? WASM_BUILDS.relaxed : WASM_BUILDS.simd128);
 
+// The bindings (Engine, plan_model, ...), once the module is instantiated.
+let wasm = null;
 // Compile the wasm as soon as the worker starts, while the page is still fetching the model.
-const wasmReady = init({ module_or_path: new URL("./monoscope_bg.wasm", import.meta.url) });
+const wasmReady = (async () => {
+  if (wasmBuild === WASM_BUILDS.relaxed && !RELAXED_SIMD) {
+    throw new Error("this browser has no WebAssembly relaxed SIMD: open the page with ?wasm=auto or ?wasm=simd128");
+  }
+  const bindings = await import(`${wasmBuild.dir}monoscope.js`);
+  await bindings.default({ module_or_path: new URL(`${wasmBuild.dir}monoscope_bg.wasm`, import.meta.url) });
+  wasm = bindings;
+})();
 // A failed compile is reported by the first command that awaits it, not as an unhandled rejection.
 wasmReady.catch(() => {});
 
@@ -133,20 +165,20 @@ const handlers = {
     // Build the new engine before dropping the old one: if these files are bad, the page
     // keeps working with the model it had.
     const progress = (done, total) => self.postMessage({ type: "progress", id, done, total });
-    const next = await Engine.create(backend, config, weights, tokenizer, progress);
+    const next = await wasm.Engine.create(backend, config, weights, tokenizer, progress);
     dropAttack(); // it holds the old model
     dropBuild();
     if (engine) engine.free();
     engine = next;
-    return { backend: await backendLabel(engine.backend()), info: engine.info_json(), hash: engine.model_hash() };
+    return { backend: await backendLabel(engine.backend()), wasm: wasmBuild.name, info: engine.info_json(), hash: engine.model_hash() };
   },
   async plan({ config, weightsBytes }) {
     await wasmReady;
-    return JSON.parse(plan_model(await bytesOf(config, "config.json"), Number(weightsBytes) || 0));
+    return JSON.parse(wasm.plan_model(await bytesOf(config, "config.json"), Number(weightsBytes) || 0));
   },
   async memory() {
     await wasmReady;
-    return { bytes: wasm_memory_bytes() };
+    return { bytes: wasm.wasm_memory_bytes() };
   },
   async load_bundle({ manifest, features, dictionary }) {
     const e = needEngine();
@@ -162,7 +194,7 @@ const handlers = {
     const files = (x) =>
       Promise.all([bytesOf(x.manifest, "manifest.json"), bytesOf(x.features, "features.json"), bytesOf(x.dictionary, "dictionary.safetensors")]);
     const [fa, fb] = await Promise.all([files(a), files(b)]);
-    return JSON.parse(compare_bundles(String(a.label), ...fa, String(b.label), ...fb));
+    return JSON.parse(wasm.compare_bundles(String(a.label), ...fa, String(b.label), ...fb));
   },
   async clear_bundle() {
     needEngine().clear_bundle();
@@ -241,7 +273,7 @@ const handlers = {
   },
   async parse_captions({ name, bytes }) {
     await wasmReady;
-    return JSON.parse(parse_caption_list(String(name), await bytesOf(bytes, String(name))));
+    return JSON.parse(wasm.parse_caption_list(String(name), await bytesOf(bytes, String(name))));
   },
   async build_begin({ source }) {
     dropBuild();

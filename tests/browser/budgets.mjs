@@ -5,7 +5,8 @@
 //   cache) opens the default page with ?backend=cpu; the time from navigation start to the
 //   first analysed input (performance.now() when the page records it). Median of 3 runs.
 //   Target: < 3 s on headless Chromium here.
-// - wasm size: dist/monoscope_bg.wasm (after trunk's wasm-opt) raw and gzip -9. Target < 6 MB.
+// - wasm size: dist/monoscope_bg.wasm and dist/relaxed/monoscope_bg.wasm (the two builds; a page
+//   downloads one) after trunk's wasm-opt, raw and gzip -9. Target < 6 MB each.
 // Writes tests/out/budgets.json too.
 
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
@@ -51,14 +52,19 @@ try {
   await server.close();
 }
 
-const wasm = readFileSync(path.join(h.DIST, "monoscope_bg.wasm"));
-const gz = gzipSync(wasm, { level: constants.Z_BEST_COMPRESSION }).length;
+const builds = ["monoscope_bg.wasm", "relaxed/monoscope_bg.wasm"].map((file) => {
+  const bytes = readFileSync(path.join(h.DIST, file));
+  return { file, bytes: bytes.length, gzip: gzipSync(bytes, { level: constants.Z_BEST_COMPRESSION }).length };
+});
+// The larger of the two is the budget's figure.
+const { bytes: wasmBytes, gzip: gz } = builds.reduce((a, b) => (b.gzip > a.gzip ? b : a));
 const result = {
   cold_open_to_first_result_ms: Math.round(median(runs.map((r) => r.firstResultMs))),
   runs_ms: runs.map((r) => Math.round(r.firstResultMs)),
   backend: runs[0]?.backend,
-  wasm_bytes: wasm.length,
+  wasm_bytes: wasmBytes,
   wasm_gzip_bytes: gz,
+  wasm_builds: builds,
 };
 writeFileSync(path.join(h.OUT, "budgets.json"), JSON.stringify(result, null, 2) + "\n");
 const verdict = (ok) => (ok ? "within target" : "OVER TARGET");
@@ -67,6 +73,6 @@ console.log(
     `${result.cold_open_to_first_result_ms} ms (runs ${result.runs_ms.join(", ")} ms; target < ${TARGET_MS} ms: ${verdict(result.cold_open_to_first_result_ms < TARGET_MS)})`,
 );
 console.log(
-  `budget: wasm after wasm-opt ${(wasm.length / 1e6).toFixed(2)} MB, gzip -9 ${gz} bytes = ${(gz / 1e6).toFixed(2)} MB = ${(gz / 2 ** 20).toFixed(2)} MiB ` +
+  `budget: wasm after wasm-opt (the larger of ${builds.map((b) => b.file).join(" and ")}) ${(wasmBytes / 1e6).toFixed(2)} MB, gzip -9 ${gz} bytes = ${(gz / 1e6).toFixed(2)} MB = ${(gz / 2 ** 20).toFixed(2)} MiB ` +
     `(target < 6 MB: ${verdict(gz < TARGET_GZ)}; < 6 MiB: ${verdict(gz < 6 * 2 ** 20)})`,
 );

@@ -116,8 +116,14 @@ for (const backend of ["cpu", "webgpu"]) {
         const classes = new Set(shown.map((s) => s.cls));
         t.diagnostic(`badges shown: ${[...classes].join(", ")}`);
         assert.ok(classes.size >= 2, "several feature classes appear");
-        // The backend in use is shown.
-        assert.equal((await page.textContent("#backend")).trim(), r.backend);
+        // The backend in use is shown; on the CPU backend with the wasm build the worker
+        // picked: relaxed SIMD, which Chromium has had since 114 (www/worker.js).
+        if (backend === "cpu") {
+          assert.equal(r.wasm, "relaxed SIMD");
+          assert.equal((await page.textContent("#backend")).trim(), "cpu (relaxed SIMD)");
+        } else {
+          assert.equal((await page.textContent("#backend")).trim(), r.backend);
+        }
 
         const compared = compareWithNative(t, r, native);
         assert.ok(compared >= 3, `compared the image and both prompts with the CLI (${compared})`);
@@ -131,32 +137,38 @@ for (const backend of ["cpu", "webgpu"]) {
   });
 }
 
-test("tiny-clip (random init, no bundle) matches the native CLI", async (t) => {
-  const native = h.loadNative(h.NATIVE_TINY_JSON);
-  const { context, page, requests, consoleErrors } = await h.newPage(browser, t);
-  try {
-    const prompt = encodeURIComponent(native.texts[0]);
-    await page.goto(`${server.origin}/?backend=cpu&model=tiny-clip&image=demo/astronaut.jpg&prompt=${prompt}`);
-    const r = await h.waitIdle(page, 1);
-    assert.equal(r.state, "ready", `page error: ${r.error}`);
-    assert.equal(r.bundle, null, "tiny-clip has no bundle");
-    assert.equal(h.cosine(r.images[0].embedding, native.image_embeds[0]) >= h.MIN_COSINE, true);
-    assert.equal(compareWithNative(t, r, native), 2);
-    assert.match(await page.textContent("#features-view"), /No bundle loaded/);
-    // Several images in one forward pass (embed_images, the batch path of bench_web.mjs):
-    // each row as the page's one-image path gives it.
-    const rows = await page.evaluate(async () => {
-      const get = async (u) => (await fetch(u)).arrayBuffer();
-      const [a, b] = await Promise.all([get("demo/astronaut.jpg"), get("assets/demo/images/scene-1.png")]);
-      return (await window.__monoscopeDebug.embedImages([a, b, a])).map((x) => Array.from(x));
-    });
-    assert.equal(rows.length, 3);
-    assert.ok(h.cosine(rows[0], r.images[0].embedding) >= 0.99999, "batched row 0 = the page's embedding");
-    assert.ok(h.cosine(rows[2], rows[0]) >= 0.99999, "the same image in one batch, same row");
-    assert.ok(h.cosine(rows[1], rows[0]) < 0.999, "another image, another row");
-    h.assertSameOrigin(requests, server.origin);
-    await h.assertNoCspViolations(page, consoleErrors);
-  } finally {
-    await context.close();
-  }
-});
+// Both wasm builds (www/index.html): the one the worker picks here (relaxed SIMD) and the
+// SIMD128 one that browsers without relaxed SIMD load, forced with ?wasm=simd128.
+for (const [wasm, build] of [["auto", "relaxed SIMD"], ["simd128", "SIMD128"]]) {
+  test(`tiny-clip (random init, no bundle) matches the native CLI, wasm=${wasm}`, async (t) => {
+    const native = h.loadNative(h.NATIVE_TINY_JSON);
+    const { context, page, requests, consoleErrors } = await h.newPage(browser, t);
+    try {
+      const prompt = encodeURIComponent(native.texts[0]);
+      await page.goto(`${server.origin}/?backend=cpu&model=tiny-clip&image=demo/astronaut.jpg&prompt=${prompt}&wasm=${wasm}`);
+      const r = await h.waitIdle(page, 1);
+      assert.equal(r.state, "ready", `page error: ${r.error}`);
+      assert.equal(r.wasm, build, "the wasm build the worker loaded");
+      assert.equal((await page.textContent("#backend")).trim(), `cpu (${build})`);
+      assert.equal(r.bundle, null, "tiny-clip has no bundle");
+      assert.equal(h.cosine(r.images[0].embedding, native.image_embeds[0]) >= h.MIN_COSINE, true);
+      assert.equal(compareWithNative(t, r, native), 2);
+      assert.match(await page.textContent("#features-view"), /No bundle loaded/);
+      // Several images in one forward pass (embed_images, the batch path of bench_web.mjs):
+      // each row as the page's one-image path gives it.
+      const rows = await page.evaluate(async () => {
+        const get = async (u) => (await fetch(u)).arrayBuffer();
+        const [a, b] = await Promise.all([get("demo/astronaut.jpg"), get("assets/demo/images/scene-1.png")]);
+        return (await window.__monoscopeDebug.embedImages([a, b, a])).map((x) => Array.from(x));
+      });
+      assert.equal(rows.length, 3);
+      assert.ok(h.cosine(rows[0], r.images[0].embedding) >= 0.99999, "batched row 0 = the page's embedding");
+      assert.ok(h.cosine(rows[2], rows[0]) >= 0.99999, "the same image in one batch, same row");
+      assert.ok(h.cosine(rows[1], rows[0]) < 0.999, "another image, another row");
+      h.assertSameOrigin(requests, server.origin);
+      await h.assertNoCspViolations(page, consoleErrors);
+    } finally {
+      await context.close();
+    }
+  });
+}

@@ -111,6 +111,7 @@ export function snapshot(page) {
     return {
       state: document.body.dataset.state,
       backend: m.backend,
+      wasm: m.wasm,
       model: m.model,
       bundle: m.bundle,
       error: m.error,

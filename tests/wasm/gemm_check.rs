@@ -1,12 +1,15 @@
-//! The packed GEMM's SIMD128 kernel (issue 12, `src/base/gemm/`), checked in WebAssembly:
-//! `tests/wasm/gemm.test.mjs` compiles this file with `rustc --target wasm32-unknown-unknown
-//! -C target-feature=+simd128 -C opt-level=s` (the page's settings) and runs its exports in
-//! Node's V8, the engine of Chromium's pages.
+//! The packed GEMM's WebAssembly kernels (issue 12, `src/base/gemm/`), checked in
+//! WebAssembly: `tests/wasm/gemm.test.mjs` compiles this file with `rustc --target
+//! wasm32-unknown-unknown -C target-feature=+simd128 -C opt-level=s` (the page's settings),
+//! once as is and once with `--cfg feature="relaxed-simd"` (the site's second build), and
+//! runs their exports in Node's V8, the engine of Chromium's pages.
 //!
-//! The contract in wasm is exact, as natively, with the step wasm has: every output value is
-//! one chain `acc = acc + x[p] * w[p]` over the inner dimension in order (no fused
-//! multiply-add in WebAssembly), then the bias. So the products are compared bit for bit
-//! with that chain written out in scalar Rust, compiled to the same wasm.
+//! The contract in wasm is exact, as natively, with the step each build has: every output
+//! value is one chain over the inner dimension in order, then the bias. With SIMD128 the
+//! step is `acc = acc + x[p] * w[p]` (two roundings); with relaxed SIMD it is
+//! `relaxed_madd`, which an engine may run fused (one rounding, as natively) or not, the
+//! same way for every value. So the products are compared bit for bit with the chain
+//! (`fused` 0 or 1) written out in scalar Rust, compiled to the same wasm.
 
 #![allow(dead_code)]
 
@@ -43,15 +46,16 @@ pub extern "C" fn borrows() -> u32 {
 /// Values that differ from the chain, over ViT-B/32's shapes (50 and 77 tokens, a 400-row
 /// part) and ragged ones (row and column tails, inner dimensions off the 256-wide blocks),
 /// for the borrowed weight (`copy` 0, the page's) or the packed copy (1), with the output
-/// columns written as 1, 2 or 3 ranges, and one row alone.
+/// columns written as 1, 2 or 3 ranges, and one row alone, against the fused (`fused` 1) or
+/// the unfused (0) chain.
 #[unsafe(no_mangle)]
-pub extern "C" fn products_differing(copy: u32) -> u32 {
+pub extern "C" fn products_differing(copy: u32, fused: u32) -> u32 {
     let mut differ = 0;
     for (m, k, n) in SHAPES {
         let x = random(m * k, 1);
         let w = random(k * n, 2);
         let b = random(n, 3);
-        let want = chain(&x, &w, Some(&b), [m, k, n], false);
+        let want = chain(&x, &w, Some(&b), [m, k, n], fused == 1);
         let packed = weight(&w, k, n, Some(&b), copy == 1);
         let rows = PackedRows::new(&x, m, k);
         for parts in [1, 2, 3] {
@@ -71,12 +75,12 @@ pub extern "C" fn products_differing(copy: u32) -> u32 {
 }
 
 /// Values of a column window (64..192 of 200, written as two ranges) that differ from the
-/// chain's.
+/// chain's (`fused` as for [`products_differing`]).
 #[unsafe(no_mangle)]
-pub extern "C" fn window_differing() -> u32 {
+pub extern "C" fn window_differing(fused: u32) -> u32 {
     let (m, k, n) = (9, 100, 200);
     let (x, w) = (random(m * k, 4), random(k * n, 5));
-    let want = chain(&x, &w, None, [m, k, n], false);
+    let want = chain(&x, &w, None, [m, k, n], fused == 1);
     let packed = weight(&w, k, n, None, false);
     let rows = PackedRows::new(&x, m, k);
     let out = ColumnWriter::new(m, 64..192);
@@ -95,13 +99,13 @@ pub extern "C" fn window_differing() -> u32 {
 /// quick_gelu and the residual after the bias (ViT-B/32's fc1 shape), against f64 maths:
 /// the worst error in units of 1e-6 relative + 1e-6 absolute, times 1000 (<= 1000 passes;
 /// the same bound as natively, `tests/gemm.rs`, which explains it). Large magnitudes must
-/// saturate (sigmoid 0 or 1): u32::MAX if they do not.
+/// saturate (sigmoid 0 or 1): u32::MAX if they do not. `fused`: the chain the kernel runs.
 #[unsafe(no_mangle)]
-pub extern "C" fn activation_error_milli() -> u32 {
+pub extern "C" fn activation_error_milli(fused: u32) -> u32 {
     let (m, k, n) = (50, 768, 3072);
     let (x, w, b) = (random(m * k, 6), random(k * n, 7), random(n, 8));
     let residual: Vec<f32> = random(m * n, 9).iter().map(|v| v * 3.0).collect();
-    let lin = chain(&x, &w, Some(&b), [m, k, n], false);
+    let lin = chain(&x, &w, Some(&b), [m, k, n], fused == 1);
     let packed = weight(&w, k, n, Some(&b), false);
     let out = ColumnWriter::new(m, 0..n);
     out.write(

@@ -9,6 +9,8 @@
 //   backend  auto | webgpu | cpu
 //   engines  1-8: engine workers sharing each batch on the CPU backend (default 1; each one
 //            holds its own copy of the model)
+//   wasm     auto | relaxed | simd128: which build of the wasm the engine workers load (default
+//            auto: the relaxed-SIMD build where the browser has relaxed SIMD; www/worker.js)
 //   embed    1 = compact widget mode (only the requested panels)
 
 export const PANELS = ["inputs", "features", "similarity", "dictionary", "feature", "heatmap", "probe", "attack", "control", "build"];
@@ -16,6 +18,7 @@ export const PANELS = ["inputs", "features", "similarity", "dictionary", "featur
 export const DEFAULT_PANELS = PANELS.filter((p) => p !== "build");
 export const EMBED_DEFAULT_PANELS = ["features"];
 export const BACKENDS = ["auto", "webgpu", "cpu"];
+export const WASM_BUILDS = ["auto", "relaxed", "simd128"];
 // The most engine workers a page may start (`engines`): each holds a copy of the model.
 export const MAX_ENGINES = 8;
 
@@ -53,6 +56,11 @@ export function readParams(search) {
     if (Number.isInteger(n) && n >= 1 && n <= MAX_ENGINES) engines = n;
     else problems.push(`engines must be a whole number from 1 to ${MAX_ENGINES}, not "${q.get("engines")}"`);
   }
+  let wasm = (q.get("wasm") || "auto").trim().toLowerCase();
+  if (!WASM_BUILDS.includes(wasm)) {
+    problems.push(`wasm must be one of ${WASM_BUILDS.join(", ")}, not "${q.get("wasm")}"; using auto`);
+    wasm = "auto";
+  }
   // A link that names inputs replaces the demo inputs entirely.
   const hasInputs = q.has("prompt") || q.has("image");
   return {
@@ -60,6 +68,7 @@ export function readParams(search) {
     build: yes("build"),
     backend,
     engines,
+    wasm,
     model: q.get("model") || "",
     bundle: q.get("bundle") ?? "",
     prompts: hasInputs ? splitList(q.getAll("prompt"), "|") : null,
@@ -71,7 +80,7 @@ export function readParams(search) {
 }
 
 // The query string for a state (only what differs from the defaults).
-export function buildSearch({ model, bundle, prompts, images, feature, panels, backend, engines, embed, build }) {
+export function buildSearch({ model, bundle, prompts, images, feature, panels, backend, engines, wasm, embed, build }) {
   const q = new URLSearchParams();
   if (model && model !== "demo") q.set("model", model);
   if (bundle) q.set("bundle", bundle);
@@ -81,6 +90,7 @@ export function buildSearch({ model, bundle, prompts, images, feature, panels, b
   if (panels && panels.length) q.set("panels", panels.join(","));
   if (backend && backend !== "auto") q.set("backend", backend);
   if (engines && engines > 1) q.set("engines", String(engines));
+  if (wasm && wasm !== "auto") q.set("wasm", wasm);
   if (embed) q.set("embed", "1");
   if (build) q.set("build", "1");
   const s = q.toString();

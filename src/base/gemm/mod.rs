@@ -45,7 +45,7 @@ pub const NR: usize = 16;
 /// ViT-B/32's 50 tokens are 10 blocks of 5, not 9 blocks of 6 with 4 rows of padding.
 pub const MR: usize = 6;
 
-/// Rows per block of the wasm kernel (see `wasm`).
+/// Rows per block of the wasm kernels (see `wasm`).
 const WASM_ROWS: usize = 2;
 
 /// Rows per block of the 512-bit kernel ([`wide`]), at most: 12 x 2 accumulators, two

@@ -121,7 +121,7 @@ async function adoptModel(model, bundle, ready, meta) {
   runtime.engineGen += 1;
   clearGlobalError();
   const { info, label } = describeModel(ready, model.label);
-  state.model = { status: "ready", label, backend: ready.backend, info, hash: ready.hash, error: null };
+  state.model = { status: "ready", label, backend: ready.backend, wasm: ready.wasm, info, hash: ready.hash, error: null };
   state.modelParam = model.param;
   const loaded = await acceptedBundle(ready, bundle, meta);
   // Only the demo model has a bundle by default, so only there does "no bundle" need saying.
@@ -218,6 +218,7 @@ function onEngineCrash(err) {
   runtime.engine.ensureReady().then(
     (ready) => {
       state.model.backend = ready.backend;
+      state.model.wasm = ready.wasm;
       renderSourceStatus();
     },
     (e) => showGlobalError(e.message),

@@ -17,11 +17,12 @@ export const state = {
   embed: params.embed,
   backend: params.backend,
   engines: params.engines, // engine workers sharing each batch (CPU backend)
+  wasm: params.wasm, // the wasm build the workers load: auto | relaxed | simd128
   panels: initialPanels(),
   explicitPanels: params.panels,
   modelParam: params.model || "demo", // what the URL says; "" for local files (not shareable)
   bundleParam: params.bundle, // "" = the model's default
-  model: { status: "idle", label: "–", backend: null, info: null, hash: null, error: null },
+  model: { status: "idle", label: "–", backend: null, wasm: null, info: null, hash: null, error: null },
   bundle: null, // {label, summary, manifest, features, examples, byId}
   images: [],
   prompts: [],
@@ -70,6 +71,7 @@ export function syncUrl() {
     panels: state.explicitPanels,
     backend: state.backend,
     engines: state.engines,
+    wasm: state.wasm,
     embed: state.embed,
     build: !state.explicitPanels && state.panels.includes("build"),
   });

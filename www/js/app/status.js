@@ -71,7 +71,9 @@ export function updateBodyState() {
 export function renderSourceStatus() {
   const m = state.model;
   $("model").textContent = m.label;
-  $("backend").textContent = m.backend || (m.status === "loading" ? "starting…" : "–");
+  // On the CPU backend the wasm build matters (its GEMM kernel): "cpu (relaxed SIMD)".
+  const build = m.backend === "cpu" && m.wasm ? ` (${m.wasm})` : "";
+  $("backend").textContent = m.backend ? `${m.backend}${build}` : m.status === "loading" ? "starting…" : "–";
   $("bundle").textContent = state.bundle ? state.bundle.label : "none";
 }
 

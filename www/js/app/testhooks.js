@@ -37,6 +37,10 @@ export function installStateHook(apps) {
     get backend() {
       return state.model.backend;
     },
+    // The wasm build the engine worker loaded: "relaxed SIMD" or "SIMD128".
+    get wasm() {
+      return state.model.wasm;
+    },
     get model() {
       return state.model.label;
     },
