@@ -7,8 +7,9 @@
 // `Engine` methods the worker calls (`Engine.create`, `embed_images`). The production build
 // runs wasm-opt, which drops function names; this takes trunk's wasm-bindgen output of that
 // same build ($CARGO_TARGET_DIR/wasm-bindgen/release: names kept, before wasm-opt's size
-// passes).
-//   node scripts/profile_web.mjs MODEL_DIR [--batch 8] [--iters 3] [--top 30] [--json OUT]
+// passes); with --wasm relaxed the relaxed-SIMD build's (wasm-bindgen/wasm-relaxed, written
+// by scripts/build_relaxed.sh).
+//   node scripts/profile_web.mjs MODEL_DIR [--batch 8] [--iters 3] [--top 30] [--wasm simd128|relaxed] [--json OUT]
 // Needs `trunk build --release` first (its wasm-bindgen output in $CARGO_TARGET_DIR) and
 // Chromium. MODEL_DIR: an HF CLIP folder, e.g. the random-init
 // ViT-B/32 of `scripts/extract_reference.py --work W` (W/vit-b-32).
@@ -22,7 +23,8 @@ import { serveDir } from "../tests/browser/static-server.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const TARGET = process.env.CARGO_TARGET_DIR || path.join(os.homedir(), ".cache/monoscope/target");
-const BOUND = path.join(TARGET, "wasm-bindgen/release");
+const BOUND_DIRS = { simd128: "wasm-bindgen/release", relaxed: "wasm-bindgen/wasm-relaxed" };
+let BOUND = path.join(TARGET, BOUND_DIRS.simd128);
 const PKG = path.join(ROOT, "tests/out/profile-web");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run"];
@@ -37,10 +39,15 @@ function args() {
     else if (v[i] === "--iters") a.iters = Number(v[++i]);
     else if (v[i] === "--top") a.top = Number(v[++i]);
     else if (v[i] === "--json") a.json = v[++i];
+    else if (v[i] === "--wasm") {
+      const w = v[++i];
+      if (!(w in BOUND_DIRS)) throw new Error(`--wasm takes simd128 or relaxed, not ${w}`);
+      BOUND = path.join(TARGET, BOUND_DIRS[w]);
+    }
     else if (!a.model) a.model = path.resolve(v[i]);
     else throw new Error(`unknown argument ${v[i]}`);
   }
-  if (!a.model) throw new Error("usage: node scripts/profile_web.mjs MODEL_DIR [--batch 8] [--iters 3] [--top 30] [--json OUT]");
+  if (!a.model) throw new Error("usage: node scripts/profile_web.mjs MODEL_DIR [--batch 8] [--iters 3] [--top 30] [--wasm simd128|relaxed] [--json OUT]");
   for (const f of ["config.json", "model.safetensors", "tokenizer.json"]) {
     if (!existsSync(path.join(a.model, f))) throw new Error(`${path.join(a.model, f)} is missing`);
   }

@@ -20,7 +20,7 @@
     document.currentScript ||
     Array.from(document.querySelectorAll("script[src]")).find((s) => /(^|\/)widget\.js([?#]|$)/.test(s.src));
   const APP_URL = new URL("index.html", script ? script.src : location.href);
-  const PASSED = ["model", "bundle", "feature", "panels", "backend", "engines"];
+  const PASSED = ["model", "bundle", "feature", "panels", "backend", "engines", "wasm"];
 
   class MonoscopeWidget extends HTMLElement {
     static get observedAttributes() {

@@ -38,24 +38,15 @@
 // Files arrive as Blobs (structured clone shares them, it does not copy the bytes), so the page
 // can hand the same model to a restarted worker without holding a second copy in its own heap.
 
-// The site has two builds of the same crate (www/index.html): relaxed/ runs the linear
-// layers' GEMM on WebAssembly relaxed SIMD (f32x4.relaxed_madd, a fused multiply-add where
-// the CPU has one; about 1.2x the page's CPU speed in Chromium, README), which a browser
+import { hasRelaxedSimd } from "./js/wasm-features.js";
+
+// The site has two builds of the same crate (scripts/build_relaxed.sh): relaxed/ runs the
+// linear layers' GEMM on WebAssembly relaxed SIMD (f32x4.relaxed_madd, a fused multiply-add
+// where the CPU has one; the page 1.1-1.2x faster than with ./ in Chromium, README), which a browser
 // without relaxed SIMD refuses to compile; ./ uses SIMD128 only. `wasm` on this script's
 // URL (the page passes its own ?wasm= through) picks one: auto (default: relaxed where the
-// probe below compiles), relaxed or simd128.
-//
-// The probe is the smallest module with that instruction, checked with
-// WebAssembly.validate (no compile): (func (param v128 v128 v128) (result v128)
-// local.get 0 local.get 1 local.get 2 f32x4.relaxed_madd).
-const RELAXED_PROBE = new Uint8Array([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // "\0asm", version 1
-  0x01, 0x08, 0x01, 0x60, 0x03, 0x7b, 0x7b, 0x7b, 0x01, 0x7b, // type: (v128 x3) -> v128
-  0x03, 0x02, 0x01, 0x00, // one function of that type
-  0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x20, 0x00, 0x20, 0x01, 0x20, 0x02, // code: 3 local.get
-  0xfd, 0x85, 0x02, 0x0b, // f32x4.relaxed_madd (0xfd 0x105), end
-]);
-const RELAXED_SIMD = WebAssembly.validate(RELAXED_PROBE);
+// probe in js/wasm-features.js validates), relaxed or simd128.
+const RELAXED_SIMD = hasRelaxedSimd();
 const WASM_BUILDS = {
   relaxed: { dir: "./relaxed/", name: "relaxed SIMD" },
   simd128: { dir: "./", name: "SIMD128" },

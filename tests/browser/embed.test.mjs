@@ -172,3 +172,17 @@ for (const [wasm, build] of [["auto", "relaxed SIMD"], ["simd128", "SIMD128"]]) 
     }
   });
 }
+
+test("an unknown ?wasm= value is reported and the page goes on with auto", async (t) => {
+  const { context, page, consoleErrors } = await h.newPage(browser, t);
+  try {
+    await page.goto(`${server.origin}/?backend=cpu&model=tiny-clip&wasm=simd256`);
+    const r = await h.waitIdle(page, 1);
+    assert.equal(r.state, "ready", `page error: ${r.error}`);
+    assert.match(await page.textContent("#notes"), /wasm must be one of auto, relaxed, simd128, not "simd256"; using auto/);
+    assert.equal(r.wasm, "relaxed SIMD");
+    await h.assertNoCspViolations(page, consoleErrors);
+  } finally {
+    await context.close();
+  }
+});

@@ -12,6 +12,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import v8 from "node:v8";
+import { RELAXED_PROBE, hasRelaxedSimd } from "../../www/js/wasm-features.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const BUILDS = {
@@ -22,32 +23,29 @@ const gemm = {};
 // Whether each module validates in an engine without relaxed SIMD (Node 20 before the flag
 // below), or null where this Node has relaxed SIMD on by default.
 const validatesWithout = {};
-// The smallest module with f32x4.relaxed_madd (as www/worker.js probes).
-const RELAXED_PROBE = new Uint8Array([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x01, 0x60, 0x03, 0x7b, 0x7b, 0x7b, 0x01, 0x7b,
-  0x03, 0x02, 0x01, 0x00, 0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x20, 0x00, 0x20, 0x01, 0x20, 0x02, 0xfd, 0x85, 0x02, 0x0b,
-]);
-
 before(async () => {
   const bytes = {};
   for (const [name, { cfg }] of Object.entries(BUILDS)) {
     const wasm = path.join(ROOT, `tests/out/gemm_check_${name}.wasm`);
     mkdirSync(path.dirname(wasm), { recursive: true });
-    // The page's settings: SIMD128 (.cargo/config.toml) and size-optimised code (the
-    // wasm-release profile's opt-level "s" for monoscope's own crate).
+    // The page's settings: SIMD128 (.cargo/config.toml) and the optimisation level (the
+    // wasm-release profile's opt-level 2 for monoscope's own crate).
     execFileSync("rustc", [
       "--edition", "2024", "--crate-type", "cdylib", "--target", "wasm32-unknown-unknown",
-      "-C", "target-feature=+simd128", "-C", "opt-level=s", "-C", "panic=abort", ...cfg,
+      "-C", "target-feature=+simd128", "-C", "opt-level=2", "-C", "panic=abort", ...cfg,
       "-o", wasm, path.join(ROOT, "tests/wasm/gemm_check.rs"),
     ], { stdio: "inherit" });
     bytes[name] = readFileSync(wasm);
   }
-  const probeWithout = WebAssembly.validate(RELAXED_PROBE);
+  const probeWithout = hasRelaxedSimd();
   for (const name of Object.keys(BUILDS)) validatesWithout[name] = probeWithout ? null : WebAssembly.validate(bytes[name]);
   // Node 20's V8 (11.3) has relaxed SIMD behind this flag (Chromium has it on since 114);
   // it is read when a module is compiled. Newer Nodes ignore it.
   v8.setFlagsFromString("--experimental-wasm-relaxed-simd");
-  assert.ok(WebAssembly.validate(RELAXED_PROBE), "this Node runs relaxed SIMD (with the flag)");
+  assert.ok(hasRelaxedSimd(), "the page's probe finds relaxed SIMD (with the flag)");
+  // A probe that validated anything would send every browser to the relaxed build.
+  assert.equal(WebAssembly.validate(RELAXED_PROBE.map((b, i) => (i === RELAXED_PROBE.length - 3 ? 0x84 : b))), false,
+    "the probe's module with another opcode in the same place (trunc_f64x2, whose types differ) is refused");
   for (const name of Object.keys(BUILDS)) gemm[name] = (await WebAssembly.instantiate(bytes[name], {})).instance.exports;
 });
 

@@ -1,6 +1,6 @@
 //! The packed GEMM's WebAssembly kernels (issue 12, `src/base/gemm/`), checked in
 //! WebAssembly: `tests/wasm/gemm.test.mjs` compiles this file with `rustc --target
-//! wasm32-unknown-unknown -C target-feature=+simd128 -C opt-level=s` (the page's settings),
+//! wasm32-unknown-unknown -C target-feature=+simd128 -C opt-level=2` (the page's settings),
 //! once as is and once with `--cfg feature="relaxed-simd"` (the site's second build), and
 //! runs their exports in Node's V8, the engine of Chromium's pages.
 //!

@@ -18,8 +18,8 @@ use core::arch::wasm32::*;
 /// Xeon) it ran 21-22 GFLOP/s against 30-31 for relaxed 2 x 16 and 26-27 for mul + add
 /// 2 x 16, so both builds keep 2 x 16.
 ///
-/// Written out by hand, not as loops over arrays: the page's code is optimised for size,
-/// where LLVM does not unroll.
+/// Written out by hand, not as loops over arrays, so the kernel's shape does not hang on
+/// LLVM's unrolling (none at opt-level "s", which the page's code had until 2026-12-05).
 pub(super) struct Simd128;
 
 impl Kernel for Simd128 {
@@ -55,12 +55,12 @@ unsafe fn init(c: *mut f32, ldc: usize, load: bool, r: usize, o: usize) -> v128 
     }
 }
 
-/// Stores rows of 4 vectors (16 values) into the tile at `c`, rows `ldc` apart.
+/// Stores the two rows of 4 vectors (16 values) into the tile at `c`, rows `ldc` apart.
 ///
 /// # Safety
-/// The tile at `c` holds `rows.len()` x 16 values.
+/// The tile at `c` holds 2 x 16 values.
 #[inline(always)]
-unsafe fn store<const N: usize>(c: *mut f32, ldc: usize, rows: [[v128; 4]; N]) {
+unsafe fn store(c: *mut f32, ldc: usize, rows: [[v128; 4]; WASM_ROWS]) {
     for (r, row) in rows.into_iter().enumerate() {
         for (o, v) in row.into_iter().enumerate() {
             unsafe { v128_store(c.add(r * ldc + 4 * o).cast::<v128>(), v) };
@@ -85,13 +85,14 @@ unsafe fn line(b: *const f32, p: usize) -> [v128; 4] {
     }
 }
 
-/// Row `r`'s value at inner index `p`, in all four lanes (`R` values per inner index).
+/// Row `r`'s value at inner index `p`, in all four lanes (the rows' values are packed in
+/// pairs, one pair per inner index).
 ///
 /// # Safety
-/// `a + p * R + r` holds a value.
+/// `a + p * 2 + r` holds a value.
 #[inline(always)]
-unsafe fn splat<const R: usize>(a: *const f32, p: usize, r: usize) -> v128 {
-    unsafe { v128_load32_splat(a.add(p * R + r).cast::<u32>()) }
+unsafe fn splat(a: *const f32, p: usize, r: usize) -> v128 {
+    unsafe { v128_load32_splat(a.add(p * WASM_ROWS + r).cast::<u32>()) }
 }
 
 /// The 2 x 16 kernel over `$t` ([`Tile`]), with `$madd(a, w, acc)` as every step.
@@ -113,7 +114,7 @@ macro_rules! tile_2x16 {
         let (mut c10, mut c11, mut c12, mut c13) = (v(1, 0), v(1, 4), v(1, 8), v(1, 12));
         for p in 0..kc {
             let ([b0, b1, b2, b3], a0, a1) =
-                unsafe { (line(b, p), splat::<2>(a, p, 0), splat::<2>(a, p, 1)) };
+                unsafe { (line(b, p), splat(a, p, 0), splat(a, p, 1)) };
             c00 = $madd(a0, b0, c00);
             c01 = $madd(a0, b1, c01);
             c02 = $madd(a0, b2, c02);
