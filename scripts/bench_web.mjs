@@ -13,8 +13,10 @@
 // numThreads 1 for the like-for-like ratio; with --ort-threads 2 it also runs with two
 // threads, which needs a cross-origin-isolated page (the server below sends COOP/COEP).
 // With --engines N the page also runs with `?engines=N`: N engine workers, each with its
-// own copy of the model, share every batch (batch 1 stays on one). Its ratio is against
-// ORT with N threads (pass --ort-threads N too).
+// own copy of the model, share every batch by whole images, and a batch of one image by
+// token rows (its pass cut between the workers, which swap keys and values once a layer:
+// www/js/engine.js splitImage). Its ratio is against ORT with N threads (pass --ort-threads
+// N too).
 // The site has two wasm builds (www/worker.js): relaxed SIMD, which the page picks where the
 // browser has it, and SIMD128. --wasm both (default) runs the page with each (?wasm=relaxed,
 // ?wasm=simd128); --wasm auto|relaxed|simd128 runs one.
@@ -90,6 +92,9 @@ function serve(model) {
   return new Promise((ok) => server.listen(0, "127.0.0.1", () => ok(server)));
 }
 
+// Batch-1 calls of one monoscope run: a warm-up, then the timed ones.
+const iters1 = (a) => a.iters + 1;
+
 async function monoscope(browser, origin, a, engines, wasm) {
   const page = await browser.newPage();
   page.on("pageerror", (e) => console.error("page error:", e.message));
@@ -110,11 +115,30 @@ async function monoscope(browser, origin, a, engines, wasm) {
         g.fillRect((i * 53) % 200, (i * 31) % 200, 24, 24);
       }
       const bytes = await (await c.convertToBlob({ type: "image/png" })).arrayBuffer();
-      return { b1: await dbg.timeEmbedImages(bytes, 1, iters), bN: await dbg.timeEmbedImages(bytes, batch, iters) };
+      const b1 = await dbg.timeEmbedImages(bytes, 1, iters);
+      const split = window.__monoscope.engines.splitPasses;
+      // With several engines, one image cut between them against the same image on the main
+      // engine alone, alternating in this page (the host's speed drifts between page loads).
+      let paired = null;
+      if (window.__monoscope.engines.parallelism > 1) {
+        const ms = { split: [], whole: [] };
+        for (let i = 0; i < iters; i++) {
+          for (const whole of [false, true]) {
+            const t0 = performance.now();
+            await dbg.analyzeImage(bytes, { whole });
+            ms[whole ? "whole" : "split"].push(performance.now() - t0);
+          }
+        }
+        const median = (v) => v.sort((x, y) => x - y)[Math.floor(v.length / 2)];
+        paired = { split: median(ms.split), whole: median(ms.whole) };
+      }
+      return { b1, bN: await dbg.timeEmbedImages(bytes, batch, iters), split, paired };
     },
     { batch: a.batch, iters: a.iters },
   );
   await page.close();
+  // With several engines every batch-1 call (a warm-up and the timed ones) must have split.
+  if (engines > 1 && r.split < iters1(a)) throw new Error(`only ${r.split} of the batch-1 passes were split between the engines`);
   return { ...r, build: state.wasm };
 }
 
@@ -172,6 +196,10 @@ try {
     const ref = rows.find((x) => x.ort && x.threads === r.threads);
     const ratio = (k) => (ref ? `${(ref[k] / r[k]).toFixed(2)}x` : "–");
     console.log(`| ${r.who} | ${r.b1.toFixed(0)} | ${r.bN.toFixed(0)} | ${ratio("b1")} | ${ratio("bN")} |`);
+  }
+  for (const r of rows.filter((x) => x.paired)) {
+    const p = r.paired;
+    console.log(`${r.who}, batch 1 in the same page: cut between the engines ${p.split.toFixed(0)} ms, on one engine ${p.whole.toFixed(0)} ms (${(p.whole / p.split).toFixed(2)}x)`);
   }
   if (a.json) writeFileSync(a.json, JSON.stringify({ batch: a.batch, iters: a.iters, rows }, null, 1));
 } finally {

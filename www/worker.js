@@ -19,6 +19,13 @@
 //   render_scene  {name, side}         -> {width, height, rgba: Uint8Array}
 //   embed_image / embed_text           -> Float32Array (L2-normalised)
 //   embed_images {images: [bytes]}     -> [Float32Array], one forward pass
+//   split_begin   {bytes, part, parts} -> {done, kv: Float32Array}: starts this worker's part of
+//                 one image's pass cut by token rows between engine workers (issue 12); kv is
+//                 its keys and values of the first layer
+//   split_step    {kv: [Float32Array | null]} (every part's, in part order; null: this
+//                 worker's own) -> {done: false, kv} (the next layer's) or, after the last layer,
+//                 {done: true, report} (part 0: {embedding, activations?, truncated}; others null)
+//   split_cancel  {}                   -> null
 //   parse_captions {name, bytes: Blob} -> {pairs: [[id, image, caption]], skipped: [[id, reason]]}
 //                 (a TSV / CSV / COCO caption list, read by the CLI's reader)
 //   build_begin   {source}             -> null: starts building a bundle (issue 11)
@@ -135,6 +142,13 @@ function needBuild() {
   return build;
 }
 
+let split = null; // this worker's part of a split image pass, if any: {pass, part, kv}
+
+function dropSplit() {
+  if (split) split.pass.free();
+  split = null;
+}
+
 function dropAttack() {
   if (attack) attack.free();
   attack = null;
@@ -159,6 +173,7 @@ const handlers = {
     const next = await wasm.Engine.create(backend, config, weights, tokenizer, progress);
     dropAttack(); // it holds the old model
     dropBuild();
+    dropSplit();
     if (engine) engine.free();
     engine = next;
     return { backend: await backendLabel(engine.backend()), wasm: wasmBuild.name, info: engine.info_json(), hash: engine.model_hash() };
@@ -215,6 +230,36 @@ const handlers = {
   },
   async embed_images({ images }) {
     return await needEngine().embed_images((images || []).map((b) => new Uint8Array(b)));
+  },
+  // One image's pass cut by token rows between engine workers (issue 12): engine.js runs
+  // the parts in step and carries each layer's keys and values between them.
+  async split_begin({ bytes, part, parts }) {
+    dropSplit();
+    const pass = needEngine().split_image(new Uint8Array(bytes), part >>> 0, parts >>> 0);
+    split = { pass, part: part >>> 0, kv: null };
+    split.kv = pass.keys_values();
+    return { done: false, kv: split.kv };
+  },
+  async split_step({ kv }) {
+    if (!split) throw new Error("no split pass is running");
+    // This worker's own keys and values come back as null: they never left.
+    const all = Array.from(kv || [], (v, i) => (i === split.part && v == null ? split.kv : v));
+    split.pass.attend(all);
+    if (!split.pass.done()) {
+      split.kv = split.pass.keys_values();
+      return { done: false, kv: split.kv };
+    }
+    const { pass, part } = split;
+    split = null;
+    if (part !== 0) {
+      pass.free();
+      return { done: true, report: null };
+    }
+    return { done: true, report: await pass.report() }; // report() frees the part
+  },
+  async split_cancel() {
+    dropSplit();
+    return null;
   },
   async embed_text({ text }) {
     return await needEngine().embed_text(String(text));

@@ -18,7 +18,9 @@ use burn::tensor::{Device, Tensor};
 
 use crate::base::engines::split_rows;
 use crate::base::host::l2_normalize;
+use crate::error::{Error, Result};
 
+pub use blocks::RowSplit;
 pub use config::{Activation, ClipConfig, TextConfig, TextPooling, VisionConfig};
 pub use footprint::Footprint;
 pub use text::{TextBatch, TextTransformer};
@@ -81,6 +83,28 @@ impl ClipModel {
             l2_normalize(self.image_features(pixels.clone().slice(r), false).0)
         });
         Tensor::cat(parts, 0)
+    }
+
+    /// Part `part` of `parts` of one image's pass through the image tower, cut by token rows
+    /// between engines that share no memory (the page's workers: [`RowSplit`]); `pixels`:
+    /// [1, channels, size, size]. Every part computes the embeddings and the first norm
+    /// whole (2-3% of the tower for ViT-B/32), then its own rows.
+    pub fn split_image(&self, pixels: Tensor<4>, part: usize, parts: usize) -> Result<RowSplit> {
+        let v = &self.vision_model;
+        let x = v.pre_layrnorm.forward(v.embeddings.forward(pixels)); // [1, tokens, width]
+        v.encoder.split(&x, 0, part, parts)
+    }
+
+    /// The L2-normalised embedding ([1, dim]) of a finished split pass, on the part that
+    /// holds the class token: [`ClipModel::embed_images`]'s row for the image, bit for bit
+    /// (the same ops on the same class-token row).
+    pub fn split_embedding(&self, split: &RowSplit) -> Result<Tensor<2>> {
+        let row = split.output().ok_or_else(|| {
+            Error::Invalid("this part of the split pass has no finished class token".into())
+        })?;
+        let cls = packed::tensor(row.to_vec(), [1, row.len()]); // [1, width]
+        let pooled = self.vision_model.post_layernorm.forward(cls);
+        Ok(l2_normalize(self.visual_projection.forward(pooled)))
     }
 
     /// L2-normalised text embeddings [batch, dim] (transformers' `text_embeds`). On the CPU

@@ -10,6 +10,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 mod apps;
 mod build;
+mod split;
 
 use crate::clip::footprint::WASM32_MEMORY_BYTES;
 use crate::inspect::Lens;

@@ -158,13 +158,40 @@ test("?engines=2 shares each batch with a helper worker that follows the model a
       for (const [k, v] of x.top) assert.ok(Math.abs(one.activations[k] - v) <= 1e-4 * Math.max(1, Math.abs(v)), `${x.name}: feature ${k}`);
     }
 
+    // Each image alone (above) ran on both workers, its pass cut by token rows
+    // (engine.js splitImage), and gave the batch's result; cut or whole on the main engine,
+    // the bits are the same.
+    const split = await page.evaluate(() => window.__monoscope.engines.splitPasses);
+    assert.equal(split - engines.splitPasses, good.length, "every single image ran split");
+    const [cut, whole] = await page.evaluate(async (bytes) => {
+      const d = window.__monoscopeDebug;
+      const buf = () => new Uint8Array(bytes).buffer;
+      const runs = [await d.analyzeImage(buf()), await d.analyzeImage(buf(), { whole: true })];
+      return runs.map((x) => ({ embedding: Array.from(x.embedding), activations: Array.from(x.activations) }));
+    }, [...readFileSync(good[3])]);
+    assert.deepEqual(cut, whole, "a split pass gives the whole pass's bits");
+    assert.equal(await page.evaluate(() => window.__monoscope.engines.splitPasses), split + 1, "only the first of the two ran split");
+    // One file added alone goes through the page's queue as a batch of one, split; a bad
+    // file alone fails the split and runs whole, to its own error.
+    const again = { ...file(DEMO(4)), name: "again.png" };
+    await page.setInputFiles("#image-input", [again]);
+    r = await h.waitIdle(page, 3);
+    const x4 = r.images.find((x) => x.name === path.basename(DEMO(4)));
+    assert.ok(h.cosine(r.images.find((x) => x.name === "again.png").embedding, x4.embedding) >= 0.99999, "the same file alone, split");
+    assert.equal(await page.evaluate(() => window.__monoscope.engines.splitPasses), split + 2, "the file alone ran split");
+    await page.setInputFiles("#image-input", [file(TRUNCATED_JPEG)]);
+    r = await h.waitIdle(page, 4);
+    assert.equal((await card(page, "truncated.jpg")).status, "error");
+    assert.equal(await page.evaluate(() => window.__monoscope.engines.splitPasses), split + 2, "a bad file does not run split");
+    assert.equal(page.workers().length, 2, "no worker was lost");
+
     // Without a bundle, the helper (once it has dropped it too) gives no activations either.
     const calls = engines.helperCalls[0];
     await page.click("#bundle-none");
     await page.waitForFunction(() => window.__monoscope.bundle === null && window.__monoscope.engines.parallelism === 2, null, { timeout: 60_000 });
     await page.click("#rerun");
-    r = await h.waitIdle(page, 3);
-    assert.ok(r.images.every((x) => x.status === "ok" && x.top.length === 0), "no activations without a bundle");
+    r = await h.waitIdle(page, 5);
+    assert.ok(r.images.every((x) => x.status === (x.name === "truncated.jpg" ? "error" : "ok") && x.top.length === 0), "no activations without a bundle");
     // The re-run went out before the helper had dropped the bundle or after; either way it
     // is not used until it has, so no stale activation can appear.
     t.diagnostic(`helper calls after the bundle change: ${(await page.evaluate(() => window.__monoscope.engines.helperCalls))[0] - calls}`);

@@ -18,8 +18,9 @@ export class EngineClient {
   // runs on one thread (wasm threads need a nightly toolchain), so a batch of inputs is
   // shared between this worker and `helpers` more, each with its own copy of the model (the
   // model's memory times 1 + helpers). They follow this engine's model and bundle, serve
-  // analyzeImages / analyzeTexts / embedImages only, and one that crashes is dropped (its
-  // share goes to this worker).
+  // analyzeImages / analyzeTexts / embedImages and single images (whose pass is cut between
+  // the workers by token rows: splitImage), and one that crashes is dropped (its share goes
+  // to this worker).
   constructor({ workerUrl, backend, onCrash, helpers = 0 }) {
     this.workerUrl = workerUrl;
     this.backend = backend;
@@ -27,6 +28,9 @@ export class EngineClient {
     this.helperCount = helpers;
     this.helpers = []; // {client, model, bundle, synced, calls}
     this.helperFailures = 0;
+    // One image on several engines: its pass cut by token rows (splitImage).
+    this.splitPasses = 0; // passes run split (test hook)
+    this.splitChain = Promise.resolve(); // one split pass at a time
     this.worker = null;
     this.pending = new Map(); // id -> {resolve, reject, onProgress}
     this.nextId = 1;
@@ -259,6 +263,10 @@ export class EngineClient {
   // helper's slice that fails runs here instead.
   async shared(cmd, key, list) {
     await this.ensureReady();
+    if (key === "images" && list.length === 1) {
+      const r = await this.splitImage(list[0]);
+      if (r) return [cmd === "embed_images" ? r.embedding : r];
+    }
     const helpers = this.helpers.filter((h) => h.synced);
     const per = Math.ceil(list.length / (1 + helpers.length));
     if (!helpers.length || per >= list.length) return this.sendList(cmd, key, list);
@@ -277,14 +285,66 @@ export class EngineClient {
     return parts.flat();
   }
 
+  // One image on this engine and its synced helpers at once (issue 12). A batch is shared
+  // by whole images, so a single image used to keep one worker busy and leave the others
+  // idle; instead its pass is cut by token rows, one range per worker, and the workers swap
+  // their rows' keys and values once a layer through this thread (src/clip/blocks/split.rs).
+  // The result is bit for bit that of one engine. Resolves to {embedding, activations?,
+  // truncated}, or to null where the pass does not split (no synced helper, a backend or
+  // model without the host path, a file that cannot be decoded, a helper that failed):
+  // the caller then runs the image on this engine alone, which reports a bad file as usual.
+  async splitImage(bytes) {
+    if (!this.helpers.some((h) => h.synced) || this.loaded?.backend !== "cpu") return null;
+    const run = this.splitChain.then(() => this.runSplit(bytes));
+    this.splitChain = run.catch(() => {});
+    return run;
+  }
+
+  async runSplit(bytes) {
+    const helpers = this.helpers.filter((h) => h.synced);
+    if (!helpers.length) return null;
+    const clients = [this, ...helpers.map((h) => h.client)];
+    const parts = clients.length;
+    try {
+      let steps = await Promise.all(
+        clients.map((c, part) => {
+          const copy = bytes.slice(0); // each worker decodes the file itself
+          return c.call("split_begin", { bytes: copy, part, parts }, { transfer: [copy] });
+        }),
+      );
+      for (const h of helpers) h.calls++;
+      while (!steps[0].done) {
+        const kv = steps.map((s) => s.kv);
+        // Each worker gets the others' keys and values; its own never left it.
+        steps = await Promise.all(
+          clients.map((c, part) => c.call("split_step", { kv: kv.map((v, i) => (i === part ? null : v)) })),
+        );
+      }
+      this.splitPasses += 1;
+      return steps[0].report;
+    } catch (err) {
+      // A crash of this engine goes to the caller, as in a batch; a helper that crashed has
+      // been dropped (its onCrash). Anything else (a file that cannot be decoded, a backend
+      // without the host path): the caller runs the image whole.
+      if (!this.worker) throw err;
+      for (const c of clients) if (c.worker) c.call("split_cancel").catch(() => {});
+      return null;
+    }
+  }
+
   sendList(cmd, key, list) {
     if (key === "texts") return this.call(cmd, { texts: list });
     const copies = list.map((b) => b.slice(0)); // keep our copies: transferred ones are gone
     return this.call(cmd, { [key]: copies }, { transfer: copies });
   }
 
-  async analyzeImage(bytes) {
+  // `whole`: on this engine alone, never split between workers (tests compare the two).
+  async analyzeImage(bytes, { whole = false } = {}) {
     await this.ensureReady();
+    if (!whole) {
+      const r = await this.splitImage(bytes);
+      if (r) return r;
+    }
     const copy = bytes.slice(0); // keep our copy: the transferred one is gone after the call
     return this.call("analyze_image", { bytes: copy }, { transfer: [copy] });
   }

@@ -13,6 +13,9 @@
 //! packing of every product's input as flex ops, the packing on the part's engine alone
 //! while the engines lent to it waited (about 10% of a batch-1 pass in a profile).
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use burn::nn::LayerNorm;
 use burn::tensor::{DType, Tensor};
 
@@ -23,7 +26,7 @@ use crate::base::engines::{fork_cols, fork_cols_in};
 use crate::base::gemm::{self, ColumnWriter, Heads, PackedRows, PackedWeight, RowsWriter};
 
 /// A LayerNorm's gamma and beta on the host.
-struct Norm {
+pub(super) struct Norm {
     gamma: HostValues,
     beta: Option<HostValues>,
     eps: f32,
@@ -47,7 +50,7 @@ impl Norm {
     }
 
     /// `x` ([m, width] row-major) normalised and packed.
-    fn rows(&self, x: &[f32], m: usize) -> PackedRows {
+    pub(super) fn rows(&self, x: &[f32], m: usize) -> PackedRows {
         let k = self.gamma.as_slice().len();
         let beta = self.beta.as_ref().map(HostValues::as_slice);
         PackedRows::normalized(x, m, k, self.gamma.as_slice(), beta, self.eps)
@@ -68,27 +71,84 @@ fn linear(
     out.into_vec()
 }
 
+/// An encoder layer's packed weights and norms on the host: what [`EncoderLayer::host`]
+/// gathers once for a pass.
+pub(crate) struct HostLayer {
+    /// q, k, v and the output projection ([`Q`], [`K`], [`V`], [`OUT`]).
+    pub(super) attn: [Arc<PackedWeight>; 4],
+    w1: Arc<PackedWeight>,
+    w2: Arc<PackedWeight>,
+    pub(super) norm1: Norm,
+    norm2: Norm,
+    pub(super) heads: usize,
+}
+
+impl HostLayer {
+    /// Residual width.
+    pub(super) fn width(&self) -> usize {
+        self.attn[Q].dims()[1]
+    }
+
+    /// Values per head.
+    pub(super) fn head_dim(&self) -> usize {
+        self.width() / self.heads
+    }
+
+    /// The attention's scale, `head_dim^-0.5`.
+    pub(super) fn scale(&self) -> f32 {
+        (self.head_dim() as f64).powf(-0.5) as f32
+    }
+
+    /// Columns `cols` of projection `i` ([`Q`], [`K`], [`V`]) of `rows`: [m, cols.len()].
+    pub(super) fn project(&self, i: usize, rows: &PackedRows, cols: Range<usize>) -> Vec<f32> {
+        let out = ColumnWriter::new(rows.dims()[0], cols.clone());
+        out.write(rows, &self.attn[i], cols, gemm::Activation::Identity, None);
+        out.into_vec()
+    }
+
+    /// The layer after the attention: the output projection of `ctx` (the heads' output,
+    /// [m, width] packed) plus `residual` ([m, width]), then LayerNorm, the MLP and its
+    /// residual. Returns [m, width] row-major.
+    pub(super) fn rest(&self, ctx: &PackedRows, residual: &[f32]) -> Vec<f32> {
+        let m = ctx.dims()[0];
+        let x = linear(
+            ctx,
+            &self.attn[OUT],
+            gemm::Activation::Identity,
+            Some(residual),
+        );
+        let rows = self.norm2.rows(&x, m);
+        let inner = self.w1.dims()[1];
+        let hidden = RowsWriter::new(m, inner);
+        fork_cols(inner, |cols| {
+            let out = ColumnWriter::new(m, cols.clone());
+            out.write(
+                &rows,
+                &self.w1,
+                cols.clone(),
+                gemm::Activation::QuickGelu,
+                None,
+            );
+            hidden.write(cols, &out.into_vec());
+        });
+        linear(
+            &hidden.into_rows(),
+            &self.w2,
+            gemm::Activation::Identity,
+            Some(&x),
+        )
+    }
+}
+
 impl EncoderLayer {
-    /// [`EncoderLayer::forward`] on host values: `x` [batch, tokens, width] -> [batch,
-    /// tokens, width]; with `pick` (a token position per sequence), the rows of
-    /// [`EncoderLayer::forward_picked`] instead: [batch, 1, width]. `None` where this path
-    /// does not run: off the packed path ([`packed::enabled`]), for tensors that are not
-    /// f32, MLP activations other than quick_gelu, or masks that do not broadcast to
-    /// [batch, heads, tokens, tokens].
-    pub(super) fn forward_host(
-        &self,
-        x: &Tensor<3>,
-        mask: Option<&Tensor<4>>,
-        pick: Option<&[usize]>,
-    ) -> Option<Tensor<3>> {
+    /// The layer's weights and norms for the host path, or `None` where it does not run:
+    /// MLP activations other than quick_gelu, a width that is not whole heads, or weights
+    /// that are not f32 flex tensors.
+    pub(crate) fn host(&self) -> Option<HostLayer> {
         let attn = &self.self_attn;
-        if !packed::enabled(&x.device()) || self.mlp.act != Activation::QuickGelu {
-            return None;
-        }
-        let [b, t, w] = x.dims();
-        let (h, eps) = (attn.num_heads, self.eps);
-        let d = w / h.max(1);
-        if h == 0 || d * h != w || pick.is_some_and(|p| p.len() != b || p.iter().any(|&i| i >= t)) {
+        let h = attn.num_heads;
+        let [w, _] = attn.q_proj.weight.dims();
+        if self.mlp.act != Activation::QuickGelu || h == 0 || !w.is_multiple_of(h) {
             return None;
         }
         let cells = [Q, K, V, OUT].map(|i| attn.packed[i].get(attn.proj(i)));
@@ -100,10 +160,40 @@ impl EncoderLayer {
         else {
             return None;
         };
-        let (norm1, norm2) = (
-            Norm::new(&self.layer_norm1, eps)?,
-            Norm::new(&self.layer_norm2, eps)?,
-        );
+        Some(HostLayer {
+            attn: [wq, wk, wv, wo],
+            w1,
+            w2,
+            norm1: Norm::new(&self.layer_norm1, self.eps)?,
+            norm2: Norm::new(&self.layer_norm2, self.eps)?,
+            heads: h,
+        })
+    }
+
+    /// [`EncoderLayer::forward`] on host values: `x` [batch, tokens, width] -> [batch,
+    /// tokens, width]; with `pick` (a token position per sequence), the rows of
+    /// [`EncoderLayer::forward_picked`] instead: [batch, 1, width]. `None` where this path
+    /// does not run: off the packed path ([`packed::enabled`]), where [`EncoderLayer::host`]
+    /// gives none, for tensors that are not f32, or masks that do not broadcast to
+    /// [batch, heads, tokens, tokens].
+    pub(super) fn forward_host(
+        &self,
+        x: &Tensor<3>,
+        mask: Option<&Tensor<4>>,
+        pick: Option<&[usize]>,
+    ) -> Option<Tensor<3>> {
+        if !packed::enabled(&x.device()) {
+            return None;
+        }
+        let [b, t, w] = x.dims();
+        if pick.is_some_and(|p| p.len() != b || p.iter().any(|&i| i >= t)) {
+            return None;
+        }
+        let layer = self.host()?;
+        let (h, d) = (layer.heads, layer.head_dim());
+        if layer.width() != w {
+            return None;
+        }
         let mask = match mask {
             None => None,
             Some(m) => {
@@ -118,7 +208,7 @@ impl EncoderLayer {
         };
         let xv = packed::host(x)?;
         let xs = xv.as_slice();
-        let rows = norm1.rows(xs, b * t);
+        let rows = layer.norm1.rows(xs, b * t);
         // The queries ask from every token, or from the picked one of each sequence: then
         // their rows and the residual are those tokens' alone.
         let picked: Option<Vec<f32>> = pick.map(|p| {
@@ -128,7 +218,7 @@ impl EncoderLayer {
                 .collect()
         });
         let tq = if pick.is_some() { 1 } else { t };
-        let q_rows = picked.as_ref().map(|p| norm1.rows(p, b));
+        let q_rows = picked.as_ref().map(|p| layer.norm1.rows(p, b));
         let residual = picked.as_deref().unwrap_or(xs);
         let mask_row = |s: usize, head: usize, i: usize| {
             let (m, [mb, mh, mt, ms]) = mask.as_ref()?;
@@ -137,7 +227,6 @@ impl EncoderLayer {
             let row = ((at(*mb, s) * mh + at(*mh, head)) * mt + at(*mt, query)) * ms;
             Some(&m.as_slice()[row..row + ms])
         };
-        let scale = (d as f64).powf(-0.5) as f32;
         let shape = Heads {
             batch: b,
             keys: t,
@@ -147,39 +236,16 @@ impl EncoderLayer {
         // Whole heads per engine, each range also whole panels of the packed GEMM.
         let ctx = RowsWriter::new(b * tq, w);
         fork_cols_in(w, lcm(d, gemm::NR), |cols| {
-            let project = |rows: &PackedRows, wt: &PackedWeight| {
-                let out = ColumnWriter::new(rows.dims()[0], cols.clone());
-                out.write(rows, wt, cols.clone(), gemm::Activation::Identity, None);
-                out.into_vec()
-            };
-            let q = project(q_rows.as_ref().unwrap_or(&rows), &wq);
-            let (k, v) = (project(&rows, &wk), project(&rows, &wv));
+            let q = layer.project(Q, q_rows.as_ref().unwrap_or(&rows), cols.clone());
+            let k = layer.project(K, &rows, cols.clone());
+            let v = layer.project(V, &rows, cols.clone());
             let head0 = cols.start / d;
-            let y = gemm::attend(&q, &k, &v, shape, scale, |s, hl, i| {
+            let y = gemm::attend(&q, &k, &v, shape, layer.scale(), |s, hl, i| {
                 mask_row(s, head0 + hl, i)
             });
             ctx.write(cols, &y);
         });
-        let x = linear(
-            &ctx.into_rows(),
-            &wo,
-            gemm::Activation::Identity,
-            Some(residual),
-        );
-        let rows = norm2.rows(&x, b * tq);
-        let inner = w1.dims()[1];
-        let hidden = RowsWriter::new(b * tq, inner);
-        fork_cols(inner, |cols| {
-            let out = ColumnWriter::new(b * tq, cols.clone());
-            out.write(&rows, &w1, cols.clone(), gemm::Activation::QuickGelu, None);
-            hidden.write(cols, &out.into_vec());
-        });
-        let y = linear(
-            &hidden.into_rows(),
-            &w2,
-            gemm::Activation::Identity,
-            Some(&x),
-        );
+        let y = layer.rest(&ctx.into_rows(), residual);
         Some(packed::tensor(y, [b, tq, w]))
     }
 }

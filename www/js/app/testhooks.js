@@ -59,11 +59,11 @@ export function installStateHook(apps) {
     get restarts() {
       return state.restarts;
     },
-    // Engines sharing the next batch (1 + helpers holding the model and bundle), and the
-    // calls each helper has served.
+    // Engines sharing the next batch (1 + helpers holding the model and bundle), the calls
+    // each helper has served, and the single images whose pass was cut between the engines.
     get engines() {
       const e = runtime.engine;
-      return e ? { parallelism: e.parallelism, helperCalls: e.helpers.map((h) => h.calls) } : null;
+      return e ? { parallelism: e.parallelism, helperCalls: e.helpers.map((h) => h.calls), splitPasses: e.splitPasses } : null;
     },
     // Inputs per engine call of the analysis queue (issue 12), oldest first.
     get batchSizes() {
@@ -111,8 +111,9 @@ export function installDebugHook(apps) {
       return ms.sort((a, b) => a - b)[Math.floor(n / 2)];
     },
     embedImages: (list) => runtime.engine.embedImages(list),
-    // One input alone (a batch of one), to compare with what the queue's batches gave.
-    analyzeImage: (bytes) => runtime.engine.analyzeImage(bytes),
+    // One input alone (a batch of one), to compare with what the queue's batches gave;
+    // `{whole: true}`: on the main engine alone, never cut between engine workers.
+    analyzeImage: (bytes, opts) => runtime.engine.analyzeImage(bytes, opts),
     analyzeText: (text) => runtime.engine.analyzeText(text),
     // ms per image of embedding `batch` copies of `bytes` in one forward pass, median of `n`
     // (scripts/bench_web.mjs).

@@ -1,0 +1,90 @@
+//! The wasm side of an image's pass cut by token rows between engine workers (issue 12):
+//! converts and delegates to [`RowSplit`] and [`Lab`]. `www/js/engine.js` runs the parts
+//! in step, one per worker, and carries the keys and values between them.
+
+use std::rc::Rc;
+
+use js_sys::{Array, Float32Array, Promise};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use super::{Engine, analysis_object, js_err, set};
+use crate::clip::RowSplit;
+use crate::lab::Lab;
+
+/// One worker's part of an image's pass ([`Engine::split_image`]).
+#[wasm_bindgen]
+pub struct ImageSplit {
+    split: RowSplit,
+    lab: Rc<Lab>,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Starts part `part` of `parts` of an encoded image's pass through the image tower,
+    /// cut by token rows between engine workers, each with this model. Fails for a file
+    /// that cannot be decoded, a cut that does not fit the tokens, or a backend without the
+    /// host path (WebGPU).
+    pub fn split_image(
+        &self,
+        bytes: Vec<u8>,
+        part: u32,
+        parts: u32,
+    ) -> Result<ImageSplit, JsValue> {
+        let split = self
+            .lab
+            .split_image(&bytes, part as usize, parts as usize)
+            .map_err(js_err)?;
+        Ok(ImageSplit {
+            split,
+            lab: self.lab.clone(),
+        })
+    }
+}
+
+#[wasm_bindgen]
+impl ImageSplit {
+    /// Layers of the pass: rounds of `keys_values` and `attend`.
+    pub fn layers(&self) -> u32 {
+        self.split.layers() as u32
+    }
+
+    /// Whether every layer has run.
+    pub fn done(&self) -> bool {
+        self.split.done()
+    }
+
+    /// This part's keys and values of the current layer (a Float32Array, keys then values
+    /// of its token rows), for every part's `attend`.
+    pub fn keys_values(&mut self) -> Result<Float32Array, JsValue> {
+        let kv = self.split.keys_values().map_err(js_err)?;
+        Ok(Float32Array::from(kv.as_slice()))
+    }
+
+    /// Runs the rest of the current layer with every part's keys and values (an Array of
+    /// Float32Array, in part order).
+    pub fn attend(&mut self, kv: Array) -> Result<(), JsValue> {
+        let parts = kv
+            .iter()
+            .map(|v| {
+                v.dyn_into::<Float32Array>()
+                    .map(|a| a.to_vec())
+                    .map_err(|_| js_err("keys and values must be Float32Arrays"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&[f32]> = parts.iter().map(Vec::as_slice).collect();
+        self.split.attend(&refs).map_err(js_err)
+    }
+
+    /// The finished pass's `{embedding, activations, truncated: false}`, on the part that
+    /// holds the class token (part 0); frees the part.
+    pub fn report(self) -> Promise {
+        future_to_promise(async move {
+            let r = self.lab.split_report(&self.split).await.map_err(js_err)?;
+            let out = analysis_object(&r)?;
+            set(&out, "truncated", &JsValue::FALSE)?;
+            Ok(out.into())
+        })
+    }
+}

@@ -1,0 +1,68 @@
+//! An image's pass cut by token rows between engines that share no memory (the page's
+//! engine workers at batch 1, issue 12): the parts, run in step as the page's workers run
+//! them, give the report of the whole pass on one engine bit for bit (the demo model and
+//! bundle, the CPU backend's packed path that the page's wasm build also takes).
+
+mod common;
+
+use burn::tensor::{Device, read_sync};
+use common::*;
+use monoscope::Lab;
+use monoscope::clip::RowSplit;
+
+/// Runs `parts` parts of `bytes`'s pass in step; returns the parts, finished.
+fn run(lab: &Lab, bytes: &[u8], parts: usize) -> Vec<RowSplit> {
+    let mut split: Vec<RowSplit> = (0..parts)
+        .map(|p| lab.split_image(bytes, p, parts).unwrap())
+        .collect();
+    let layers = split[0].layers();
+    assert!(layers > 0);
+    for _ in 0..layers {
+        let kv: Vec<Vec<f32>> = split.iter_mut().map(|s| s.keys_values().unwrap()).collect();
+        let refs: Vec<&[f32]> = kv.iter().map(Vec::as_slice).collect();
+        for s in &mut split {
+            s.attend(&refs).unwrap();
+        }
+    }
+    split
+}
+
+#[test]
+fn a_split_pass_gives_the_whole_pass_report_bit_for_bit() {
+    let device = Device::flex();
+    let lab = Lab::new(demo_embedder(&device), None);
+    lab.set_lens(demo_lens(&device)).unwrap();
+    for image in ["scene-0.png", "scene-3.png"] {
+        let bytes = read(demo_dir().join("images").join(image));
+        let whole = read_sync(lab.analyze_image(&bytes)).unwrap();
+        assert!(whole.activations.is_some());
+        for parts in [1, 2, 3, 5] {
+            let split = run(&lab, &bytes, parts);
+            let got = read_sync(lab.split_report(&split[0])).unwrap();
+            assert_eq!(got.embedding, whole.embedding, "{image}, {parts} parts");
+            assert_eq!(got.activations, whole.activations, "{image}, {parts} parts");
+            // Only the part with the class token has a report.
+            for s in &split[1..] {
+                assert!(read_sync(lab.split_report(s)).is_err());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_bad_image_or_cut_is_refused_before_any_work() {
+    let device = Device::flex();
+    let lab = Lab::new(demo_embedder(&device), None);
+    let bytes = read(demo_dir().join("images/scene-1.png"));
+    let err = |r: Result<RowSplit, monoscope::error::Error>| match r {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(!err(lab.split_image(b"not an image", 0, 2)).is_empty());
+    let msg = err(lab.split_image(&bytes, 2, 2));
+    assert!(msg.contains("part 2 of 2"), "{msg}");
+    // An unfinished pass has no report.
+    let s = lab.split_image(&bytes, 0, 2).unwrap();
+    let msg = read_sync(lab.split_report(&s)).unwrap_err().to_string();
+    assert!(msg.contains("no finished class token"), "{msg}");
+}
