@@ -92,9 +92,6 @@ function serve(model) {
   return new Promise((ok) => server.listen(0, "127.0.0.1", () => ok(server)));
 }
 
-// Batch-1 calls of one monoscope run: a warm-up, then the timed ones.
-const iters1 = (a) => a.iters + 1;
-
 async function monoscope(browser, origin, a, engines, wasm) {
   const page = await browser.newPage();
   page.on("pageerror", (e) => console.error("page error:", e.message));
@@ -138,7 +135,7 @@ async function monoscope(browser, origin, a, engines, wasm) {
   );
   await page.close();
   // With several engines every batch-1 call (a warm-up and the timed ones) must have split.
-  if (engines > 1 && r.split < iters1(a)) throw new Error(`only ${r.split} of the batch-1 passes were split between the engines`);
+  if (engines > 1 && r.split < a.iters + 1) throw new Error(`only ${r.split} of the batch-1 passes were split between the engines`);
   return { ...r, build: state.wasm };
 }
 

@@ -1,6 +1,9 @@
 // Where the page's engine spends its time in the browser (issue 12): a V8 sampling profile
 // of the engine's wasm embedding batches of images on the CPU backend, summed per function
-// (self time), in headless Chromium.
+// (self time), in headless Chromium. With --split N: one image's pass cut by token rows
+// between N engines (www/js/engine.js splitImage, which the page runs on N workers), the
+// parts run in turn on this thread, with each part's time in `keys_values` and `attend`
+// summed per layer (what one worker computes between two exchanges).
 //
 // The page runs the engine in a dedicated worker, which Playwright's CDP sessions cannot
 // attach to, so this loads the same wasm module on a page's main thread and calls the same
@@ -9,7 +12,7 @@
 // same build ($CARGO_TARGET_DIR/wasm-bindgen/release: names kept, before wasm-opt's size
 // passes); with --wasm relaxed the relaxed-SIMD build's (wasm-bindgen/wasm-relaxed, written
 // by scripts/build_relaxed.sh).
-//   node scripts/profile_web.mjs MODEL_DIR [--batch 8] [--iters 3] [--top 30] [--wasm simd128|relaxed] [--json OUT]
+//   node scripts/profile_web.mjs MODEL_DIR [--batch 8 | --split N] [--iters 3] [--top 30] [--wasm simd128|relaxed] [--json OUT]
 // Needs `trunk build --release` first (its wasm-bindgen output in $CARGO_TARGET_DIR) and
 // Chromium. MODEL_DIR: an HF CLIP folder, e.g. the random-init
 // ViT-B/32 of `scripts/extract_reference.py --work W` (W/vit-b-32).
@@ -32,10 +35,11 @@ const CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--dis
 const SAMPLE_US = 200;
 
 function args() {
-  const a = { batch: 8, iters: 3, top: 30, json: null, model: null };
+  const a = { batch: 8, split: 0, iters: 3, top: 30, json: null, model: null };
   const v = process.argv.slice(2);
   for (let i = 0; i < v.length; i++) {
     if (v[i] === "--batch") a.batch = Number(v[++i]);
+    else if (v[i] === "--split") a.split = Number(v[++i]);
     else if (v[i] === "--iters") a.iters = Number(v[++i]);
     else if (v[i] === "--top") a.top = Number(v[++i]);
     else if (v[i] === "--json") a.json = v[++i];
@@ -47,7 +51,9 @@ function args() {
     else if (!a.model) a.model = path.resolve(v[i]);
     else throw new Error(`unknown argument ${v[i]}`);
   }
-  if (!a.model) throw new Error("usage: node scripts/profile_web.mjs MODEL_DIR [--batch 8] [--iters 3] [--top 30] [--wasm simd128|relaxed] [--json OUT]");
+  if (!a.model) throw new Error("usage: node scripts/profile_web.mjs MODEL_DIR [--batch 8 | --split N] [--iters 3] [--top 30] [--wasm simd128|relaxed] [--json OUT]");
+  if (a.split && !(a.split >= 2 && Number.isInteger(a.split))) throw new Error(`--split takes a number of engines >= 2, not ${a.split}`);
+  if (a.split) a.batch = 1;
   for (const f of ["config.json", "model.safetensors", "tokenizer.json"]) {
     if (!existsSync(path.join(a.model, f))) throw new Error(`${path.join(a.model, f)} is missing`);
   }
@@ -114,12 +120,13 @@ try {
   page.on("pageerror", (e) => console.error("page error:", e.message));
   await page.goto(`${origin}/index.html`);
   // Load the model and warm up (first-call allocations) before profiling.
-  await page.evaluate(async (batch) => {
+  await page.evaluate(async ({ batch, split }) => {
     const m = await import("/monoscope.js");
     await m.default({ module_or_path: "/monoscope_bg.wasm" });
     const bytes = async (f) => new Uint8Array(await (await fetch(`/bench/${f}`)).arrayBuffer());
     const [config, weights, tokenizer] = await Promise.all(["config.json", "model.safetensors", "tokenizer.json"].map(bytes));
-    const engine = await m.Engine.create("cpu", config, weights, tokenizer, () => {});
+    const create = () => m.Engine.create("cpu", config, weights, tokenizer, () => {});
+    const engine = await create();
     const c = new OffscreenCanvas(224, 224);
     const g = c.getContext("2d");
     for (let i = 0; i < 64; i++) {
@@ -128,8 +135,33 @@ try {
     }
     const png = new Uint8Array(await (await c.convertToBlob({ type: "image/png" })).arrayBuffer());
     window.__run = () => engine.embed_images(Array.from({ length: batch }, () => png));
+    if (split) {
+      // The page's split pass (engine.js runSplit, worker.js split_run), its
+      // parts in turn on this thread.
+      const engines = [engine];
+      while (engines.length < split) engines.push(await create());
+      window.__phases = { keys_values: 0, attend: 0, layers: 0 };
+      const timed = (phase, f) => {
+        const t0 = performance.now();
+        const r = f();
+        window.__phases[phase] += performance.now() - t0;
+        return r;
+      };
+      window.__run = async () => {
+        const passes = engines.map((e, p) => e.split_image(png, p, split));
+        for (;;) {
+          const kv = passes.map((p) => timed("keys_values", () => p.keys_values()));
+          passes.forEach((p, i) => timed("attend", () => p.attend(kv.map((v, j) => (j === i ? null : v)))));
+          window.__phases.layers++;
+          if (passes[0].done()) break;
+        }
+        for (const p of passes.slice(1)) p.free();
+        return passes[0].report();
+      };
+    }
     await window.__run();
-  }, a.batch);
+    if (split) window.__phases = { keys_values: 0, attend: 0, layers: 0 };
+  }, { batch: a.batch, split: a.split });
   const cdp = await page.context().newCDPSession(page);
   await cdp.send("Profiler.enable");
   await cdp.send("Profiler.setSamplingInterval", { interval: SAMPLE_US });
@@ -155,13 +187,20 @@ try {
   const kinds = new Map();
   for (const [name, t] of rows) kinds.set(kindOf(name), (kinds.get(kindOf(name)) || 0) + t);
   const pct = (t) => ((100 * t) / total).toFixed(1);
-  console.log(`${a.iters} x embed_images(batch ${a.batch}) on the page's main thread: ${(ms / (a.iters * a.batch)).toFixed(0)} ms per image (profiler on)`);
+  if (a.split) {
+    const ph = await page.evaluate(() => window.__phases);
+    const per = (t) => (t / ph.layers / a.split).toFixed(2);
+    console.log(`${a.iters} x one image cut between ${a.split} engines, its parts in turn on the page's main thread: ${(ms / a.iters).toFixed(0)} ms per pass, all parts (profiler on)`);
+    console.log(`per part and layer: keys_values ${per(ph.keys_values)} ms, attend ${per(ph.attend)} ms; outside the layers (decode, patch embedding, report) ${((ms - ph.keys_values - ph.attend) / a.iters / a.split).toFixed(1)} ms per part and pass`);
+  } else {
+    console.log(`${a.iters} x embed_images(batch ${a.batch}) on the page's main thread: ${(ms / (a.iters * a.batch)).toFixed(0)} ms per image (profiler on)`);
+  }
   console.log("\n| kind | self time |\n|---|---:|");
   for (const [k, t] of [...kinds.entries()].sort((x, y) => y[1] - x[1])) console.log(`| ${k} | ${pct(t)}% |`);
   console.log(`\n| function (top ${a.top}, self time) | % |\n|---|---:|`);
   for (const [name, t] of rows.slice(0, a.top)) console.log(`| \`${name.slice(0, 140)}\` | ${pct(t)} |`);
   if (a.json) {
-    const out = { batch: a.batch, iters: a.iters, msPerImage: ms / (a.iters * a.batch), kinds: Object.fromEntries(kinds), functions: rows.slice(0, 200) };
+    const out = { batch: a.batch, split: a.split, iters: a.iters, msPerImage: ms / (a.iters * a.batch), kinds: Object.fromEntries(kinds), functions: rows.slice(0, 200) };
     writeFileSync(a.json, JSON.stringify(out, null, 1));
   }
 } finally {

@@ -19,13 +19,15 @@
 //   render_scene  {name, side}         -> {width, height, rgba: Uint8Array}
 //   embed_image / embed_text           -> Float32Array (L2-normalised)
 //   embed_images {images: [bytes]}     -> [Float32Array], one forward pass
-//   split_begin   {bytes, part, parts} -> {done, kv: Float32Array}: starts this worker's part of
-//                 one image's pass cut by token rows between engine workers (issue 12); kv is
-//                 its keys and values of the first layer
-//   split_step    {kv: [Float32Array | null]} (every part's, in part order; null: this
-//                 worker's own) -> {done: false, kv} (the next layer's) or, after the last layer,
-//                 {done: true, report} (part 0: {embedding, activations?, truncated}; others null)
-//   split_cancel  {}                   -> null
+//   split_run     {bytes, part, parts, ports: [MessagePort | null]} -> this worker's part of one
+//                 image's pass cut by token rows between engine workers (issue 12): ports has
+//                 one entry per part, null at `part`, a port to each other part's worker, over
+//                 which the workers swap each layer's keys and values themselves. Resolves on
+//                 part 0 to {embedding, activations?, truncated}, on the others to null. A part
+//                 that fails tells the others, which fail too.
+//   split_abort   {}                   -> null: stops the running split_run (it rejects); taken
+//                 at once, not after the running command (the page sends it when a part's
+//                 worker died)
 //   parse_captions {name, bytes: Blob} -> {pairs: [[id, image, caption]], skipped: [[id, reason]]}
 //                 (a TSV / CSV / COCO caption list, read by the CLI's reader)
 //   build_begin   {source}             -> null: starts building a bundle (issue 11)
@@ -38,6 +40,8 @@
 //   build_finish  {model}              -> {manifest, features, dictionary} (Uint8Arrays)
 //   build_cancel  {}                   -> null
 //   crash         {}                   -> never answers; kills this worker (tests the restart path)
+//   crash_in_split {}                  -> null; the next split_run kills this worker after one
+//                 layer, without telling the other parts (tests split_abort)
 // Replies: {id, ok: true, result} or {id, ok: false, error: {name, message, fatal}}.
 // Unsolicited: {type: "fatal", error: {...}} when the wasm instance is no longer usable
 // (a trap such as a panic's "unreachable", or an uncaught error); the page then restarts us.
@@ -142,11 +146,24 @@ function needBuild() {
   return build;
 }
 
-let split = null; // this worker's part of a split image pass, if any: {pass, part, kv}
+// The running split_run's stop (split_abort), if any.
+let abortSplit = null;
+// Test hook (crash_in_split): the next split_run dies after its first layer.
+let crashInSplit = false;
 
-function dropSplit() {
-  if (split) split.pass.free();
-  split = null;
+// Messages from one port, taken in order: `take()` resolves to the next.
+function inbox(port) {
+  const queue = [];
+  let waiting = null;
+  const put = (msg) => {
+    if (waiting) {
+      const ok = waiting;
+      waiting = null;
+      ok(msg);
+    } else queue.push(msg);
+  };
+  port.onmessage = (ev) => put(ev.data);
+  return { put, take: () => (queue.length ? Promise.resolve(queue.shift()) : new Promise((ok) => (waiting = ok))) };
 }
 
 function dropAttack() {
@@ -173,7 +190,6 @@ const handlers = {
     const next = await wasm.Engine.create(backend, config, weights, tokenizer, progress);
     dropAttack(); // it holds the old model
     dropBuild();
-    dropSplit();
     if (engine) engine.free();
     engine = next;
     return { backend: await backendLabel(engine.backend()), wasm: wasmBuild.name, info: engine.info_json(), hash: engine.model_hash() };
@@ -231,35 +247,55 @@ const handlers = {
   async embed_images({ images }) {
     return await needEngine().embed_images((images || []).map((b) => new Uint8Array(b)));
   },
-  // One image's pass cut by token rows between engine workers (issue 12): engine.js runs
-  // the parts in step and carries each layer's keys and values between them.
-  async split_begin({ bytes, part, parts }) {
-    dropSplit();
-    const pass = needEngine().split_image(new Uint8Array(bytes), part >>> 0, parts >>> 0);
-    split = { pass, part: part >>> 0, kv: null };
-    split.kv = pass.keys_values();
-    return { done: false, kv: split.kv };
-  },
-  async split_step({ kv }) {
-    if (!split) throw new Error("no split pass is running");
-    // This worker's own keys and values come back as null: they never left.
-    const all = Array.from(kv || [], (v, i) => (i === split.part && v == null ? split.kv : v));
-    split.pass.attend(all);
-    if (!split.pass.done()) {
-      split.kv = split.pass.keys_values();
-      return { done: false, kv: split.kv };
+  // One image's pass cut by token rows between engine workers (issue 12): every part sends
+  // its keys and values to the others straight over the ports, not through the page.
+  async split_run({ bytes, part, parts, ports }) {
+    [part, parts] = [part >>> 0, parts >>> 0];
+    const peers = Array.from(ports || []);
+    if (peers.length !== parts || peers.some((p, i) => (i === part) !== (p == null))) {
+      for (const p of peers) p?.close();
+      throw new Error(`split_run wants a port to each of the other ${parts - 1} parts`);
     }
-    const { pass, part } = split;
-    split = null;
-    if (part !== 0) {
-      pass.free();
-      return { done: true, report: null };
+    const boxes = peers.map((p) => p && inbox(p));
+    const others = peers.filter(Boolean);
+    // Part i's keys and values go to every other part: copies, and the last one moved.
+    const post = (msg, buffer) =>
+      others.forEach((p, i) => p.postMessage(msg, i === others.length - 1 && buffer ? [buffer] : []));
+    abortSplit = (why) => boxes.forEach((b) => b?.put({ abort: why }));
+    let pass = null;
+    try {
+      pass = needEngine().split_image(new Uint8Array(bytes), part, parts);
+      for (;;) {
+        const kv = pass.keys_values();
+        post({ kv }, kv.buffer);
+        const got = await Promise.all(boxes.map((b) => b?.take()));
+        const stop = got.find((m) => m && "abort" in m);
+        if (stop) throw new Error(`the split pass stopped: ${stop.abort}`);
+        // This part's own keys and values as null: they never left its pass.
+        pass.attend(got.map((m) => (m ? m.kv : null)));
+        if (crashInSplit) {
+          // As a worker that crashed: the page hears of it, the other parts do not.
+          crashInSplit = false;
+          fatal(new Error("simulated worker crash in a split pass"));
+          return new Promise(() => {});
+        }
+        if (pass.done()) break;
+      }
+      const done = pass;
+      pass = null;
+      if (part !== 0) {
+        done.free();
+        return null;
+      }
+      return await done.report(); // report() frees the part
+    } catch (err) {
+      post({ abort: describe(err).message });
+      throw err;
+    } finally {
+      if (pass) pass.free();
+      for (const p of others) p.close();
+      abortSplit = null;
     }
-    return { done: true, report: await pass.report() }; // report() frees the part
-  },
-  async split_cancel() {
-    dropSplit();
-    return null;
   },
   async embed_text({ text }) {
     return await needEngine().embed_text(String(text));
@@ -353,6 +389,10 @@ const handlers = {
     dropBuild();
     return null;
   },
+  async crash_in_split() {
+    crashInSplit = true;
+    return null;
+  },
   async crash() {
     setTimeout(() => {
       throw new Error("simulated worker crash");
@@ -386,6 +426,12 @@ let queue = Promise.resolve();
 
 self.addEventListener("message", (ev) => {
   const { id, cmd, args } = ev.data || {};
+  if (cmd === "split_abort") {
+    // Not queued: the split_run it stops is the running command.
+    abortSplit?.("stopped by the page");
+    self.postMessage({ id, ok: true, result: null });
+    return;
+  }
   const handler = Object.hasOwn(handlers, cmd) ? handlers[cmd] : null;
   if (!handler) {
     self.postMessage({ id, ok: false, error: { name: "Error", message: `unknown command ${cmd}`, fatal: false } });

@@ -18,10 +18,24 @@ use crate::io::bundle::fnv1a64;
 use crate::lab::{InputReport, Lab};
 use crate::pipeline::{Embedder, ModelFiles};
 
-/// Installs a panic hook that logs panics to the console (the worker then reports the
-/// trap to the page, which restarts it).
+unsafe extern "C" {
+    /// The static constructors (burn's and cubecl's `inventory` registrations), which
+    /// wasm-ld gathers into this function.
+    fn __wasm_call_ctors();
+}
+
+/// Runs the static constructors once, and installs a panic hook that logs panics to the
+/// console (the worker then reports the trap to the page, which restarts it).
+///
+/// Calling the constructors here, from an export, is what makes wasm-ld link the module as a
+/// "reactor": where no export calls them, it takes the module for a run-once "command" and
+/// wraps every export in a call of all constructors, which cost 11% of a page's split pass
+/// (`scripts/profile_web.mjs --split 2`; inventory's docs, "WebAssembly and constructors").
 #[wasm_bindgen(start)]
 pub fn start() {
+    // SAFETY: wasm-bindgen calls the start function once, right after instantiation and
+    // before any other export; the constructors only register static items.
+    unsafe { __wasm_call_ctors() };
     console_error_panic_hook::set_once();
 }
 

@@ -18,6 +18,10 @@ use crate::lab::Lab;
 pub struct ImageSplit {
     split: RowSplit,
     lab: Rc<Lab>,
+    part: usize,
+    /// This part's keys and values of the current layer: kept here, so that they cross the
+    /// wasm boundary only towards the other parts.
+    own: Vec<f32>,
 }
 
 #[wasm_bindgen]
@@ -39,41 +43,50 @@ impl Engine {
         Ok(ImageSplit {
             split,
             lab: self.lab.clone(),
+            part: part as usize,
+            own: Vec::new(),
         })
     }
 }
 
 #[wasm_bindgen]
 impl ImageSplit {
-    /// Layers of the pass: rounds of `keys_values` and `attend`.
-    pub fn layers(&self) -> u32 {
-        self.split.layers() as u32
-    }
-
     /// Whether every layer has run.
     pub fn done(&self) -> bool {
         self.split.done()
     }
 
     /// This part's keys and values of the current layer (a Float32Array, keys then values
-    /// of its token rows), for every part's `attend`.
+    /// of its token rows), for the other parts' `attend`.
     pub fn keys_values(&mut self) -> Result<Float32Array, JsValue> {
-        let kv = self.split.keys_values().map_err(js_err)?;
-        Ok(Float32Array::from(kv.as_slice()))
+        self.own = self.split.keys_values().map_err(js_err)?;
+        Ok(Float32Array::from(self.own.as_slice()))
     }
 
     /// Runs the rest of the current layer with every part's keys and values (an Array of
-    /// Float32Array, in part order).
+    /// Float32Array, in part order; this part's own entry `null`: the values it kept).
     pub fn attend(&mut self, kv: Array) -> Result<(), JsValue> {
         let parts = kv
             .iter()
-            .map(|v| {
+            .enumerate()
+            .map(|(i, v)| {
+                if i == self.part && v.is_null() {
+                    return Ok(None);
+                }
                 v.dyn_into::<Float32Array>()
-                    .map(|a| a.to_vec())
-                    .map_err(|_| js_err("keys and values must be Float32Arrays"))
+                    .map(|a| Some(a.to_vec()))
+                    .map_err(|_| {
+                        js_err(format!(
+                            "part {i}'s keys and values must be a Float32Array{}",
+                            if i == self.part { " or null" } else { "" }
+                        ))
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let refs: Vec<&[f32]> = parts.iter().map(Vec::as_slice).collect();
+        let refs: Vec<&[f32]> = parts
+            .iter()
+            .map(|p| p.as_deref().unwrap_or(&self.own))
+            .collect();
         self.split.attend(&refs).map_err(js_err)
     }
 

@@ -195,6 +195,20 @@ test("?engines=2 shares each batch with a helper worker that follows the model a
     // The re-run went out before the helper had dropped the bundle or after; either way it
     // is not used until it has, so no stale activation can appear.
     t.diagnostic(`helper calls after the bundle change: ${(await page.evaluate(() => window.__monoscope.engines.helperCalls))[0] - calls}`);
+
+    // A helper that dies in the middle of a split pass, without a word to the other part
+    // (the workers swap keys and values over their own channel): the page stops this
+    // engine's part, which would wait for the helper's for ever, and runs the image whole.
+    const before = await page.evaluate(() => window.__monoscope.engines.splitPasses);
+    const alone = await page.evaluate(async (bytes) => {
+      const d = window.__monoscopeDebug;
+      await d.crashHelperInSplit();
+      const hung = new Promise((_, no) => setTimeout(() => no(new Error("the image never came back (a part left waiting)")), 30_000));
+      return Array.from((await Promise.race([d.analyzeImage(new Uint8Array(bytes).buffer), hung])).embedding);
+    }, [...readFileSync(DEMO(4))]);
+    assert.ok(h.cosine(alone, x4.embedding) >= 0.99999, "the image, run whole once the helper died");
+    assert.equal(await page.evaluate(() => window.__monoscope.engines.splitPasses), before, "the split pass did not finish");
+    await page.waitForFunction(() => window.__monoscope.engines.parallelism === 1, null, { timeout: 10_000 });
     h.assertSameOrigin(requests, env.server.origin);
     await h.assertNoCspViolations(page, consoleErrors);
   } finally {

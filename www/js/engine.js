@@ -288,7 +288,8 @@ export class EngineClient {
   // One image on this engine and its synced helpers at once (issue 12). A batch is shared
   // by whole images, so a single image used to keep one worker busy and leave the others
   // idle; instead its pass is cut by token rows, one range per worker, and the workers swap
-  // their rows' keys and values once a layer through this thread (src/clip/blocks/split.rs).
+  // their rows' keys and values once a layer over MessageChannels between them, not through
+  // this thread (src/clip/blocks/split.rs).
   // The result is bit for bit that of one engine. Resolves to {embedding, activations?,
   // truncated}, or to null where the pass does not split (no synced helper, a backend or
   // model without the host path, a file that cannot be decoded, a helper that failed):
@@ -305,29 +306,32 @@ export class EngineClient {
     if (!helpers.length) return null;
     const clients = [this, ...helpers.map((h) => h.client)];
     const parts = clients.length;
+    // A channel between every two parts: ports[i][j] is part i's end towards part j.
+    const ports = clients.map(() => new Array(parts).fill(null));
+    for (let i = 0; i < parts; i++) {
+      for (let j = i + 1; j < parts; j++) {
+        const { port1, port2 } = new MessageChannel();
+        [ports[i][j], ports[j][i]] = [port1, port2];
+      }
+    }
     try {
-      let steps = await Promise.all(
+      const reports = await Promise.all(
         clients.map((c, part) => {
           const copy = bytes.slice(0); // each worker decodes the file itself
-          return c.call("split_begin", { bytes: copy, part, parts }, { transfer: [copy] });
+          const own = ports[part].filter(Boolean);
+          return c.call("split_run", { bytes: copy, part, parts, ports: ports[part] }, { transfer: [copy, ...own] });
         }),
       );
       for (const h of helpers) h.calls++;
-      while (!steps[0].done) {
-        const kv = steps.map((s) => s.kv);
-        // Each worker gets the others' keys and values; its own never left it.
-        steps = await Promise.all(
-          clients.map((c, part) => c.call("split_step", { kv: kv.map((v, i) => (i === part ? null : v)) })),
-        );
-      }
       this.splitPasses += 1;
-      return steps[0].report;
+      return reports[0];
     } catch (err) {
       // A crash of this engine goes to the caller, as in a batch; a helper that crashed has
-      // been dropped (its onCrash). Anything else (a file that cannot be decoded, a backend
-      // without the host path): the caller runs the image whole.
+      // been dropped (its onCrash), and the parts still waiting for it are stopped. Anything
+      // else (a file that cannot be decoded, a backend without the host path): every part
+      // has failed or been told by the one that did, and the caller runs the image whole.
       if (!this.worker) throw err;
-      for (const c of clients) if (c.worker) c.call("split_cancel").catch(() => {});
+      for (const c of clients) if (c.worker) c.call("split_abort").catch(() => {});
       return null;
     }
   }
@@ -383,6 +387,11 @@ export class EngineClient {
   }
 
   // Test hook: kills the worker the hard way, to exercise the restart path.
+  // The first helper's next split pass dies after one layer (tests).
+  crashHelperInSplitForTest() {
+    return this.helpers[0] ? this.helpers[0].client.call("crash_in_split") : Promise.reject(new Error("no helper"));
+  }
+
   crashForTest() {
     return this.call("crash").catch((err) => err);
   }

@@ -138,16 +138,15 @@ impl RowSplit {
                 "this layer's keys and values were already given".into(),
             ));
         }
-        let (m, w) = (self.rows().len(), self.width);
-        let rows = layer.norm1.rows(&self.x, m);
+        let (own, w) = (self.rows(), self.width);
+        let rows = layer.norm1.rows(&self.x, own.len());
         let all = 0..w;
         let last = self.layer + 1 == self.layers.len();
-        let rows_range = self.rows();
         self.q = if !last {
             Some(layer.project(Q, &rows, all.clone()))
-        } else if rows_range.contains(&self.pick) {
+        } else if own.contains(&self.pick) {
             // The last layer asks from the pooled token alone (as the pooled pass does).
-            let at = (self.pick - rows_range.start) * w;
+            let at = (self.pick - own.start) * w;
             let picked = layer.norm1.rows(&self.x[at..at + w], 1);
             Some(layer.project(Q, &picked, all.clone()))
         } else {

@@ -98,6 +98,7 @@ export function installStateHook(apps) {
 export function installDebugHook(apps) {
   window.__monoscopeDebug = {
     crashWorker: () => runtime.engine.crashForTest(),
+    crashHelperInSplit: () => runtime.engine.crashHelperInSplitForTest(),
     apps: () => apps.api,
     // Engine round trips, timed by the real-size test: ms per call, median of `n`.
     async timeCalls(kind, input, n = 3) {
