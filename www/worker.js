@@ -19,15 +19,15 @@
 //   render_scene  {name, side}         -> {width, height, rgba: Uint8Array}
 //   embed_image / embed_text           -> Float32Array (L2-normalised)
 //   embed_images {images: [bytes]}     -> [Float32Array], one forward pass
-//   split_run     {bytes, part, parts, ports: [MessagePort | null]} -> this worker's part of one
+//   split_run     {pass, bytes, part, parts, ports: [MessagePort | null]} -> this worker's part of one
 //                 image's pass cut by token rows between engine workers (issue 12): ports has
 //                 one entry per part, null at `part`, a port to each other part's worker, over
 //                 which the workers swap each layer's keys and values themselves. Resolves on
 //                 part 0 to {embedding, activations?, truncated}, on the others to null. A part
 //                 that fails tells the others, which fail too.
-//   split_abort   {}                   -> null: stops the running split_run (it rejects); taken
-//                 at once, not after the running command (the page sends it when a part's
-//                 worker died)
+//   split_abort   {pass}               -> null: stops split_run `pass` (it rejects), running or
+//                 still queued; taken at once, not after the running command (the page sends
+//                 it when a part's worker died)
 //   parse_captions {name, bytes: Blob} -> {pairs: [[id, image, caption]], skipped: [[id, reason]]}
 //                 (a TSV / CSV / COCO caption list, read by the CLI's reader)
 //   build_begin   {source}             -> null: starts building a bundle (issue 11)
@@ -40,7 +40,9 @@
 //   build_finish  {model}              -> {manifest, features, dictionary} (Uint8Arrays)
 //   build_cancel  {}                   -> null
 //   crash         {}                   -> never answers; kills this worker (tests the restart path)
-//   crash_in_split {}                  -> null; the next split_run kills this worker after one
+//   hold          {ms}                 -> null after ms, the worker's event loop free meanwhile
+//                 (tests: a command that waits, as reading a Blob does)
+//   crash_in_split {layer}             -> null; the next split_run kills this worker before that
 //                 layer, without telling the other parts (tests split_abort)
 // Replies: {id, ok: true, result} or {id, ok: false, error: {name, message, fatal}}.
 // Unsolicited: {type: "fatal", error: {...}} when the wasm instance is no longer usable
@@ -146,10 +148,13 @@ function needBuild() {
   return build;
 }
 
-// The running split_run's stop (split_abort), if any.
-let abortSplit = null;
-// Test hook (crash_in_split): the next split_run dies after its first layer.
-let crashInSplit = false;
+// The running split_run: {pass, abort(why)}, or null.
+let splitRunning = null;
+// Passes the page stopped (split_abort) before their split_run began here: it then fails at
+// once, instead of waiting for a worker that is gone.
+const stoppedPasses = new Set();
+// Test hook (crash_in_split): the layer before which the next split_run dies, or null.
+let crashInSplit = null;
 
 // Messages from one port, taken in order: `take()` resolves to the next.
 function inbox(port) {
@@ -249,23 +254,30 @@ const handlers = {
   },
   // One image's pass cut by token rows between engine workers (issue 12): every part sends
   // its keys and values to the others straight over the ports, not through the page.
-  async split_run({ bytes, part, parts, ports }) {
+  async split_run({ pass: id, bytes, part, parts, ports }) {
     [part, parts] = [part >>> 0, parts >>> 0];
     const peers = Array.from(ports || []);
-    if (peers.length !== parts || peers.some((p, i) => (i === part) !== (p == null))) {
+    const stopped = stoppedPasses.delete(id);
+    if (stopped || peers.length !== parts || peers.some((p, i) => (i === part) !== (p == null))) {
       for (const p of peers) p?.close();
-      throw new Error(`split_run wants a port to each of the other ${parts - 1} parts`);
+      throw new Error(stopped ? "the split pass stopped: stopped by the page" : `split_run wants a port to each of the other ${parts - 1} parts`);
     }
     const boxes = peers.map((p) => p && inbox(p));
     const others = peers.filter(Boolean);
     // Part i's keys and values go to every other part: copies, and the last one moved.
     const post = (msg, buffer) =>
       others.forEach((p, i) => p.postMessage(msg, i === others.length - 1 && buffer ? [buffer] : []));
-    abortSplit = (why) => boxes.forEach((b) => b?.put({ abort: why }));
+    splitRunning = { pass: id, abort: (why) => boxes.forEach((b) => b?.put({ abort: why })) };
     let pass = null;
     try {
       pass = needEngine().split_image(new Uint8Array(bytes), part, parts);
-      for (;;) {
+      for (let layer = 0; ; layer++) {
+        if (layer === crashInSplit) {
+          // As a worker that crashed: the page hears of it, the other parts do not.
+          crashInSplit = null;
+          fatal(new Error("simulated worker crash in a split pass"));
+          return new Promise(() => {});
+        }
         const kv = pass.keys_values();
         post({ kv }, kv.buffer);
         const got = await Promise.all(boxes.map((b) => b?.take()));
@@ -273,12 +285,6 @@ const handlers = {
         if (stop) throw new Error(`the split pass stopped: ${stop.abort}`);
         // This part's own keys and values as null: they never left its pass.
         pass.attend(got.map((m) => (m ? m.kv : null)));
-        if (crashInSplit) {
-          // As a worker that crashed: the page hears of it, the other parts do not.
-          crashInSplit = false;
-          fatal(new Error("simulated worker crash in a split pass"));
-          return new Promise(() => {});
-        }
         if (pass.done()) break;
       }
       const done = pass;
@@ -294,7 +300,7 @@ const handlers = {
     } finally {
       if (pass) pass.free();
       for (const p of others) p.close();
-      abortSplit = null;
+      splitRunning = null;
     }
   },
   async embed_text({ text }) {
@@ -389,8 +395,12 @@ const handlers = {
     dropBuild();
     return null;
   },
-  async crash_in_split() {
-    crashInSplit = true;
+  async hold({ ms }) {
+    await new Promise((ok) => setTimeout(ok, Number(ms) || 0));
+    return null;
+  },
+  async crash_in_split({ layer }) {
+    crashInSplit = layer >>> 0;
     return null;
   },
   async crash() {
@@ -427,8 +437,10 @@ let queue = Promise.resolve();
 self.addEventListener("message", (ev) => {
   const { id, cmd, args } = ev.data || {};
   if (cmd === "split_abort") {
-    // Not queued: the split_run it stops is the running command.
-    abortSplit?.("stopped by the page");
+    // Not queued: the split_run it stops is the running command, or one still queued.
+    const pass = args?.pass;
+    if (splitRunning && splitRunning.pass === pass) splitRunning.abort("stopped by the page");
+    else stoppedPasses.add(pass);
     self.postMessage({ id, ok: true, result: null });
     return;
   }

@@ -202,7 +202,7 @@ test("?engines=2 shares each batch with a helper worker that follows the model a
     const before = await page.evaluate(() => window.__monoscope.engines.splitPasses);
     const alone = await page.evaluate(async (bytes) => {
       const d = window.__monoscopeDebug;
-      await d.crashHelperInSplit();
+      await d.crashHelperInSplit(1);
       const hung = new Promise((_, no) => setTimeout(() => no(new Error("the image never came back (a part left waiting)")), 30_000));
       return Array.from((await Promise.race([d.analyzeImage(new Uint8Array(bytes).buffer), hung])).embedding);
     }, [...readFileSync(DEMO(4))]);
@@ -211,6 +211,37 @@ test("?engines=2 shares each batch with a helper worker that follows the model a
     await page.waitForFunction(() => window.__monoscope.engines.parallelism === 1, null, { timeout: 10_000 });
     h.assertSameOrigin(requests, env.server.origin);
     await h.assertNoCspViolations(page, consoleErrors);
+  } finally {
+    await context.close();
+  }
+});
+
+test("?engines=2: a helper that dies before a split pass's first layer, while this engine's part waits in its queue, leaves nothing waiting", async (t) => {
+  const { context, page } = await h.newPage(env.browser, t);
+  try {
+    await page.goto(`${env.server.origin}/?backend=cpu&engines=2`);
+    const r = await h.waitIdle(page, 1);
+    assert.equal(r.state, "ready", `page error: ${r.error}`);
+    await page.waitForFunction(() => window.__monoscope.engines?.parallelism === 2, null, { timeout: 60_000 });
+    // This engine's part of the pass waits in its worker's queue (behind a command that
+    // waits, as reading a Blob does) while the helper dies: the page's stop reaches the
+    // worker before the part begins, and the part fails at once instead of waiting for the
+    // dead helper for ever. (A part already running is stopped too: the test above.)
+    const before = await page.evaluate(() => window.__monoscope.engines.splitPasses);
+    const res = await page.evaluate(async (bytes) => {
+      const d = window.__monoscopeDebug;
+      const buf = () => new Uint8Array(bytes).buffer;
+      const hung = () => new Promise((_, no) => setTimeout(() => no(new Error("the image never came back (a part left waiting)")), 30_000));
+      await d.crashHelperInSplit(0);
+      const held = d.holdEngine(500);
+      const one = await Promise.race([d.analyzeImage(buf()), hung()]);
+      await held;
+      const whole = await d.analyzeImage(buf(), { whole: true });
+      return { one: Array.from(one.embedding), whole: Array.from(whole.embedding), split: window.__monoscope.engines.splitPasses };
+    }, [...readFileSync(DEMO(2))]);
+    assert.deepEqual(res.one, res.whole, "the image, run whole once the helper died");
+    assert.equal(res.split, before, "the split pass did not finish");
+    await page.waitForFunction(() => window.__monoscope.engines.parallelism === 1, null, { timeout: 10_000 });
   } finally {
     await context.close();
   }

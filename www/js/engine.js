@@ -30,6 +30,7 @@ export class EngineClient {
     this.helperFailures = 0;
     // One image on several engines: its pass cut by token rows (splitImage).
     this.splitPasses = 0; // passes run split (test hook)
+    this.splitSeq = 0; // the last split pass's number (split_run / split_abort)
     this.splitChain = Promise.resolve(); // one split pass at a time
     this.worker = null;
     this.pending = new Map(); // id -> {resolve, reject, onProgress}
@@ -306,6 +307,7 @@ export class EngineClient {
     if (!helpers.length) return null;
     const clients = [this, ...helpers.map((h) => h.client)];
     const parts = clients.length;
+    const pass = ++this.splitSeq;
     // A channel between every two parts: ports[i][j] is part i's end towards part j.
     const ports = clients.map(() => new Array(parts).fill(null));
     for (let i = 0; i < parts; i++) {
@@ -319,7 +321,7 @@ export class EngineClient {
         clients.map((c, part) => {
           const copy = bytes.slice(0); // each worker decodes the file itself
           const own = ports[part].filter(Boolean);
-          return c.call("split_run", { bytes: copy, part, parts, ports: ports[part] }, { transfer: [copy, ...own] });
+          return c.call("split_run", { pass, bytes: copy, part, parts, ports: ports[part] }, { transfer: [copy, ...own] });
         }),
       );
       for (const h of helpers) h.calls++;
@@ -331,7 +333,8 @@ export class EngineClient {
       // else (a file that cannot be decoded, a backend without the host path): every part
       // has failed or been told by the one that did, and the caller runs the image whole.
       if (!this.worker) throw err;
-      for (const c of clients) if (c.worker) c.call("split_abort").catch(() => {});
+      // (A part still queued behind other work is stopped too, when it begins.)
+      for (const c of clients) if (c.worker) c.call("split_abort", { pass }).catch(() => {});
       return null;
     }
   }
@@ -386,12 +389,17 @@ export class EngineClient {
     return this.call("render_scene", { name, side });
   }
 
-  // Test hook: kills the worker the hard way, to exercise the restart path.
-  // The first helper's next split pass dies after one layer (tests).
-  crashHelperInSplitForTest() {
-    return this.helpers[0] ? this.helpers[0].client.call("crash_in_split") : Promise.reject(new Error("no helper"));
+  // Test hook: the first helper's next split pass dies before layer `layer`.
+  crashHelperInSplitForTest(layer) {
+    return this.helpers[0] ? this.helpers[0].client.call("crash_in_split", { layer }) : Promise.reject(new Error("no helper"));
   }
 
+  // Test hook: a command that holds this worker's queue for `ms` while its event loop is free.
+  holdForTest(ms) {
+    return this.call("hold", { ms });
+  }
+
+  // Test hook: kills the worker the hard way, to exercise the restart path.
   crashForTest() {
     return this.call("crash").catch((err) => err);
   }

@@ -98,7 +98,8 @@ export function installStateHook(apps) {
 export function installDebugHook(apps) {
   window.__monoscopeDebug = {
     crashWorker: () => runtime.engine.crashForTest(),
-    crashHelperInSplit: () => runtime.engine.crashHelperInSplitForTest(),
+    crashHelperInSplit: (layer) => runtime.engine.crashHelperInSplitForTest(layer),
+    holdEngine: (ms) => runtime.engine.holdForTest(ms),
     apps: () => apps.api,
     // Engine round trips, timed by the real-size test: ms per call, median of `n`.
     async timeCalls(kind, input, n = 3) {
