@@ -16,7 +16,8 @@
 // own copy of the model, share every batch by whole images, and a batch of one image by
 // token rows (its pass cut between the workers, which swap keys and values once a layer:
 // www/js/engine.js splitImage). Its ratio is against ORT with N threads (pass --ort-threads
-// N too).
+// N too). That page also times the cut pass against the same image on one engine,
+// alternating, and prints where each part's time goes (worker.js split_run's timing).
 // The site has two wasm builds (www/worker.js): relaxed SIMD, which the page picks where the
 // browser has it, and SIMD128. --wasm both (default) runs the page with each (?wasm=relaxed,
 // ?wasm=simd128); --wasm auto|relaxed|simd128 runs one.
@@ -119,15 +120,21 @@ async function monoscope(browser, origin, a, engines, wasm) {
       let paired = null;
       if (window.__monoscope.engines.parallelism > 1) {
         const ms = { split: [], whole: [] };
+        const timings = []; // each split pass's timing per part (worker.js split_run)
         for (let i = 0; i < iters; i++) {
           for (const whole of [false, true]) {
             const t0 = performance.now();
             await dbg.analyzeImage(bytes, { whole });
             ms[whole ? "whole" : "split"].push(performance.now() - t0);
+            if (!whole) timings.push(window.__monoscope.engines.splitTiming);
           }
         }
         const median = (v) => v.sort((x, y) => x - y)[Math.floor(v.length / 2)];
-        paired = { split: median(ms.split), whole: median(ms.whole) };
+        // Per part, each phase's median over the passes.
+        const parts = timings[0].map((_, p) =>
+          Object.fromEntries(Object.keys(timings[0][p]).map((k) => [k, median(timings.map((t) => t[p][k]))])),
+        );
+        paired = { split: median(ms.split), whole: median(ms.whole), parts };
       }
       return { b1, bN: await dbg.timeEmbedImages(bytes, batch, iters), split, paired };
     },
@@ -197,6 +204,10 @@ try {
   for (const r of rows.filter((x) => x.paired)) {
     const p = r.paired;
     console.log(`${r.who}, batch 1 in the same page: cut between the engines ${p.split.toFixed(0)} ms, on one engine ${p.whole.toFixed(0)} ms (${(p.whole / p.split).toFixed(2)}x)`);
+    const f = (v) => v.toFixed(1);
+    p.parts.forEach((t, i) =>
+      console.log(`  part ${i} of the cut pass, ms (medians): decode and first input ${f(t.open)}, keys and values ${f(t.keysValues)}, waiting for the other parts ${f(t.wait)}, rest of the layers ${f(t.attend)}, report ${f(t.report)}, total ${f(t.total)}`),
+    );
   }
   if (a.json) writeFileSync(a.json, JSON.stringify({ batch: a.batch, iters: a.iters, rows }, null, 1));
 } finally {

@@ -140,11 +140,14 @@ try {
       // parts in turn on this thread.
       const engines = [engine];
       while (engines.length < split) engines.push(await create());
-      window.__phases = { keys_values: 0, attend: 0, layers: 0 };
+      // Counted from the first timed pass on (window.__phases is made after the warm-up).
+      const count = (phase, ms) => {
+        if (window.__phases) window.__phases[phase] += ms;
+      };
       const timed = (phase, f) => {
         const t0 = performance.now();
         const r = f();
-        window.__phases[phase] += performance.now() - t0;
+        count(phase, performance.now() - t0);
         return r;
       };
       window.__run = async () => {
@@ -152,7 +155,7 @@ try {
         for (;;) {
           const kv = passes.map((p) => timed("keys_values", () => p.keys_values()));
           passes.forEach((p, i) => timed("attend", () => p.attend(kv.map((v, j) => (j === i ? null : v)))));
-          window.__phases.layers++;
+          count("layers", 1);
           if (passes[0].done()) break;
         }
         for (const p of passes.slice(1)) p.free();

@@ -22,9 +22,12 @@
 //   split_run     {pass, bytes, part, parts, ports: [MessagePort | null]} -> this worker's part of one
 //                 image's pass cut by token rows between engine workers (issue 12): ports has
 //                 one entry per part, null at `part`, a port to each other part's worker, over
-//                 which the workers swap each layer's keys and values themselves. Resolves on
-//                 part 0 to {embedding, activations?, truncated}, on the others to null. A part
-//                 that fails tells the others, which fail too.
+//                 which the workers swap each layer's keys and values themselves. Resolves to
+//                 {report, timing}: report on part 0 {embedding, activations?, truncated}, on
+//                 the others null; timing this part's milliseconds {open, keysValues, wait,
+//                 attend, report, total} (open: decode and the first layer's input; wait: for
+//                 the other parts' keys and values). A part that fails tells the others,
+//                 which fail too.
 //   split_abort   {pass}               -> null: stops split_run `pass` (it rejects), running or
 //                 still queued; taken at once, not after the running command (the page sends
 //                 it when a part's worker died)
@@ -151,8 +154,11 @@ function needBuild() {
 // The running split_run: {pass, abort(why)}, or null.
 let splitRunning = null;
 // Passes the page stopped (split_abort) before their split_run began here: it then fails at
-// once, instead of waiting for a worker that is gone.
+// once, instead of waiting for a worker that is gone. Pass numbers grow (engine.js splitSeq),
+// so an abort for a pass at or below the last one begun here is for a pass already over and
+// is not kept.
 const stoppedPasses = new Set();
+let lastSplitPass = -1;
 // Test hook (crash_in_split): the layer before which the next split_run dies, or null.
 let crashInSplit = null;
 
@@ -258,6 +264,7 @@ const handlers = {
     [part, parts] = [part >>> 0, parts >>> 0];
     const peers = Array.from(ports || []);
     const stopped = stoppedPasses.delete(id);
+    if (Number.isInteger(id)) lastSplitPass = Math.max(lastSplitPass, id);
     if (stopped || peers.length !== parts || peers.some((p, i) => (i === part) !== (p == null))) {
       for (const p of peers) p?.close();
       throw new Error(stopped ? "the split pass stopped: stopped by the page" : `split_run wants a port to each of the other ${parts - 1} parts`);
@@ -269,8 +276,18 @@ const handlers = {
       others.forEach((p, i) => p.postMessage(msg, i === others.length - 1 && buffer ? [buffer] : []));
     splitRunning = { pass: id, abort: (why) => boxes.forEach((b) => b?.put({ abort: why })) };
     let pass = null;
+    // Where the part's time goes (bench_web.mjs prints it): summed over the layers.
+    const timing = { open: 0, keysValues: 0, wait: 0, attend: 0, report: 0, total: 0 };
+    const start = performance.now();
+    let t = start;
+    const lap = (phase) => {
+      const now = performance.now();
+      timing[phase] += now - t;
+      t = now;
+    };
     try {
       pass = needEngine().split_image(new Uint8Array(bytes), part, parts);
+      lap("open");
       for (let layer = 0; ; layer++) {
         if (layer === crashInSplit) {
           // As a worker that crashed: the page hears of it, the other parts do not.
@@ -280,20 +297,24 @@ const handlers = {
         }
         const kv = pass.keys_values();
         post({ kv }, kv.buffer);
+        lap("keysValues");
         const got = await Promise.all(boxes.map((b) => b?.take()));
+        lap("wait");
         const stop = got.find((m) => m && "abort" in m);
         if (stop) throw new Error(`the split pass stopped: ${stop.abort}`);
         // This part's own keys and values as null: they never left its pass.
         pass.attend(got.map((m) => (m ? m.kv : null)));
+        lap("attend");
         if (pass.done()) break;
       }
       const done = pass;
       pass = null;
-      if (part !== 0) {
-        done.free();
-        return null;
-      }
-      return await done.report(); // report() frees the part
+      let report = null;
+      if (part === 0) report = await done.report(); // report() frees the part
+      else done.free();
+      lap("report");
+      timing.total = t - start;
+      return { report, timing };
     } catch (err) {
       post({ abort: describe(err).message });
       throw err;
@@ -440,7 +461,7 @@ self.addEventListener("message", (ev) => {
     // Not queued: the split_run it stops is the running command, or one still queued.
     const pass = args?.pass;
     if (splitRunning && splitRunning.pass === pass) splitRunning.abort("stopped by the page");
-    else stoppedPasses.add(pass);
+    else if (!(Number.isInteger(pass) && pass <= lastSplitPass)) stoppedPasses.add(pass);
     self.postMessage({ id, ok: true, result: null });
     return;
   }

@@ -18,7 +18,6 @@ use crate::lab::Lab;
 pub struct ImageSplit {
     split: RowSplit,
     lab: Rc<Lab>,
-    part: usize,
     /// This part's keys and values of the current layer: kept here, so that they cross the
     /// wasm boundary only towards the other parts.
     own: Vec<f32>,
@@ -43,7 +42,6 @@ impl Engine {
         Ok(ImageSplit {
             split,
             lab: self.lab.clone(),
-            part: part as usize,
             own: Vec::new(),
         })
     }
@@ -66,11 +64,12 @@ impl ImageSplit {
     /// Runs the rest of the current layer with every part's keys and values (an Array of
     /// Float32Array, in part order; this part's own entry `null`: the values it kept).
     pub fn attend(&mut self, kv: Array) -> Result<(), JsValue> {
+        let own_part = self.split.part();
         let parts = kv
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                if i == self.part && v.is_null() {
+                if i == own_part && v.is_null() {
                     return Ok(None);
                 }
                 v.dyn_into::<Float32Array>()
@@ -78,7 +77,7 @@ impl ImageSplit {
                     .map_err(|_| {
                         js_err(format!(
                             "part {i}'s keys and values must be a Float32Array{}",
-                            if i == self.part { " or null" } else { "" }
+                            if i == own_part { " or null" } else { "" }
                         ))
                     })
             })

@@ -163,6 +163,14 @@ test("?engines=2 shares each batch with a helper worker that follows the model a
     // the bits are the same.
     const split = await page.evaluate(() => window.__monoscope.engines.splitPasses);
     assert.equal(split - engines.splitPasses, good.length, "every single image ran split");
+    // Each part timed its phases (bench_web.mjs prints them): they add up to its total.
+    const timing = await page.evaluate(() => window.__monoscope.engines.splitTiming);
+    assert.equal(timing?.length, 2, "a timing for each part of the last split pass");
+    for (const t of timing) {
+      const phases = ["open", "keysValues", "wait", "attend", "report"].map((k) => t[k]);
+      assert.ok(phases.every((v) => Number.isFinite(v) && v >= 0) && t.total > 0, JSON.stringify(t));
+      assert.ok(Math.abs(phases.reduce((x, y) => x + y) - t.total) < 0.01, `phases add up to the total: ${JSON.stringify(t)}`);
+    }
     const [cut, whole] = await page.evaluate(async (bytes) => {
       const d = window.__monoscopeDebug;
       const buf = () => new Uint8Array(bytes).buffer;

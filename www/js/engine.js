@@ -30,6 +30,7 @@ export class EngineClient {
     this.helperFailures = 0;
     // One image on several engines: its pass cut by token rows (splitImage).
     this.splitPasses = 0; // passes run split (test hook)
+    this.splitTiming = null; // the last split pass's parts' timings (worker.js split_run)
     this.splitSeq = 0; // the last split pass's number (split_run / split_abort)
     this.splitChain = Promise.resolve(); // one split pass at a time
     this.worker = null;
@@ -326,7 +327,8 @@ export class EngineClient {
       );
       for (const h of helpers) h.calls++;
       this.splitPasses += 1;
-      return reports[0];
+      this.splitTiming = reports.map((r) => r.timing);
+      return reports[0].report;
     } catch (err) {
       // A crash of this engine goes to the caller, as in a batch; a helper that crashed has
       // been dropped (its onCrash), and the parts still waiting for it are stopped. Anything

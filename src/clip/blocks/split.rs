@@ -121,6 +121,11 @@ impl RowSplit {
         self.layer == self.layers.len()
     }
 
+    /// Which part of the pass this is (`0..parts`).
+    pub fn part(&self) -> usize {
+        self.part
+    }
+
     /// This part's token rows.
     pub fn rows(&self) -> Range<usize> {
         part_rows(self.tokens, self.part, self.parts)

@@ -60,10 +60,13 @@ export function installStateHook(apps) {
       return state.restarts;
     },
     // Engines sharing the next batch (1 + helpers holding the model and bundle), the calls
-    // each helper has served, and the single images whose pass was cut between the engines.
+    // each helper has served, the single images whose pass was cut between the engines, and
+    // the last such pass's timing per part (worker.js split_run).
     get engines() {
       const e = runtime.engine;
-      return e ? { parallelism: e.parallelism, helperCalls: e.helpers.map((h) => h.calls), splitPasses: e.splitPasses } : null;
+      return e
+        ? { parallelism: e.parallelism, helperCalls: e.helpers.map((h) => h.calls), splitPasses: e.splitPasses, splitTiming: e.splitTiming }
+        : null;
     },
     // Inputs per engine call of the analysis queue (issue 12), oldest first.
     get batchSizes() {
