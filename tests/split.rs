@@ -5,7 +5,7 @@
 
 mod common;
 
-use burn::tensor::{Device, read_sync};
+use burn::tensor::{Device, Distribution, Tensor, read_sync};
 use common::*;
 use monoscope::Lab;
 use monoscope::clip::RowSplit;
@@ -65,4 +65,34 @@ fn a_bad_image_or_cut_is_refused_before_any_work() {
     let s = lab.split_image(&bytes, 0, 2).unwrap();
     let msg = read_sync(lab.split_report(&s)).unwrap_err().to_string();
     assert!(msg.contains("no finished class token"), "{msg}");
+}
+
+#[test]
+fn token_rows_are_embedded_alone_bit_for_bit() {
+    // Each part projects only its own rows' patches (`VisionEmbeddings::forward_rows`):
+    // every cut of the tokens, the class token alone included, gives those rows of the
+    // whole embedding exactly.
+    let device = Device::flex();
+    let e = demo_embedder(&device);
+    let emb = &e.model.vision_model.embeddings;
+    let size = e.config.vision.image_size;
+    let pixels = Tensor::<4>::random([1, 3, size, size], Distribution::Normal(0.0, 1.0), &device);
+    let whole: Vec<f32> = emb
+        .forward(pixels.clone())
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let (tokens, width) = (emb.tokens(), whole.len() / emb.tokens());
+    for rows in [0..1, 0..tokens, 1..tokens, 0..3, 2..5, tokens - 1..tokens] {
+        let got: Vec<f32> = emb
+            .forward_rows(pixels.clone(), rows.clone())
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        assert_eq!(
+            got,
+            whole[rows.start * width..rows.end * width],
+            "rows {rows:?}"
+        );
+    }
 }

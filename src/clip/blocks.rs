@@ -16,7 +16,7 @@ use crate::base::gemm::{self, ColumnWriter};
 
 mod host;
 mod split;
-pub use split::{RowSplit, part_rows};
+pub use split::{RowSplit, check_cut, part_rows};
 
 /// Additive mask value for forbidden attention positions. Finite (unlike -inf) so that
 /// no backend can turn `-inf - -inf` into NaN; exp() of it is exactly 0 in f32.

@@ -19,6 +19,7 @@ use burn::tensor::{Device, Tensor};
 use crate::base::engines::split_rows;
 use crate::base::host::l2_normalize;
 use crate::error::{Error, Result};
+use blocks::{check_cut, part_rows};
 
 pub use blocks::RowSplit;
 pub use config::{Activation, ClipConfig, TextConfig, TextPooling, VisionConfig};
@@ -87,12 +88,17 @@ impl ClipModel {
 
     /// Part `part` of `parts` of one image's pass through the image tower, cut by token rows
     /// between engines that share no memory (the page's workers: [`RowSplit`]); `pixels`:
-    /// [1, channels, size, size]. Every part computes the embeddings and the first norm
-    /// whole (2-3% of the tower for ViT-B/32), then its own rows.
+    /// [1, channels, size, size]. Each part projects only its own rows' patches (the patch
+    /// projection is 2-3% of ViT-B/32's tower) and runs its own rows through the layers.
     pub fn split_image(&self, pixels: Tensor<4>, part: usize, parts: usize) -> Result<RowSplit> {
         let v = &self.vision_model;
-        let x = v.pre_layrnorm.forward(v.embeddings.forward(pixels)); // [1, tokens, width]
-        v.encoder.split(&x, 0, part, parts)
+        let tokens = v.embeddings.tokens();
+        check_cut(pixels.dims()[0], tokens, 0, part, parts)?;
+        let rows = part_rows(tokens, part, parts);
+        let x = v
+            .pre_layrnorm
+            .forward(v.embeddings.forward_rows(pixels, rows)); // [1, rows, width]
+        v.encoder.split_part(x, tokens, 0, part, parts)
     }
 
     /// The L2-normalised embedding ([1, dim]) of a finished split pass, on the part that

@@ -3,6 +3,8 @@
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use std::ops::Range;
+
 use burn::tensor::{Device, Tensor};
 
 use super::blocks::{Encoder, EncoderConfig, Pick};
@@ -24,18 +26,28 @@ pub struct PatchEmbedding {
 impl PatchEmbedding {
     /// [batch, channels, size, size] -> [batch, patches, width], patches in row-major order.
     pub fn forward(&self, pixels: Tensor<4>) -> Tensor<3> {
+        let [_, _, hgt, wid] = pixels.dims();
+        let p = self.weight.dims()[2];
+        self.forward_patches(pixels, 0..(hgt / p) * (wid / p))
+    }
+
+    /// [batch, channels, size, size] -> [batch, which.len(), width]: the patches `which`
+    /// (row-major order) alone. Each output row is its patch's product alone, so these rows
+    /// are bit for bit those of [`PatchEmbedding::forward`] (`which` not empty).
+    pub fn forward_patches(&self, pixels: Tensor<4>, which: Range<usize>) -> Tensor<3> {
         let [b, c, hgt, wid] = pixels.dims();
         let [width, _, p, _] = self.weight.dims();
-        let (gh, gw) = (hgt / p, wid / p);
+        let (gh, gw, n) = (hgt / p, wid / p, which.len());
         let patches = pixels
             .reshape([b, c, gh, p, gw, p])
             .permute([0, 2, 4, 1, 3, 5]) // [b, gh, gw, c, p, p]
-            .reshape([b, gh * gw, c * p * p]);
+            .reshape([b, gh * gw, c * p * p])
+            .slice([0..b, which, 0..c * p * p]); // [b, n, c*p*p]
         let kernel = self.weight.val().reshape([width, c * p * p]).transpose(); // [c*p*p, width]
-        let rows = patches.clone().reshape([b * gh * gw, c * p * p]);
+        let rows = patches.clone().reshape([b * n, c * p * p]);
         let identity = gemm::Activation::Identity;
         match packed::product(&self.packed, &kernel, None, &rows, identity, None) {
-            Some(y) => y.reshape([b, gh * gw, width]),
+            Some(y) => y.reshape([b, n, width]),
             None => patches.matmul(kernel.unsqueeze::<3>()),
         }
     }
@@ -53,17 +65,34 @@ pub struct VisionEmbeddings {
 }
 
 impl VisionEmbeddings {
+    /// Token rows: the class token and the patches (the learned positions' rows).
+    pub fn tokens(&self) -> usize {
+        self.position_embedding.weight.dims()[0]
+    }
+
     /// [batch, channels, size, size] -> [batch, patches + 1, width]
     pub fn forward(&self, pixels: Tensor<4>) -> Tensor<3> {
-        let patches = self.patch_embedding.forward(pixels);
-        let [b, _, w] = patches.dims();
-        let cls = self
-            .class_embedding
-            .val()
-            .reshape([1, 1, w])
-            .expand([b, 1, w]);
-        let tokens = Tensor::cat(vec![cls, patches], 1);
-        tokens + self.position_embedding.weight.val().unsqueeze::<3>()
+        self.forward_rows(pixels, 0..self.tokens())
+    }
+
+    /// [batch, channels, size, size] -> [batch, rows.len(), width]: token rows `rows` alone
+    /// (row 0 the class token, row t patch t - 1), bit for bit those rows of
+    /// [`VisionEmbeddings::forward`]; only their patches are projected (an image's pass cut
+    /// between engines, [`crate::clip::ClipModel::split_image`]). `rows` not empty.
+    pub fn forward_rows(&self, pixels: Tensor<4>, rows: Range<usize>) -> Tensor<3> {
+        let [b, ..] = pixels.dims();
+        let w = self.class_embedding.dims()[0];
+        let mut parts = Vec::with_capacity(2);
+        if rows.start == 0 {
+            let cls = self.class_embedding.val().reshape([1, 1, w]);
+            parts.push(cls.expand([b, 1, w]));
+        }
+        let patches = rows.start.max(1) - 1..rows.end.max(1) - 1;
+        if !patches.is_empty() {
+            parts.push(self.patch_embedding.forward_patches(pixels, patches));
+        }
+        let positions = self.position_embedding.weight.val().slice([rows, 0..w]);
+        Tensor::cat(parts, 1) + positions.unsqueeze::<3>()
     }
 }
 

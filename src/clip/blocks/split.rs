@@ -62,23 +62,61 @@ pub fn part_rows(tokens: usize, part: usize, parts: usize) -> Range<usize> {
     start..start + base + usize::from(part < extra)
 }
 
+/// Errors unless a batch of `batch` sequences of `tokens` can be cut into part `part` of
+/// `parts` with the pooled token at `pick`: one sequence, `pick < tokens`, `1 <= parts <=
+/// tokens` and `part < parts`.
+pub fn check_cut(
+    batch: usize,
+    tokens: usize,
+    pick: usize,
+    part: usize,
+    parts: usize,
+) -> Result<()> {
+    if batch != 1 || pick >= tokens {
+        return Err(Error::Invalid(format!(
+            "a split pass takes one sequence and a position in it, not a batch of {batch} and position {pick} of {tokens}"
+        )));
+    }
+    if parts == 0 || parts > tokens || part >= parts {
+        return Err(Error::Invalid(format!(
+            "part {part} of {parts} does not cut {tokens} token rows"
+        )));
+    }
+    Ok(())
+}
+
 impl Encoder {
     /// Part `part` of `parts` of one sequence's pass: `x` [1, tokens, width] (the first
-    /// layer's input, which every part computes whole), `pick` the position whose final row
-    /// [`RowSplit::output`] gives. Errors where the parts are not `1 <= parts <= tokens`
-    /// with `part < parts`, the batch is not one sequence, or the layers cannot run on host
-    /// values (off the packed path: another backend, or an MLP activation other than
+    /// layer's input, whole), `pick` the position whose final row [`RowSplit::output`]
+    /// gives. Errors where the cut does not fit ([`check_cut`]) or the layers cannot run on
+    /// host values (off the packed path: another backend, or an MLP activation other than
     /// quick_gelu).
     pub fn split(&self, x: &Tensor<3>, pick: usize, part: usize, parts: usize) -> Result<RowSplit> {
         let [b, tokens, width] = x.dims();
-        if b != 1 || pick >= tokens {
+        check_cut(b, tokens, pick, part, parts)?;
+        let own = x
+            .clone()
+            .slice([0..b, part_rows(tokens, part, parts), 0..width]);
+        self.split_part(own, tokens, pick, part, parts)
+    }
+
+    /// [`Encoder::split`] from this part's own rows of the first layer's input: `x` [1,
+    /// rows, width], `rows` those of [`part_rows`]`(tokens, part, parts)`.
+    pub fn split_part(
+        &self,
+        x: Tensor<3>,
+        tokens: usize,
+        pick: usize,
+        part: usize,
+        parts: usize,
+    ) -> Result<RowSplit> {
+        let [b, n, width] = x.dims();
+        check_cut(b, tokens, pick, part, parts)?;
+        let rows = part_rows(tokens, part, parts);
+        if n != rows.len() {
             return Err(Error::Invalid(format!(
-                "a split pass takes one sequence and a position in it, not a batch of {b} and position {pick} of {tokens}"
-            )));
-        }
-        if parts == 0 || parts > tokens || part >= parts {
-            return Err(Error::Invalid(format!(
-                "part {part} of {parts} does not cut {tokens} token rows"
+                "part {part} of {parts} holds {} of {tokens} token rows, not {n}",
+                rows.len()
             )));
         }
         let unsupported =
@@ -92,9 +130,10 @@ impl Encoder {
             .map(|l| l.host().filter(|h| h.width() == width))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(unsupported)?;
-        let values = packed::host(x).ok_or_else(unsupported)?;
-        let rows = part_rows(tokens, part, parts);
-        let x = values.as_slice()[rows.start * width..rows.end * width].to_vec();
+        let x = packed::host(&x)
+            .ok_or_else(unsupported)?
+            .as_slice()
+            .to_vec();
         Ok(RowSplit {
             layers,
             part,
