@@ -126,7 +126,9 @@ async function monoscope(browser, origin, a, engines, wasm) {
             const t0 = performance.now();
             await dbg.analyzeImage(bytes, { whole });
             ms[whole ? "whole" : "split"].push(performance.now() - t0);
-            if (!whole) timings.push(window.__monoscope.engines.splitTiming);
+            // With each part's total (the sum of its phases).
+            const sum = (t) => Object.values(t).reduce((x, y) => x + y, 0);
+            if (!whole) timings.push(window.__monoscope.engines.splitTiming.map((t) => ({ ...t, total: sum(t) })));
           }
         }
         const median = (v) => v.sort((x, y) => x - y)[Math.floor(v.length / 2)];

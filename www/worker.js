@@ -25,8 +25,8 @@
 //                 which the workers swap each layer's keys and values themselves. Resolves to
 //                 {report, timing}: report on part 0 {embedding, activations?, truncated}, on
 //                 the others null; timing this part's milliseconds {open, keysValues, wait,
-//                 attend, report, total} (open: decode and the first layer's input; wait: for
-//                 the other parts' keys and values). A part that fails tells the others,
+//                 attend, report} (open: decode and the first layer's input; wait: for the
+//                 other parts' keys and values). A part that fails tells the others,
 //                 which fail too.
 //   split_abort   {pass}               -> null: stops split_run `pass` (it rejects), running or
 //                 still queued; taken at once, not after the running command (the page sends
@@ -277,9 +277,8 @@ const handlers = {
     splitRunning = { pass: id, abort: (why) => boxes.forEach((b) => b?.put({ abort: why })) };
     let pass = null;
     // Where the part's time goes (bench_web.mjs prints it): summed over the layers.
-    const timing = { open: 0, keysValues: 0, wait: 0, attend: 0, report: 0, total: 0 };
-    const start = performance.now();
-    let t = start;
+    const timing = { open: 0, keysValues: 0, wait: 0, attend: 0, report: 0 };
+    let t = performance.now();
     const lap = (phase) => {
       const now = performance.now();
       timing[phase] += now - t;
@@ -313,7 +312,6 @@ const handlers = {
       if (part === 0) report = await done.report(); // report() frees the part
       else done.free();
       lap("report");
-      timing.total = t - start;
       return { report, timing };
     } catch (err) {
       post({ abort: describe(err).message });

@@ -1,10 +1,10 @@
 //! The image tower: a ViT (transformers' `CLIPVisionTransformer`).
 
+use std::ops::Range;
+
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
-use std::ops::Range;
-
 use burn::tensor::{Device, Tensor};
 
 use super::blocks::{Encoder, EncoderConfig, Pick};
@@ -24,16 +24,9 @@ pub struct PatchEmbedding {
 }
 
 impl PatchEmbedding {
-    /// [batch, channels, size, size] -> [batch, patches, width], patches in row-major order.
-    pub fn forward(&self, pixels: Tensor<4>) -> Tensor<3> {
-        let [_, _, hgt, wid] = pixels.dims();
-        let p = self.weight.dims()[2];
-        self.forward_patches(pixels, 0..(hgt / p) * (wid / p))
-    }
-
     /// [batch, channels, size, size] -> [batch, which.len(), width]: the patches `which`
-    /// (row-major order) alone. Each output row is its patch's product alone, so these rows
-    /// are bit for bit those of [`PatchEmbedding::forward`] (`which` not empty).
+    /// (row-major order; all of them: `0..patches`). Each output row is its patch's product
+    /// alone, so a range's rows are bit for bit those of the whole (`which` not empty).
     pub fn forward_patches(&self, pixels: Tensor<4>, which: Range<usize>) -> Tensor<3> {
         let [b, c, hgt, wid] = pixels.dims();
         let [width, _, p, _] = self.weight.dims();

@@ -163,22 +163,29 @@ test("?engines=2 shares each batch with a helper worker that follows the model a
     // the bits are the same.
     const split = await page.evaluate(() => window.__monoscope.engines.splitPasses);
     assert.equal(split - engines.splitPasses, good.length, "every single image ran split");
-    // Each part timed its phases (bench_web.mjs prints them): they add up to its total.
-    const timing = await page.evaluate(() => window.__monoscope.engines.splitTiming);
-    assert.equal(timing?.length, 2, "a timing for each part of the last split pass");
-    for (const t of timing) {
-      const phases = ["open", "keysValues", "wait", "attend", "report"].map((k) => t[k]);
-      assert.ok(phases.every((v) => Number.isFinite(v) && v >= 0) && t.total > 0, JSON.stringify(t));
-      assert.ok(Math.abs(phases.reduce((x, y) => x + y) - t.total) < 0.01, `phases add up to the total: ${JSON.stringify(t)}`);
-    }
-    const [cut, whole] = await page.evaluate(async (bytes) => {
+    const { cut, whole, timing, ms } = await page.evaluate(async (bytes) => {
       const d = window.__monoscopeDebug;
       const buf = () => new Uint8Array(bytes).buffer;
-      const runs = [await d.analyzeImage(buf()), await d.analyzeImage(buf(), { whole: true })];
-      return runs.map((x) => ({ embedding: Array.from(x.embedding), activations: Array.from(x.activations) }));
+      const t0 = performance.now();
+      const cut = await d.analyzeImage(buf());
+      const ms = performance.now() - t0;
+      const timing = window.__monoscope.engines.splitTiming;
+      const whole = await d.analyzeImage(buf(), { whole: true });
+      const plain = (x) => ({ embedding: Array.from(x.embedding), activations: Array.from(x.activations) });
+      return { cut: plain(cut), whole: plain(whole), timing, ms };
     }, [...readFileSync(good[3])]);
     assert.deepEqual(cut, whole, "a split pass gives the whole pass's bits");
     assert.equal(await page.evaluate(() => window.__monoscope.engines.splitPasses), split + 1, "only the first of the two ran split");
+    // Each part timed its phases (bench_web.mjs prints them): a part's phases fit inside
+    // that pass as the page saw it (milliseconds, this pass's; the demo model's layers take
+    // microseconds, under the timers' resolution, so only the sum is checked for time).
+    assert.equal(timing?.length, 2, "a timing for each part of the split pass");
+    for (const t of timing) {
+      const phases = ["open", "keysValues", "wait", "attend", "report"].map((k) => t[k]);
+      assert.ok(phases.every((v) => Number.isFinite(v) && v >= 0), JSON.stringify(t));
+      const sum = phases.reduce((x, y) => x + y);
+      assert.ok(sum > 0 && sum <= ms, `within the page's ${ms} ms: ${JSON.stringify(t)}`);
+    }
     // One file added alone goes through the page's queue as a batch of one, split; a bad
     // file alone fails the split and runs whole, to its own error.
     const again = { ...file(DEMO(4)), name: "again.png" };
