@@ -1,9 +1,9 @@
 // Where the page's engine spends its time in the browser (issue 12): a V8 sampling profile
 // of the engine's wasm embedding batches of images on the CPU backend, summed per function
-// (self time), in headless Chromium. With --split N: one image's pass cut by token rows
-// between N engines (www/js/engine.js splitImage, which the page runs on N workers), the
-// parts run in turn on this thread, with each part's time in `keys_values` and `attend`
-// summed per layer (what one worker computes between two exchanges).
+// (self time), in headless Chromium. With --split N: one image's pass cut between N engines
+// (www/js/engine.js splitImage, which the page runs on N workers) by output columns, or by
+// token rows with --cut rows, the parts run in turn on this thread, with each part's time in
+// `share` and `gather` summed per round (what one worker computes between two exchanges).
 //
 // The page runs the engine in a dedicated worker, which Playwright's CDP sessions cannot
 // attach to, so this loads the same wasm module on a page's main thread and calls the same
@@ -12,7 +12,7 @@
 // same build ($CARGO_TARGET_DIR/wasm-bindgen/release: names kept, before wasm-opt's size
 // passes); with --wasm relaxed the relaxed-SIMD build's (wasm-bindgen/wasm-relaxed, written
 // by scripts/build_relaxed.sh).
-//   node scripts/profile_web.mjs MODEL_DIR [--batch 8 | --split N] [--iters 3] [--top 30] [--wasm simd128|relaxed] [--json OUT]
+//   node scripts/profile_web.mjs MODEL_DIR [--batch 8 | --split N [--cut cols|rows]] [--iters 3] [--top 30] [--wasm simd128|relaxed] [--json OUT]
 // Needs `trunk build --release` first (its wasm-bindgen output in $CARGO_TARGET_DIR) and
 // Chromium. MODEL_DIR: an HF CLIP folder, e.g. the random-init
 // ViT-B/32 of `scripts/extract_reference.py --work W` (W/vit-b-32).
@@ -35,11 +35,12 @@ const CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--dis
 const SAMPLE_US = 200;
 
 function args() {
-  const a = { batch: 8, split: 0, iters: 3, top: 30, json: null, model: null };
+  const a = { batch: 8, split: 0, cut: "cols", iters: 3, top: 30, json: null, model: null };
   const v = process.argv.slice(2);
   for (let i = 0; i < v.length; i++) {
     if (v[i] === "--batch") a.batch = Number(v[++i]);
     else if (v[i] === "--split") a.split = Number(v[++i]);
+    else if (v[i] === "--cut") a.cut = v[++i];
     else if (v[i] === "--iters") a.iters = Number(v[++i]);
     else if (v[i] === "--top") a.top = Number(v[++i]);
     else if (v[i] === "--json") a.json = v[++i];
@@ -51,7 +52,8 @@ function args() {
     else if (!a.model) a.model = path.resolve(v[i]);
     else throw new Error(`unknown argument ${v[i]}`);
   }
-  if (!a.model) throw new Error("usage: node scripts/profile_web.mjs MODEL_DIR [--batch 8 | --split N] [--iters 3] [--top 30] [--wasm simd128|relaxed] [--json OUT]");
+  if (!a.model) throw new Error("usage: node scripts/profile_web.mjs MODEL_DIR [--batch 8 | --split N [--cut cols|rows]] [--iters 3] [--top 30] [--wasm simd128|relaxed] [--json OUT]");
+  if (!["cols", "rows"].includes(a.cut)) throw new Error(`--cut takes cols or rows, not ${a.cut}`);
   if (a.split && !(a.split >= 2 && Number.isInteger(a.split))) throw new Error(`--split takes a number of engines >= 2, not ${a.split}`);
   if (a.split) a.batch = 1;
   for (const f of ["config.json", "model.safetensors", "tokenizer.json"]) {
@@ -120,7 +122,7 @@ try {
   page.on("pageerror", (e) => console.error("page error:", e.message));
   await page.goto(`${origin}/index.html`);
   // Load the model and warm up (first-call allocations) before profiling.
-  await page.evaluate(async ({ batch, split }) => {
+  await page.evaluate(async ({ batch, split, cut }) => {
     const m = await import("/monoscope.js");
     await m.default({ module_or_path: "/monoscope_bg.wasm" });
     const bytes = async (f) => new Uint8Array(await (await fetch(`/bench/${f}`)).arrayBuffer());
@@ -151,11 +153,11 @@ try {
         return r;
       };
       window.__run = async () => {
-        const passes = engines.map((e, p) => e.split_image(png, p, split));
+        const passes = engines.map((e, p) => e.split_image(png, p, split, cut));
         for (;;) {
-          const kv = passes.map((p) => timed("keys_values", () => p.keys_values()));
-          passes.forEach((p, i) => timed("attend", () => p.attend(kv.map((v, j) => (j === i ? null : v)))));
-          count("layers", 1);
+          const shares = passes.map((p) => timed("share", () => p.share()));
+          passes.forEach((p, i) => timed("gather", () => p.gather(shares.map((v, j) => (j === i ? null : v)))));
+          count("rounds", 1);
           if (passes[0].done()) break;
         }
         for (const p of passes.slice(1)) p.free();
@@ -163,8 +165,8 @@ try {
       };
     }
     await window.__run();
-    if (split) window.__phases = { keys_values: 0, attend: 0, layers: 0 };
-  }, { batch: a.batch, split: a.split });
+    if (split) window.__phases = { share: 0, gather: 0, rounds: 0 };
+  }, { batch: a.batch, split: a.split, cut: a.cut });
   const cdp = await page.context().newCDPSession(page);
   await cdp.send("Profiler.enable");
   await cdp.send("Profiler.setSamplingInterval", { interval: SAMPLE_US });
@@ -192,9 +194,9 @@ try {
   const pct = (t) => ((100 * t) / total).toFixed(1);
   if (a.split) {
     const ph = await page.evaluate(() => window.__phases);
-    const per = (t) => (t / ph.layers / a.split).toFixed(2);
-    console.log(`${a.iters} x one image cut between ${a.split} engines, its parts in turn on the page's main thread: ${(ms / a.iters).toFixed(0)} ms per pass, all parts (profiler on)`);
-    console.log(`per part and layer: keys_values ${per(ph.keys_values)} ms, attend ${per(ph.attend)} ms; outside the layers (decode, patch embedding, report) ${((ms - ph.keys_values - ph.attend) / a.iters / a.split).toFixed(1)} ms per part and pass`);
+    const per = (t) => (t / ph.rounds / a.split).toFixed(2);
+    console.log(`${a.iters} x one image cut by ${a.cut} between ${a.split} engines, its parts in turn on the page's main thread: ${(ms / a.iters).toFixed(0)} ms per pass, all parts (profiler on)`);
+    console.log(`per part and round: share ${per(ph.share)} ms, gather ${per(ph.gather)} ms; outside the rounds (decode, patch embedding, report) ${((ms - ph.share - ph.gather) / a.iters / a.split).toFixed(1)} ms per part and pass`);
   } else {
     console.log(`${a.iters} x embed_images(batch ${a.batch}) on the page's main thread: ${(ms / (a.iters * a.batch)).toFixed(0)} ms per image (profiler on)`);
   }

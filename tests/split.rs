@@ -1,29 +1,30 @@
-//! An image's pass cut by token rows between engines that share no memory (the page's
-//! engine workers at batch 1, issue 12): the parts, run in step as the page's workers run
-//! them, give the report of the whole pass on one engine bit for bit (the demo model and
-//! bundle, the CPU backend's packed path that the page's wasm build also takes).
+//! An image's pass cut by token rows or output columns between engines that share no memory
+//! (the page's engine workers at batch 1, issue 12): the parts, run in step as the page's
+//! workers run them, give the report of the whole pass on one engine bit for bit (the demo
+//! model and bundle, the CPU backend's packed path that the page's wasm build also takes).
 
 mod common;
 
 use burn::tensor::{Device, Distribution, Tensor, read_sync};
 use common::*;
 use monoscope::Lab;
-use monoscope::clip::RowSplit;
+use monoscope::clip::{Cut, SplitPass};
 
 /// Runs `parts` parts of `bytes`'s pass in step; returns the parts, finished.
-fn run(lab: &Lab, bytes: &[u8], parts: usize) -> Vec<RowSplit> {
-    let mut split: Vec<RowSplit> = (0..parts)
-        .map(|p| lab.split_image(bytes, p, parts).unwrap())
+fn run(lab: &Lab, bytes: &[u8], parts: usize, cut: Cut) -> Vec<SplitPass> {
+    let mut split: Vec<SplitPass> = (0..parts)
+        .map(|p| lab.split_image(bytes, p, parts, cut).unwrap())
         .collect();
-    let layers = split[0].layers();
-    assert!(layers > 0);
-    for _ in 0..layers {
-        let kv: Vec<Vec<f32>> = split.iter_mut().map(|s| s.keys_values().unwrap()).collect();
-        let refs: Vec<&[f32]> = kv.iter().map(Vec::as_slice).collect();
+    let mut rounds = 0;
+    while !split[0].done() {
+        let shares: Vec<Vec<f32>> = split.iter_mut().map(|s| s.share().unwrap()).collect();
+        let refs: Vec<&[f32]> = shares.iter().map(Vec::as_slice).collect();
         for s in &mut split {
-            s.attend(&refs).unwrap();
+            s.gather(&refs).unwrap();
         }
+        rounds += 1;
     }
+    assert!(rounds > 0 && split.iter().all(SplitPass::done));
     split
 }
 
@@ -37,13 +38,37 @@ fn a_split_pass_gives_the_whole_pass_report_bit_for_bit() {
         let whole = read_sync(lab.analyze_image(&bytes)).unwrap();
         assert!(whole.activations.is_some());
         for parts in [1, 2, 3, 5] {
-            let split = run(&lab, &bytes, parts);
+            let split = run(&lab, &bytes, parts, Cut::Rows);
             let got = read_sync(lab.split_report(&split[0])).unwrap();
             assert_eq!(got.embedding, whole.embedding, "{image}, {parts} parts");
             assert_eq!(got.activations, whole.activations, "{image}, {parts} parts");
             // Only the part with the class token has a report.
             for s in &split[1..] {
                 assert!(read_sync(lab.split_report(s)).is_err());
+            }
+        }
+        // The page's cut: by columns up to one part per head, then by token rows.
+        for (parts, cols) in [(2, true), (4, true), (5, false)] {
+            let split = run(&lab, &bytes, parts, Cut::Auto);
+            assert_eq!(
+                matches!(split[0], SplitPass::Cols(_)),
+                cols,
+                "{parts} parts"
+            );
+            let got = read_sync(lab.split_report(&split[0])).unwrap();
+            assert_eq!(
+                got.embedding, whole.embedding,
+                "{image}, {parts} parts, auto"
+            );
+        }
+        // Cut by columns (the demo model has 4 heads: up to 4 parts), every part ends with
+        // the class token's row and the same report.
+        for parts in [1, 2, 3, 4] {
+            for s in run(&lab, &bytes, parts, Cut::Cols) {
+                let got = read_sync(lab.split_report(&s)).unwrap();
+                let at = format!("{image}, {parts} parts by columns, part {}", s.part());
+                assert_eq!(got.embedding, whole.embedding, "{at}");
+                assert_eq!(got.activations, whole.activations, "{at}");
             }
         }
     }
@@ -54,17 +79,24 @@ fn a_bad_image_or_cut_is_refused_before_any_work() {
     let device = Device::flex();
     let lab = Lab::new(demo_embedder(&device), None);
     let bytes = read(demo_dir().join("images/scene-1.png"));
-    let err = |r: Result<RowSplit, monoscope::error::Error>| match r {
+    let err = |r: Result<SplitPass, monoscope::error::Error>| match r {
         Ok(_) => panic!("accepted"),
         Err(e) => e.to_string(),
     };
-    assert!(!err(lab.split_image(b"not an image", 0, 2)).is_empty());
-    let msg = err(lab.split_image(&bytes, 2, 2));
-    assert!(msg.contains("part 2 of 2"), "{msg}");
-    // An unfinished pass has no report.
-    let s = lab.split_image(&bytes, 0, 2).unwrap();
-    let msg = read_sync(lab.split_report(&s)).unwrap_err().to_string();
-    assert!(msg.contains("no finished class token"), "{msg}");
+    for cut in [Cut::Rows, Cut::Cols] {
+        assert!(!err(lab.split_image(b"not an image", 0, 2, cut)).is_empty());
+        let msg = err(lab.split_image(&bytes, 2, 2, cut));
+        assert!(msg.contains("part 2 of 2"), "{msg}");
+        // An unfinished pass has no report.
+        let s = lab.split_image(&bytes, 0, 2, cut).unwrap();
+        let msg = read_sync(lab.split_report(&s)).unwrap_err().to_string();
+        assert!(msg.contains("no finished class token"), "{msg}");
+    }
+    // Cut by columns, a part has at least one head (the demo model has 4).
+    let msg = err(lab.split_image(&bytes, 0, 5, Cut::Cols));
+    assert!(msg.contains("4 heads"), "{msg}");
+    let msg = "diagonal".parse::<Cut>().unwrap_err().to_string();
+    assert!(msg.contains("\"rows\", \"cols\" or \"auto\""), "{msg}");
 }
 
 #[test]

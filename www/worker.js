@@ -19,15 +19,17 @@
 //   render_scene  {name, side}         -> {width, height, rgba: Uint8Array}
 //   embed_image / embed_text           -> Float32Array (L2-normalised)
 //   embed_images {images: [bytes]}     -> [Float32Array], one forward pass
-//   split_run     {pass, bytes, part, parts, ports: [MessagePort | null]} -> this worker's part of one
-//                 image's pass cut by token rows between engine workers (issue 12): ports has
-//                 one entry per part, null at `part`, a port to each other part's worker, over
-//                 which the workers swap each layer's keys and values themselves. Resolves to
-//                 {report, timing}: report on part 0 {embedding, activations?, truncated}, on
-//                 the others null; timing this part's milliseconds {open, keysValues, wait,
-//                 attend, report} (open: decode and the first layer's input; wait: for the
-//                 other parts' keys and values). A part that fails tells the others,
-//                 which fail too.
+//   split_run     {pass, bytes, part, parts, cut, ports: [MessagePort | null]} -> this worker's part
+//                 of one image's pass cut between engine workers (issue 12), by token rows
+//                 (cut "rows"), output columns ("cols") or columns where every part gets a
+//                 head, else rows ("auto"): ports has one entry per part, null at `part`, a
+//                 port to each other part's worker, over which the workers swap their
+//                 shares of each round themselves (src/clip/blocks/pass.rs). Resolves
+//                 to {report, timing}: report on part 0 {embedding, activations?, truncated},
+//                 on the others null; timing this part's milliseconds {open, share, wait,
+//                 gather, report} (open: decode and the first layer's input; share: computing
+//                 its shares; wait: for the other parts' shares). A part that fails tells the
+//                 others, which fail too.
 //   split_abort   {pass}               -> null: stops split_run `pass` (it rejects), running or
 //                 still queued; taken at once, not after the running command (the page sends
 //                 it when a part's worker died)
@@ -45,8 +47,8 @@
 //   crash         {}                   -> never answers; kills this worker (tests the restart path)
 //   hold          {ms}                 -> null after ms, the worker's event loop free meanwhile
 //                 (tests: a command that waits, as reading a Blob does)
-//   crash_in_split {layer}             -> null; the next split_run kills this worker before that
-//                 layer, without telling the other parts (tests split_abort)
+//   crash_in_split {round}             -> null; the next split_run kills this worker before that
+//                 round, without telling the other parts (tests split_abort)
 // Replies: {id, ok: true, result} or {id, ok: false, error: {name, message, fatal}}.
 // Unsolicited: {type: "fatal", error: {...}} when the wasm instance is no longer usable
 // (a trap such as a panic's "unreachable", or an uncaught error); the page then restarts us.
@@ -159,7 +161,7 @@ let splitRunning = null;
 // is not kept.
 const stoppedPasses = new Set();
 let lastSplitPass = -1;
-// Test hook (crash_in_split): the layer before which the next split_run dies, or null.
+// Test hook (crash_in_split): the round before which the next split_run dies, or null.
 let crashInSplit = null;
 
 // Messages from one port, taken in order: `take()` resolves to the next.
@@ -258,9 +260,9 @@ const handlers = {
   async embed_images({ images }) {
     return await needEngine().embed_images((images || []).map((b) => new Uint8Array(b)));
   },
-  // One image's pass cut by token rows between engine workers (issue 12): every part sends
-  // its keys and values to the others straight over the ports, not through the page.
-  async split_run({ pass: id, bytes, part, parts, ports }) {
+  // One image's pass cut between engine workers (issue 12): every part sends its share of
+  // each round to the others straight over the ports, not through the page.
+  async split_run({ pass: id, bytes, part, parts, cut, ports }) {
     [part, parts] = [part >>> 0, parts >>> 0];
     const peers = Array.from(ports || []);
     const stopped = stoppedPasses.delete(id);
@@ -271,13 +273,13 @@ const handlers = {
     }
     const boxes = peers.map((p) => p && inbox(p));
     const others = peers.filter(Boolean);
-    // Part i's keys and values go to every other part: copies, and the last one moved.
+    // Part i's share goes to every other part: copies, and the last one moved.
     const post = (msg, buffer) =>
       others.forEach((p, i) => p.postMessage(msg, i === others.length - 1 && buffer ? [buffer] : []));
     splitRunning = { pass: id, abort: (why) => boxes.forEach((b) => b?.put({ abort: why })) };
     let pass = null;
-    // Where the part's time goes (bench_web.mjs prints it): summed over the layers.
-    const timing = { open: 0, keysValues: 0, wait: 0, attend: 0, report: 0 };
+    // Where the part's time goes (bench_web.mjs prints it): summed over the rounds.
+    const timing = { open: 0, share: 0, wait: 0, gather: 0, report: 0 };
     let t = performance.now();
     const lap = (phase) => {
       const now = performance.now();
@@ -285,25 +287,25 @@ const handlers = {
       t = now;
     };
     try {
-      pass = needEngine().split_image(new Uint8Array(bytes), part, parts);
+      pass = needEngine().split_image(new Uint8Array(bytes), part, parts, String(cut));
       lap("open");
-      for (let layer = 0; ; layer++) {
-        if (layer === crashInSplit) {
+      for (let round = 0; ; round++) {
+        if (round === crashInSplit) {
           // As a worker that crashed: the page hears of it, the other parts do not.
           crashInSplit = null;
           fatal(new Error("simulated worker crash in a split pass"));
           return new Promise(() => {});
         }
-        const kv = pass.keys_values();
-        post({ kv }, kv.buffer);
-        lap("keysValues");
+        const share = pass.share();
+        post({ share }, share.buffer);
+        lap("share");
         const got = await Promise.all(boxes.map((b) => b?.take()));
         lap("wait");
         const stop = got.find((m) => m && "abort" in m);
         if (stop) throw new Error(`the split pass stopped: ${stop.abort}`);
-        // This part's own keys and values as null: they never left its pass.
-        pass.attend(got.map((m) => (m ? m.kv : null)));
-        lap("attend");
+        // This part's own share as null: it never left its pass.
+        pass.gather(got.map((m) => (m ? m.share : null)));
+        lap("gather");
         if (pass.done()) break;
       }
       const done = pass;
@@ -418,8 +420,8 @@ const handlers = {
     await new Promise((ok) => setTimeout(ok, Number(ms) || 0));
     return null;
   },
-  async crash_in_split({ layer }) {
-    crashInSplit = layer >>> 0;
+  async crash_in_split({ round }) {
+    crashInSplit = round >>> 0;
     return null;
   },
   async crash() {

@@ -14,8 +14,12 @@ use super::packed::{self, PackCell};
 use crate::base::engines::{fork_cols, fork_cols_in};
 use crate::base::gemm::{self, ColumnWriter};
 
+mod cols;
 mod host;
+mod pass;
 mod split;
+pub use cols::ColSplit;
+pub use pass::{Cut, SplitPass};
 pub use split::{RowSplit, check_cut, part_rows};
 
 /// Additive mask value for forbidden attention positions. Finite (unlike -inf) so that

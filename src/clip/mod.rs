@@ -21,7 +21,7 @@ use crate::base::host::l2_normalize;
 use crate::error::{Error, Result};
 use blocks::{check_cut, part_rows};
 
-pub use blocks::RowSplit;
+pub use blocks::{ColSplit, Cut, RowSplit, SplitPass};
 pub use config::{Activation, ClipConfig, TextConfig, TextPooling, VisionConfig};
 pub use footprint::Footprint;
 pub use text::{TextBatch, TextTransformer};
@@ -86,11 +86,19 @@ impl ClipModel {
         Tensor::cat(parts, 0)
     }
 
-    /// Part `part` of `parts` of one image's pass through the image tower, cut by token rows
-    /// between engines that share no memory (the page's workers: [`RowSplit`]); `pixels`:
-    /// [1, channels, size, size]. Each part projects only its own rows' patches (the patch
-    /// projection is 2-3% of ViT-B/32's tower) and runs its own rows through the layers.
-    pub fn split_image(&self, pixels: Tensor<4>, part: usize, parts: usize) -> Result<RowSplit> {
+    /// Part `part` of `parts` of one image's pass through the image tower, cut between
+    /// engines that share no memory (the page's workers: [`SplitPass`]) by token rows or
+    /// output columns; `pixels`: [1, channels, size, size]. Each part projects only its own
+    /// token rows' patches (the patch projection is 2-3% of ViT-B/32's tower); cut by rows it
+    /// runs those rows through the layers, cut by columns it swaps them for the others'
+    /// first.
+    pub fn split_image(
+        &self,
+        pixels: Tensor<4>,
+        part: usize,
+        parts: usize,
+        cut: Cut,
+    ) -> Result<SplitPass> {
         let v = &self.vision_model;
         let tokens = v.embeddings.tokens();
         check_cut(pixels.dims()[0], tokens, 0, part, parts)?;
@@ -98,13 +106,22 @@ impl ClipModel {
         let x = v
             .pre_layrnorm
             .forward(v.embeddings.forward_rows(pixels, rows)); // [1, rows, width]
-        v.encoder.split_part(x, tokens, 0, part, parts)
+        let cols = match cut {
+            Cut::Rows => false,
+            Cut::Cols => true,
+            Cut::Auto => parts <= v.encoder.column_parts(),
+        };
+        Ok(if cols {
+            SplitPass::Cols(v.encoder.split_cols(x, tokens, 0, part, parts)?)
+        } else {
+            SplitPass::Rows(v.encoder.split_part(x, tokens, 0, part, parts)?)
+        })
     }
 
-    /// The L2-normalised embedding ([1, dim]) of a finished split pass, on the part that
-    /// holds the class token: [`ClipModel::embed_images`]'s row for the image, bit for bit
+    /// The L2-normalised embedding ([1, dim]) of a finished split pass, on a part that
+    /// holds the class token (cut by columns, every part): [`ClipModel::embed_images`]'s row for the image, bit for bit
     /// (the same ops on the same class-token row).
-    pub fn split_embedding(&self, split: &RowSplit) -> Result<Tensor<2>> {
+    pub fn split_embedding(&self, split: &SplitPass) -> Result<Tensor<2>> {
         let row = split.output().ok_or_else(|| {
             Error::Invalid("this part of the split pass has no finished class token".into())
         })?;

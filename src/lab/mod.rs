@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::base::Modality;
 use crate::base::host::rows_async;
-use crate::clip::RowSplit;
+use crate::clip::{Cut, SplitPass};
 use crate::error::{Error, Result};
 use crate::inspect::{Lens, LensSummary};
 use crate::pipeline::{Embedder, refuse_blank};
@@ -223,16 +223,22 @@ impl Lab {
     }
 
     /// Part `part` of `parts` of an encoded image's pass through the image tower, cut by
-    /// token rows between engines that share no memory (the page's workers at batch 1:
-    /// [`RowSplit`]). Each part decodes the image itself.
-    pub fn split_image(&self, bytes: &[u8], part: usize, parts: usize) -> Result<RowSplit> {
+    /// token rows or output columns between engines that share no memory (the page's
+    /// workers at batch 1: [`SplitPass`]). Each part decodes the image itself.
+    pub fn split_image(
+        &self,
+        bytes: &[u8],
+        part: usize,
+        parts: usize,
+        cut: Cut,
+    ) -> Result<SplitPass> {
         let pixels = self.embedder.pixel_batch(&[self.preprocess(bytes)?])?;
-        self.embedder.model.split_image(pixels, part, parts)
+        self.embedder.model.split_image(pixels, part, parts, cut)
     }
 
-    /// The embedding and activations of a finished split pass ([`Lab::split_image`]), on
-    /// the part that holds the class token: [`Lab::analyze_image`]'s report, bit for bit.
-    pub async fn split_report(&self, split: &RowSplit) -> Result<InputReport> {
+    /// The embedding and activations of a finished split pass ([`Lab::split_image`]), on a
+    /// part that holds the class token (cut by columns, every part): [`Lab::analyze_image`]'s report, bit for bit.
+    pub async fn split_report(&self, split: &SplitPass) -> Result<InputReport> {
         let rows = rows_async(self.embedder.model.split_embedding(split)?).await?;
         only(self.reports(vec![Ok(())], rows, vec![false], Modality::Image)?)
     }

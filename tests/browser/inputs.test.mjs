@@ -158,30 +158,32 @@ test("?engines=2 shares each batch with a helper worker that follows the model a
       for (const [k, v] of x.top) assert.ok(Math.abs(one.activations[k] - v) <= 1e-4 * Math.max(1, Math.abs(v)), `${x.name}: feature ${k}`);
     }
 
-    // Each image alone (above) ran on both workers, its pass cut by token rows
-    // (engine.js splitImage), and gave the batch's result; cut or whole on the main engine,
-    // the bits are the same.
+    // Each image alone (above) ran on both workers, its pass cut between them (engine.js
+    // splitImage: by output columns), and gave the batch's result; cut by columns, by token
+    // rows or whole on the main engine, the bits are the same.
     const split = await page.evaluate(() => window.__monoscope.engines.splitPasses);
     assert.equal(split - engines.splitPasses, good.length, "every single image ran split");
-    const { cut, whole, timing, ms } = await page.evaluate(async (bytes) => {
+    const { cols, rows, whole, timing, ms } = await page.evaluate(async (bytes) => {
       const d = window.__monoscopeDebug;
       const buf = () => new Uint8Array(bytes).buffer;
+      const plain = (x) => ({ embedding: Array.from(x.embedding), activations: Array.from(x.activations) });
       const t0 = performance.now();
-      const cut = await d.analyzeImage(buf());
+      const cols = await d.analyzeImage(buf());
       const ms = performance.now() - t0;
       const timing = window.__monoscope.engines.splitTiming;
+      const rows = await d.analyzeImage(buf(), { cut: "rows" });
       const whole = await d.analyzeImage(buf(), { whole: true });
-      const plain = (x) => ({ embedding: Array.from(x.embedding), activations: Array.from(x.activations) });
-      return { cut: plain(cut), whole: plain(whole), timing, ms };
+      return { cols: plain(cols), rows: plain(rows), whole: plain(whole), timing, ms };
     }, [...readFileSync(good[3])]);
-    assert.deepEqual(cut, whole, "a split pass gives the whole pass's bits");
-    assert.equal(await page.evaluate(() => window.__monoscope.engines.splitPasses), split + 1, "only the first of the two ran split");
+    assert.deepEqual(cols, whole, "a pass cut by columns gives the whole pass's bits");
+    assert.deepEqual(rows, whole, "a pass cut by token rows gives the whole pass's bits");
+    assert.equal(await page.evaluate(() => window.__monoscope.engines.splitPasses), split + 2, "the first two ran split");
     // Each part timed its phases (bench_web.mjs prints them): a part's phases fit inside
     // that pass as the page saw it (milliseconds, this pass's; the demo model's layers take
     // microseconds, under the timers' resolution, so only the sum is checked for time).
     assert.equal(timing?.length, 2, "a timing for each part of the split pass");
     for (const t of timing) {
-      const phases = ["open", "keysValues", "wait", "attend", "report"].map((k) => t[k]);
+      const phases = ["open", "share", "wait", "gather", "report"].map((k) => t[k]);
       assert.ok(phases.every((v) => Number.isFinite(v) && v >= 0), JSON.stringify(t));
       const sum = phases.reduce((x, y) => x + y);
       assert.ok(sum > 0 && sum <= ms, `within the page's ${ms} ms: ${JSON.stringify(t)}`);
@@ -193,11 +195,11 @@ test("?engines=2 shares each batch with a helper worker that follows the model a
     r = await h.waitIdle(page, 3);
     const x4 = r.images.find((x) => x.name === path.basename(DEMO(4)));
     assert.ok(h.cosine(r.images.find((x) => x.name === "again.png").embedding, x4.embedding) >= 0.99999, "the same file alone, split");
-    assert.equal(await page.evaluate(() => window.__monoscope.engines.splitPasses), split + 2, "the file alone ran split");
+    assert.equal(await page.evaluate(() => window.__monoscope.engines.splitPasses), split + 3, "the file alone ran split");
     await page.setInputFiles("#image-input", [file(TRUNCATED_JPEG)]);
     r = await h.waitIdle(page, 4);
     assert.equal((await card(page, "truncated.jpg")).status, "error");
-    assert.equal(await page.evaluate(() => window.__monoscope.engines.splitPasses), split + 2, "a bad file does not run split");
+    assert.equal(await page.evaluate(() => window.__monoscope.engines.splitPasses), split + 3, "a bad file does not run split");
     assert.equal(page.workers().length, 2, "no worker was lost");
 
     // Without a bundle, the helper (once it has dropped it too) gives no activations either.
@@ -212,7 +214,7 @@ test("?engines=2 shares each batch with a helper worker that follows the model a
     t.diagnostic(`helper calls after the bundle change: ${(await page.evaluate(() => window.__monoscope.engines.helperCalls))[0] - calls}`);
 
     // A helper that dies in the middle of a split pass, without a word to the other part
-    // (the workers swap keys and values over their own channel): the page stops this
+    // (the workers swap their shares over their own channel): the page stops this
     // engine's part, which would wait for the helper's for ever, and runs the image whole.
     const before = await page.evaluate(() => window.__monoscope.engines.splitPasses);
     const alone = await page.evaluate(async (bytes) => {

@@ -19,8 +19,7 @@ export class EngineClient {
   // shared between this worker and `helpers` more, each with its own copy of the model (the
   // model's memory times 1 + helpers). They follow this engine's model and bundle, serve
   // analyzeImages / analyzeTexts / embedImages and single images (whose pass is cut between
-  // the workers by token rows: splitImage), and one that crashes is dropped (its share goes
-  // to this worker).
+  // the workers: splitImage), and one that crashes is dropped (its share goes to this worker).
   constructor({ workerUrl, backend, onCrash, helpers = 0 }) {
     this.workerUrl = workerUrl;
     this.backend = backend;
@@ -28,7 +27,10 @@ export class EngineClient {
     this.helperCount = helpers;
     this.helpers = []; // {client, model, bundle, synced, calls}
     this.helperFailures = 0;
-    // One image on several engines: its pass cut by token rows (splitImage).
+    // One image on several engines: its pass cut between them (splitImage), by output
+    // columns where every engine gets a head, else by token rows (src/clip/blocks/pass.rs
+    // Cut::Auto; README, "Where issue 12 stands"), unless a caller asks for one.
+    this.splitCut = "auto";
     this.splitPasses = 0; // passes run split (test hook)
     this.splitTiming = null; // the last split pass's parts' timings (worker.js split_run)
     this.splitSeq = 0; // the last split pass's number (split_run / split_abort)
@@ -289,21 +291,24 @@ export class EngineClient {
 
   // One image on this engine and its synced helpers at once (issue 12). A batch is shared
   // by whole images, so a single image used to keep one worker busy and leave the others
-  // idle; instead its pass is cut by token rows, one range per worker, and the workers swap
-  // their rows' keys and values once a layer over MessageChannels between them, not through
-  // this thread (src/clip/blocks/split.rs).
+  // idle; instead its pass is cut between the workers, by output columns ("cols", and
+  // "auto" where every worker gets a head: each worker reads its share of each weight, and
+  // the workers swap their columns four times a layer, src/clip/blocks/cols.rs) or token
+  // rows ("rows": each worker runs its rows through every weight, and the workers swap keys
+  // and values once a layer, src/clip/blocks/split.rs), over MessageChannels between them,
+  // not through this thread.
   // The result is bit for bit that of one engine. Resolves to {embedding, activations?,
   // truncated}, or to null where the pass does not split (no synced helper, a backend or
   // model without the host path, a file that cannot be decoded, a helper that failed):
   // the caller then runs the image on this engine alone, which reports a bad file as usual.
-  async splitImage(bytes) {
+  async splitImage(bytes, cut = this.splitCut) {
     if (!this.helpers.some((h) => h.synced) || this.loaded?.backend !== "cpu") return null;
-    const run = this.splitChain.then(() => this.runSplit(bytes));
+    const run = this.splitChain.then(() => this.runSplit(bytes, cut));
     this.splitChain = run.catch(() => {});
     return run;
   }
 
-  async runSplit(bytes) {
+  async runSplit(bytes, cut) {
     const helpers = this.helpers.filter((h) => h.synced);
     if (!helpers.length) return null;
     const clients = [this, ...helpers.map((h) => h.client)];
@@ -322,7 +327,7 @@ export class EngineClient {
         clients.map((c, part) => {
           const copy = bytes.slice(0); // each worker decodes the file itself
           const own = ports[part].filter(Boolean);
-          return c.call("split_run", { pass, bytes: copy, part, parts, ports: ports[part] }, { transfer: [copy, ...own] });
+          return c.call("split_run", { pass, bytes: copy, part, parts, cut, ports: ports[part] }, { transfer: [copy, ...own] });
         }),
       );
       for (const h of helpers) h.calls++;
@@ -347,11 +352,13 @@ export class EngineClient {
     return this.call(cmd, { [key]: copies }, { transfer: copies });
   }
 
-  // `whole`: on this engine alone, never split between workers (tests compare the two).
-  async analyzeImage(bytes, { whole = false } = {}) {
+  // `whole`: on this engine alone, never split between workers (tests compare the two);
+  // `cut`: how a split pass is cut ("auto", "rows" or "cols"; tests and bench_web.mjs compare
+  // them).
+  async analyzeImage(bytes, { whole = false, cut = this.splitCut } = {}) {
     await this.ensureReady();
     if (!whole) {
-      const r = await this.splitImage(bytes);
+      const r = await this.splitImage(bytes, cut);
       if (r) return r;
     }
     const copy = bytes.slice(0); // keep our copy: the transferred one is gone after the call
@@ -391,9 +398,9 @@ export class EngineClient {
     return this.call("render_scene", { name, side });
   }
 
-  // Test hook: the first helper's next split pass dies before layer `layer`.
-  crashHelperInSplitForTest(layer) {
-    return this.helpers[0] ? this.helpers[0].client.call("crash_in_split", { layer }) : Promise.reject(new Error("no helper"));
+  // Test hook: the first helper's next split pass dies before round `round`.
+  crashHelperInSplitForTest(round) {
+    return this.helpers[0] ? this.helpers[0].client.call("crash_in_split", { round }) : Promise.reject(new Error("no helper"));
   }
 
   // Test hook: a command that holds this worker's queue for `ms` while its event loop is free.

@@ -7,8 +7,8 @@
 //   panels   comma list of inputs,features,similarity,dictionary,feature,heatmap,probe,attack,control,build
 //   build    1 = also show "Build a bundle" (hidden by default)
 //   backend  auto | webgpu | cpu
-//   engines  1-8: engine workers sharing each batch on the CPU backend, a single image cut by
-//            token rows between them (default 1; each one holds its own copy of the model)
+//   engines  1-8: engine workers sharing each batch on the CPU backend, a single image's pass
+//            cut between them (default 1; each one holds its own copy of the model)
 //   wasm     auto | relaxed | simd128: which build of the wasm the engine workers load (default
 //            auto: the relaxed-SIMD build where the browser has relaxed SIMD; www/worker.js)
 //   embed    1 = compact widget mode (only the requested panels)

@@ -76,10 +76,10 @@ fn linear(
 pub(crate) struct HostLayer {
     /// q, k, v and the output projection ([`Q`], [`K`], [`V`], [`OUT`]).
     pub(super) attn: [Arc<PackedWeight>; 4],
-    w1: Arc<PackedWeight>,
-    w2: Arc<PackedWeight>,
+    pub(super) w1: Arc<PackedWeight>,
+    pub(super) w2: Arc<PackedWeight>,
     pub(super) norm1: Norm,
-    norm2: Norm,
+    pub(super) norm2: Norm,
     pub(super) heads: usize,
 }
 

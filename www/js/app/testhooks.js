@@ -101,7 +101,7 @@ export function installStateHook(apps) {
 export function installDebugHook(apps) {
   window.__monoscopeDebug = {
     crashWorker: () => runtime.engine.crashForTest(),
-    crashHelperInSplit: (layer) => runtime.engine.crashHelperInSplitForTest(layer),
+    crashHelperInSplit: (round) => runtime.engine.crashHelperInSplitForTest(round),
     holdEngine: (ms) => runtime.engine.holdForTest(ms),
     apps: () => apps.api,
     // Engine round trips, timed by the real-size test: ms per call, median of `n`.
@@ -122,9 +122,9 @@ export function installDebugHook(apps) {
     analyzeText: (text) => runtime.engine.analyzeText(text),
     // ms per image of embedding `batch` copies of `bytes` in one forward pass, median of `n`
     // (scripts/bench_web.mjs).
-    async timeEmbedImages(bytes, batch, n = 3) {
+    async timeEmbedImages(bytes, batch, n = 3, warmup = 1) {
       const ms = [];
-      await runtime.engine.embedImages([bytes]);
+      for (let i = 0; i < warmup; i++) await runtime.engine.embedImages([bytes]);
       for (let i = 0; i < n; i++) {
         const t0 = performance.now();
         await runtime.engine.embedImages(Array.from({ length: batch }, () => bytes));
