@@ -30,10 +30,9 @@ use std::ops::Range;
 use burn::tensor::Tensor;
 
 use super::host::HostLayer;
-use super::split::{check_cut, part_rows};
+use super::split::part_rows;
 use super::{Encoder, K, OUT, Q, V, lcm};
 use crate::base::gemm::{self, ColumnWriter, Heads, PackedRows, PackedWeight, RowsWriter};
-use crate::clip::packed;
 use crate::error::{Error, Result};
 
 /// Where a [`ColSplit`] is: the next round's work (module docs).
@@ -120,7 +119,7 @@ impl Encoder {
     /// Part `part` of `parts` of one sequence's pass cut by output columns: `x` [1, rows,
     /// width], this part's token rows ([`part_rows`]`(tokens, part, parts)`) of the first
     /// layer's input; `pick` the position whose final row [`ColSplit::output`] gives.
-    /// Errors where the cut does not fit ([`check_cut`]; at most
+    /// Errors where the cut does not fit ([`super::check_cut`]; at most
     /// [`Encoder::column_parts`] parts) or the layers cannot run on host values (off the
     /// packed path, or an MLP activation other than quick_gelu).
     pub fn split_cols(
@@ -131,26 +130,8 @@ impl Encoder {
         part: usize,
         parts: usize,
     ) -> Result<ColSplit> {
-        let [b, n, width] = x.dims();
-        check_cut(b, tokens, pick, part, parts)?;
-        let rows = part_rows(tokens, part, parts);
-        if n != rows.len() {
-            return Err(Error::Invalid(format!(
-                "part {part} of {parts} holds {} of {tokens} token rows, not {n}",
-                rows.len()
-            )));
-        }
-        let unsupported =
-            || Error::Invalid("this model or backend cannot split a pass between engines".into());
-        if !packed::enabled(&x.device()) {
-            return Err(unsupported());
-        }
-        let layers = self
-            .layers
-            .iter()
-            .map(|l| l.host().filter(|h| h.width() == width))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(unsupported)?;
+        let width = x.dims()[2];
+        let (layers, x) = self.host_part(&x, tokens, pick, part, parts)?;
         if parts > self.column_parts() {
             return Err(Error::Invalid(format!(
                 "{parts} parts do not cut {} heads ({} runs of whole heads and GEMM panels)",
@@ -158,10 +139,6 @@ impl Encoder {
                 self.column_parts()
             )));
         }
-        let x = packed::host(&x)
-            .ok_or_else(unsupported)?
-            .as_slice()
-            .to_vec();
         Ok(ColSplit {
             layers,
             part,
@@ -400,6 +377,7 @@ mod tests {
     use super::super::{EncoderConfig, Pick};
     use super::*;
     use crate::clip::config::Activation;
+    use crate::clip::packed;
 
     #[test]
     fn column_cuts_cover_the_columns_in_runs() {

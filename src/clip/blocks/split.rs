@@ -114,6 +114,37 @@ impl Encoder {
         part: usize,
         parts: usize,
     ) -> Result<RowSplit> {
+        let width = x.dims()[2];
+        let (layers, x) = self.host_part(&x, tokens, pick, part, parts)?;
+        Ok(RowSplit {
+            layers,
+            part,
+            parts,
+            tokens,
+            width,
+            pick,
+            layer: 0,
+            x,
+            q: None,
+            asked: false,
+        })
+    }
+}
+
+impl Encoder {
+    /// What a part of a split pass (either cut) starts from: the layers on host values and
+    /// this part's rows of the first layer's input (`x` [1, rows, width], `rows` those of
+    /// [`part_rows`]`(tokens, part, parts)`) as host values, row-major. Errors where the cut
+    /// does not fit ([`check_cut`]), `x` holds other rows, or the layers cannot run on host
+    /// values (off the packed path, or an MLP activation other than quick_gelu).
+    pub(super) fn host_part(
+        &self,
+        x: &Tensor<3>,
+        tokens: usize,
+        pick: usize,
+        part: usize,
+        parts: usize,
+    ) -> Result<(Vec<HostLayer>, Vec<f32>)> {
         let [b, n, width] = x.dims();
         check_cut(b, tokens, pick, part, parts)?;
         let rows = part_rows(tokens, part, parts);
@@ -134,22 +165,8 @@ impl Encoder {
             .map(|l| l.host().filter(|h| h.width() == width))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(unsupported)?;
-        let x = packed::host(&x)
-            .ok_or_else(unsupported)?
-            .as_slice()
-            .to_vec();
-        Ok(RowSplit {
-            layers,
-            part,
-            parts,
-            tokens,
-            width,
-            pick,
-            layer: 0,
-            x,
-            q: None,
-            asked: false,
-        })
+        let x = packed::host(x).ok_or_else(unsupported)?.as_slice().to_vec();
+        Ok((layers, x))
     }
 }
 
