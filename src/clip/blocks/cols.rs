@@ -158,15 +158,17 @@ impl Encoder {
 
 impl Encoder {
     /// The most parts a pass cut by columns ([`Encoder::split_cols`]) takes: each part needs
-    /// a run of whole heads that is also whole panels of the packed GEMM (ViT-B/32: 12).
-    /// Without layers, any number.
+    /// a run of whole heads that is also whole panels of the packed GEMM (ViT-B/32: 12), and
+    /// a panel of the MLP's hidden layer. Without layers, any number.
     pub fn column_parts(&self) -> usize {
         self.layers
             .iter()
             .map(|l| {
                 let heads = l.self_attn.num_heads.max(1);
                 let [width, _] = l.self_attn.q_proj.weight.dims();
-                width.div_ceil(lcm((width / heads).max(1), gemm::NR))
+                let [_, inner] = l.mlp.fc1.weight.dims();
+                let head_runs = width.div_ceil(lcm((width / heads).max(1), gemm::NR));
+                head_runs.min(inner.div_ceil(gemm::NR))
             })
             .min()
             .unwrap_or(usize::MAX)
@@ -460,6 +462,36 @@ mod tests {
         let own = x.clone().slice([0..1, part_rows(t, 0, 5), 0..width]);
         let err = enc.split_cols(own, t, 0, 0, 5).err().expect("refused");
         assert!(err.to_string().contains("4 heads"), "{err}");
+    }
+
+    /// Shapes whose cuts do not divide evenly: 3 heads of 16 values (runs of one head), an
+    /// MLP of 200 (the last part's fc1 columns end in a part-filled panel), 2 and 3 parts.
+    #[test]
+    fn uneven_cuts_equal_the_pooled_pass_bit_for_bit() {
+        let device = Device::flex();
+        if !packed::enabled(&device) {
+            return;
+        }
+        let (t, width) = (11, 48);
+        let enc = EncoderConfig {
+            width,
+            intermediate: 200,
+            layers: 2,
+            heads: 3,
+            act: Activation::QuickGelu,
+            eps: 1e-5,
+        }
+        .init(&device);
+        assert_eq!(enc.column_parts(), 3);
+        let x = Tensor::<3>::random([1, t, width], Distribution::Normal(0.0, 1.0), &device);
+        let pick = 6;
+        let whole = enc.forward_pooled(x.clone(), None, &Pick::position(pick, 1, t, &device));
+        let whole: Vec<f32> = whole.into_data().try_to_vec().unwrap();
+        for parts in [2, 3] {
+            for (p, got) in run(&enc, &x, pick, parts).into_iter().enumerate() {
+                assert_eq!(got, whole, "{parts} parts, part {p}");
+            }
+        }
     }
 
     #[test]
