@@ -1,8 +1,9 @@
 // Where the page's engine spends its time in the browser (issue 12): a V8 sampling profile
 // of the engine's wasm embedding batches of images on the CPU backend, summed per function
 // (self time), in headless Chromium. With --split N: one image's pass cut between N engines
-// (www/js/engine.js splitImage, which the page runs on N workers) by output columns, or by
-// token rows with --cut rows, the parts run in turn on this thread, with each part's time in
+// (www/js/engine.js splitImage, which the page runs on N workers) as the page cuts it (--cut
+// auto: output columns where every engine gets a head, else token rows; --cut cols | rows to
+// choose), the parts run in turn on this thread, with each part's time in
 // `share` and `gather` summed per round (what one worker computes between two exchanges).
 //
 // The page runs the engine in a dedicated worker, which Playwright's CDP sessions cannot
@@ -12,7 +13,7 @@
 // same build ($CARGO_TARGET_DIR/wasm-bindgen/release: names kept, before wasm-opt's size
 // passes); with --wasm relaxed the relaxed-SIMD build's (wasm-bindgen/wasm-relaxed, written
 // by scripts/build_relaxed.sh).
-//   node scripts/profile_web.mjs MODEL_DIR [--batch 8 | --split N [--cut cols|rows]] [--iters 3] [--top 30] [--wasm simd128|relaxed] [--json OUT]
+//   node scripts/profile_web.mjs MODEL_DIR [--batch 8 | --split N [--cut auto|cols|rows]] [--iters 3] [--top 30] [--wasm simd128|relaxed] [--json OUT]
 // Needs `trunk build --release` first (its wasm-bindgen output in $CARGO_TARGET_DIR) and
 // Chromium. MODEL_DIR: an HF CLIP folder, e.g. the random-init
 // ViT-B/32 of `scripts/extract_reference.py --work W` (W/vit-b-32).
@@ -35,7 +36,7 @@ const CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--dis
 const SAMPLE_US = 200;
 
 function args() {
-  const a = { batch: 8, split: 0, cut: "cols", iters: 3, top: 30, json: null, model: null };
+  const a = { batch: 8, split: 0, cut: "auto", iters: 3, top: 30, json: null, model: null };
   const v = process.argv.slice(2);
   for (let i = 0; i < v.length; i++) {
     if (v[i] === "--batch") a.batch = Number(v[++i]);
@@ -52,8 +53,8 @@ function args() {
     else if (!a.model) a.model = path.resolve(v[i]);
     else throw new Error(`unknown argument ${v[i]}`);
   }
-  if (!a.model) throw new Error("usage: node scripts/profile_web.mjs MODEL_DIR [--batch 8 | --split N [--cut cols|rows]] [--iters 3] [--top 30] [--wasm simd128|relaxed] [--json OUT]");
-  if (!["cols", "rows"].includes(a.cut)) throw new Error(`--cut takes cols or rows, not ${a.cut}`);
+  if (!a.model) throw new Error("usage: node scripts/profile_web.mjs MODEL_DIR [--batch 8 | --split N [--cut auto|cols|rows]] [--iters 3] [--top 30] [--wasm simd128|relaxed] [--json OUT]");
+  if (!["auto", "cols", "rows"].includes(a.cut)) throw new Error(`--cut takes auto, cols or rows, not ${a.cut}`);
   if (a.split && !(a.split >= 2 && Number.isInteger(a.split))) throw new Error(`--split takes a number of engines >= 2, not ${a.split}`);
   if (a.split) a.batch = 1;
   for (const f of ["config.json", "model.safetensors", "tokenizer.json"]) {

@@ -119,8 +119,8 @@ impl ClipModel {
     }
 
     /// The L2-normalised embedding ([1, dim]) of a finished split pass, on a part that
-    /// holds the class token (cut by columns, every part): [`ClipModel::embed_images`]'s row for the image, bit for bit
-    /// (the same ops on the same class-token row).
+    /// holds the class token (cut by columns, every part): [`ClipModel::embed_images`]'s row
+    /// for the image, bit for bit (the same ops on the same class-token row).
     pub fn split_embedding(&self, split: &SplitPass) -> Result<Tensor<2>> {
         let row = split.output().ok_or_else(|| {
             Error::Invalid("this part of the split pass has no finished class token".into())

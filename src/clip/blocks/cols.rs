@@ -132,11 +132,11 @@ impl Encoder {
     ) -> Result<ColSplit> {
         let width = x.dims()[2];
         let (layers, x) = self.host_part(&x, tokens, pick, part, parts)?;
-        if parts > self.column_parts() {
+        let most = self.column_parts();
+        if parts > most {
             return Err(Error::Invalid(format!(
-                "{parts} parts do not cut {} heads ({} runs of whole heads and GEMM panels)",
-                layers.first().map_or(0, |l| l.heads),
-                self.column_parts()
+                "{parts} parts do not cut {} heads ({most} runs of whole heads and GEMM panels)",
+                layers.first().map_or(0, |l| l.heads)
             )));
         }
         Ok(ColSplit {
@@ -154,9 +154,7 @@ impl Encoder {
             packed: None,
         })
     }
-}
 
-impl Encoder {
     /// The most parts a pass cut by columns ([`Encoder::split_cols`]) takes: each part needs
     /// a run of whole heads that is also whole panels of the packed GEMM (ViT-B/32: 12), and
     /// a panel of the MLP's hidden layer. Without layers, any number.
@@ -208,13 +206,20 @@ impl ColSplit {
         if self.last() { 1 } else { self.tokens }
     }
 
-    /// Part `p`'s columns of the current round's swap (the open round swaps token rows).
-    fn cut(&self, p: usize) -> Range<usize> {
+    /// The columns of the current round's product and the runs they are cut in (the open
+    /// round swaps token rows, not columns).
+    fn product_cols(&self) -> (usize, usize) {
         match (self.round, self.layers.get(self.layer)) {
-            (Round::Heads, Some(l)) => part_cols(self.width, head_unit(l), p, self.parts),
-            (Round::Up, Some(l)) => part_cols(l.w1.dims()[1], gemm::NR, p, self.parts),
-            _ => part_cols(self.width, gemm::NR, p, self.parts),
+            (Round::Heads, Some(l)) => (self.width, head_unit(l)),
+            (Round::Up, Some(l)) => (l.w1.dims()[1], gemm::NR),
+            _ => (self.width, gemm::NR),
         }
+    }
+
+    /// Part `p`'s columns of the current round's swap.
+    fn cut(&self, p: usize) -> Range<usize> {
+        let (n, unit) = self.product_cols();
+        part_cols(n, unit, p, self.parts)
     }
 
     /// The residual rows the current layer's output adds to: every row, or the pooled one's
@@ -313,15 +318,15 @@ impl ColSplit {
         self.round = match self.round {
             Round::Open => {
                 self.x = shares.concat();
-                Round::Heads
+                // Without layers the rows swapped are the output.
+                if self.layers.is_empty() {
+                    Round::Done
+                } else {
+                    Round::Heads
+                }
             }
             Round::Heads | Round::Up => {
-                let k = if self.round == Round::Up {
-                    self.layers[self.layer].w1.dims()[1]
-                } else {
-                    w
-                };
-                let rows = RowsWriter::new(m, k);
+                let rows = RowsWriter::new(m, self.product_cols().0);
                 for (p, share) in shares.iter().enumerate() {
                     rows.write(self.cut(p), share);
                 }
@@ -350,9 +355,6 @@ impl ColSplit {
             }
             Round::Done => unreachable!("refused above"),
         };
-        if self.round == Round::Heads && self.layers.is_empty() {
-            self.round = Round::Done;
-        }
         self.shared = false;
         Ok(())
     }
@@ -380,6 +382,33 @@ mod tests {
     use super::*;
     use crate::clip::config::Activation;
     use crate::clip::packed;
+
+    /// A quick_gelu encoder on the CPU backend, or `None` where the packed path does not run
+    /// (on x86_64 it must: every machine this project runs on has AVX2 and FMA).
+    fn encoder(
+        width: usize,
+        intermediate: usize,
+        layers: usize,
+        heads: usize,
+    ) -> Option<(Encoder, Device)> {
+        let device = Device::flex();
+        if !packed::enabled(&device) {
+            #[cfg(target_arch = "x86_64")]
+            panic!("the packed path runs on x86_64");
+            #[cfg(not(target_arch = "x86_64"))]
+            return None;
+        }
+        let enc = EncoderConfig {
+            width,
+            intermediate,
+            layers,
+            heads,
+            act: Activation::QuickGelu,
+            eps: 1e-5,
+        }
+        .init(&device);
+        Some((enc, device))
+    }
 
     #[test]
     fn column_cuts_cover_the_columns_in_runs() {
@@ -431,23 +460,10 @@ mod tests {
     /// 50 tokens and 64-value heads, fewer and narrower layers to stay quick).
     #[test]
     fn column_split_pass_equals_the_pooled_pass_bit_for_bit() {
-        let device = Device::flex();
-        if !packed::enabled(&device) {
-            #[cfg(target_arch = "x86_64")]
-            panic!("the packed path runs on x86_64");
-            #[cfg(not(target_arch = "x86_64"))]
+        let (t, width) = (50, 256);
+        let Some((enc, device)) = encoder(width, 4 * width, 3, 4) else {
             return;
-        }
-        let (t, width, heads) = (50, 256, 4);
-        let enc = EncoderConfig {
-            width,
-            intermediate: 4 * width,
-            layers: 3,
-            heads,
-            act: Activation::QuickGelu,
-            eps: 1e-5,
-        }
-        .init(&device);
+        };
         let x = Tensor::<3>::random([1, t, width], Distribution::Normal(0.0, 1.0), &device);
         for pick in [0, 37] {
             let whole = enc.forward_pooled(x.clone(), None, &Pick::position(pick, 1, t, &device));
@@ -468,20 +484,10 @@ mod tests {
     /// MLP of 200 (the last part's fc1 columns end in a part-filled panel), 2 and 3 parts.
     #[test]
     fn uneven_cuts_equal_the_pooled_pass_bit_for_bit() {
-        let device = Device::flex();
-        if !packed::enabled(&device) {
-            return;
-        }
         let (t, width) = (11, 48);
-        let enc = EncoderConfig {
-            width,
-            intermediate: 200,
-            layers: 2,
-            heads: 3,
-            act: Activation::QuickGelu,
-            eps: 1e-5,
-        }
-        .init(&device);
+        let Some((enc, device)) = encoder(width, 200, 2, 3) else {
+            return;
+        };
         assert_eq!(enc.column_parts(), 3);
         let x = Tensor::<3>::random([1, t, width], Distribution::Normal(0.0, 1.0), &device);
         let pick = 6;
@@ -496,19 +502,9 @@ mod tests {
 
     #[test]
     fn misuse_is_an_error() {
-        let device = Device::flex();
-        if !packed::enabled(&device) {
+        let Some((enc, device)) = encoder(32, 64, 1, 2) else {
             return;
-        }
-        let enc = EncoderConfig {
-            width: 32,
-            intermediate: 64,
-            layers: 1,
-            heads: 2,
-            act: Activation::QuickGelu,
-            eps: 1e-5,
-        }
-        .init(&device);
+        };
         let x = Tensor::<3>::random([1, 4, 32], Distribution::Normal(0.0, 1.0), &device);
         let half = |p| x.clone().slice([0..1, part_rows(4, p, 2), 0..32]);
         assert!(

@@ -129,9 +129,7 @@ impl Encoder {
             asked: false,
         })
     }
-}
 
-impl Encoder {
     /// What a part of a split pass (either cut) starts from: the layers on host values and
     /// this part's rows of the first layer's input (`x` [1, rows, width], `rows` those of
     /// [`part_rows`]`(tokens, part, parts)`) as host values, row-major. Errors where the cut
