@@ -19,10 +19,10 @@ devices see the same numbers, and the timer starts once it is on the device.
 """
 import argparse
 import json
-import os
 import time
 
 import torch
+from cores import usable_cores
 
 
 def emb_sim(E, idx, valid):
@@ -63,7 +63,7 @@ def main():
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--top-m", type=int, default=20)
     ap.add_argument("--batch", type=int, default=1024)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--threads", type=int, default=usable_cores())
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--monoscope-json")
     a = ap.parse_args()

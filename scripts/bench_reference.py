@@ -5,10 +5,10 @@ Random-init ViT-B/32 (default transformers CLIPConfig, fixed seed). Towers:
   text:  text_model + text_projection + L2 norm, input_ids [B,77] int64
          (every text is 77 tokens: BOS, 75 random ids, EOS; no padding)
 Measured at batch 1 and 32, in items/s:
-  PyTorch: torch.set_num_threads(os.cpu_count()), torch.inference_mode, warm-up.
+  PyTorch: torch.set_num_threads(usable_cores()), torch.inference_mode, warm-up.
   ORT:     each tower exported with torch.onnx.export (TorchScript exporter,
            dynamo=False, opset 17, dynamic batch axis) to a temp dir;
-           onnxruntime CPUExecutionProvider, intra_op threads = os.cpu_count(),
+           onnxruntime CPUExecutionProvider, intra_op threads = usable_cores(),
            graph optimisation ORT_ENABLE_ALL.
 
 Optional --monoscope-json FILE reads the Rust bench output
@@ -42,6 +42,8 @@ import torch
 from torch import nn
 
 from transformers import CLIPConfig, CLIPModel
+from cores import usable_cores
+
 
 SEED = 0
 
@@ -128,7 +130,7 @@ def main():
 
     import onnxruntime as ort
 
-    threads = os.cpu_count()
+    threads = usable_cores()
     torch.set_num_threads(threads)
     torch.manual_seed(SEED)
     model = CLIPModel(CLIPConfig()).eval()
@@ -221,7 +223,7 @@ def paired(a):
     """--monoscope BIN: rounds of (monoscope, ORT, PyTorch) at one batch size after another."""
     import onnxruntime as ort
 
-    threads = os.cpu_count()
+    threads = usable_cores()
     torch.set_num_threads(threads)
     torch.manual_seed(SEED)
     model = CLIPModel(CLIPConfig()).eval()

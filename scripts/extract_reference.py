@@ -8,7 +8,7 @@ tokenizer) and are timed from start to finish, model load included:
              --workers worker processes (default 2) reads, decodes and preprocesses
              the pairs, batch --batch (default 32); the main process runs
              both towers and projections under torch.inference_mode with
-             torch.set_num_threads(os.cpu_count()). Captions pad to the batch's longest.
+             torch.set_num_threads(usable_cores()). Captions pad to the batch's longest.
   monoscope: `monoscope extract --data FOLDER --batch B --decode-threads T` for each T in
              --decode-threads (default 0 and 2: in-line decoding, then the pipeline).
 
@@ -33,6 +33,8 @@ import time
 import torch
 from PIL import Image
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizerFast
+from cores import usable_cores
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHOTOS = ["astronaut.jpg", "coffee.jpg"]
@@ -78,7 +80,7 @@ class Pairs(torch.utils.data.Dataset):
 
 def pytorch_run(model_dir, folder, batch, workers):
     start = time.perf_counter()
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(usable_cores())
     model = CLIPModel.from_pretrained(model_dir).eval()
     processor = CLIPImageProcessor.from_pretrained(model_dir)
     tokenizer = CLIPTokenizerFast(tokenizer_file=os.path.join(model_dir, "tokenizer.json"))
@@ -142,7 +144,7 @@ def main():
         rows.append({"who": f"monoscope, --decode-threads {t}", "pairs_per_s": a.pairs / secs})
 
     print(f"{a.pairs} pairs ({', '.join(PHOTOS)} repeated), batch {a.batch}, "
-          f"random-init ViT-B/32, {os.cpu_count()} cores, model load included")
+          f"random-init ViT-B/32, {usable_cores()} cores, model load included")
     print("| run | pairs/s | x PyTorch |\n|---|---:|---:|")
     for r in rows:
         r["ratio"] = r["pairs_per_s"] / ref

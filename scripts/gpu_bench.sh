@@ -31,6 +31,12 @@ step 150 "$bin" bench --backend wgpu --backend cpu --batch 1 --batch 32 --iters 
     --json "$out/bench.json"
 step 240 python3 "$here/bench_reference.py" --cuda --monoscope-json "$out/bench.json" \
     --json "$out/bench_ref.json"
+# Where the GPU time goes, kernel by kernel (families, launches, device idle between kernels):
+# the per-op profile the issue asks for wherever 0.8x PyTorch CUDA is not reached.
+step 150 "$bin" bench --backend wgpu --batch 1 --batch 32 --iters 3 --kernels \
+    --json "$out/kernels.json"
+step 120 "$bin" bench-train --backend wgpu --kind topk --kind relu --steps 3 --kernels \
+    --json "$out/kernels_train.json"
 # Larger batches on the GPU alone: is batch 32 still launch-bound?
 step 120 "$bin" bench --backend wgpu --batch 128 --iters 5 --json "$out/bench128.json"
 # Dictionary training (d 512, K 4096, k 32, batch 4096) and analyze (100k pairs).
@@ -44,3 +50,7 @@ step 120 python3 "$here/analyze_reference.py" --device cuda --monoscope-json "$o
 step 120 "$bin" bench-train --backend cpu --kind topk --kind relu --steps 10 \
     --json "$out/train_cpu.json"
 step 120 python3 "$here/sae_reference.py" bench --steps 10 --monoscope-json "$out/train_cpu.json"
+# Where the CPU towers' time goes on this machine's cores: the engines' use of the wall time
+# and the encoder layer's stages (the 16-core scaling was never profiled before).
+step 120 "$bin" bench --backend cpu --batch 1 --batch 32 --iters 3 --stages \
+    --json "$out/stages_cpu.json"

@@ -81,6 +81,7 @@ import time
 
 import numpy as np
 import torch
+from cores import usable_cores
 
 
 class JumpReLUFn(torch.autograd.Function):
@@ -323,7 +324,7 @@ def unit_rows(n, d, g):
 
 
 def bench(a):
-    threads = a.threads or os.cpu_count()
+    threads = a.threads or usable_cores()
     torch.set_num_threads(threads)
     dev = torch.device(a.device)
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -353,7 +354,7 @@ def bench(a):
         results.append(r)
     cfg = {"d": a.d, "features": a.features, "k": a.k, "batch": a.batch, "steps": a.steps,
            "warmup": a.warmup, "threads": threads, "dead_window": a.dead_window, "l1": a.l1,
-           "torch": torch.__version__, "cpu_count": os.cpu_count(), "device": a.device}
+           "torch": torch.__version__, "cpu_count": usable_cores(), "device": a.device}
     where = torch.cuda.get_device_name() if dev.type == "cuda" else f"CPU, {threads} threads"
     print(f"PyTorch {torch.__version__} {where}; d={a.d} K={a.features} k={a.k} "
           f"batch={a.batch} steps={a.steps} (warm-up {a.warmup}) dead_window={a.dead_window}")

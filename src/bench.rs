@@ -11,6 +11,20 @@ use crate::base::host::host_rows as rows;
 use crate::clip::{ClipConfig, ClipModel, TextBatch};
 use crate::error::Result;
 
+mod kernels;
+mod stages;
+pub use kernels::{KernelProfile, KernelRow, profile_kernels};
+pub use stages::{StageProfile, profile_stages};
+
+/// Profiles taken after each measurement, each over as many passes again.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Profiles {
+    /// Every GPU kernel timed on the device ([`profile_kernels`]).
+    pub kernels: bool,
+    /// The CPU path's stages and engines ([`profile_stages`]).
+    pub stages: bool,
+}
+
 /// One measurement.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchResult {
@@ -24,6 +38,14 @@ pub struct BenchResult {
     pub iterations: usize,
     /// Throughput.
     pub items_per_s: f64,
+    /// Where the device time went, from a second series of `iterations` passes with every
+    /// kernel timed (`kernels` in [`run`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<KernelProfile>,
+    /// Where the CPU path's time went, from another series of `iterations` passes with
+    /// its stages recorded (`stages` in [`run`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stages: Option<StageProfile>,
 }
 
 /// Times `iterations` forward passes per batch size and tower, after `warmup` untimed
@@ -31,13 +53,15 @@ pub struct BenchResult {
 /// first pass (on lavapipe the second and third training steps still cost seconds more
 /// than later ones), so one warm-up pass is not enough there; `scripts/bench_reference.py`
 /// warms up 3 times too. Each pass ends with a read-back, so asynchronous backends are
-/// timed to completion.
+/// timed to completion. Each profile asked for in `profiles` follows the measurement with
+/// as many passes again (the timed series itself runs without them).
 pub fn run(
     backend: &str,
     device: &Device,
     config: &ClipConfig,
     batches: &[usize],
     (warmup, iterations): (usize, usize),
+    profiles: Profiles,
     mut report: impl FnMut(&BenchResult),
 ) -> Result<Vec<BenchResult>> {
     let model: ClipModel = config.init(device);
@@ -55,6 +79,7 @@ pub fn run(
             "image",
             batch,
             (warmup, iterations),
+            profiles,
             image,
             &mut report,
         )?);
@@ -79,6 +104,7 @@ pub fn run(
             "text",
             batch,
             (warmup, iterations),
+            profiles,
             text,
             &mut report,
         )?);
@@ -91,6 +117,7 @@ fn time(
     tower: &str,
     batch: usize,
     (warmup, iterations): (usize, usize),
+    profiles: Profiles,
     mut f: impl FnMut() -> Result<()>,
     report: &mut impl FnMut(&BenchResult),
 ) -> Result<BenchResult> {
@@ -102,12 +129,24 @@ fn time(
         f()?;
     }
     let secs = start.elapsed().as_secs_f64();
+    let kernels = if profiles.kernels {
+        Some(profile_kernels(iterations, &mut f)?)
+    } else {
+        None
+    };
+    let stages = if profiles.stages {
+        Some(profile_stages(iterations, &mut f)?)
+    } else {
+        None
+    };
     let r = BenchResult {
         backend: backend.to_string(),
         tower: tower.to_string(),
         batch,
         iterations,
         items_per_s: (batch * iterations) as f64 / secs,
+        kernels,
+        stages,
     };
     report(&r);
     Ok(r)
@@ -116,14 +155,16 @@ fn time(
 /// Training throughput of a dictionary on random unit-norm data (SPEC §1 shapes by
 /// default), for comparison with `scripts/sae_reference.py bench`: `warmup` untimed steps
 /// (at least one; see [`run`] for why GPU backends need more than one), then `steps`
-/// timed optimiser steps. Returns samples per second.
+/// timed optimiser steps. Returns samples per second and, with `kernels`, where the device
+/// time of as many steps again went ([`profile_kernels`]).
 pub fn train_throughput(
     dict: crate::dict::DictConfig,
     config: crate::train::dict::TrainConfig,
     pairs: usize,
     (warmup, steps): (usize, usize),
+    kernels: bool,
     device: &Device,
-) -> Result<f64> {
+) -> Result<(f64, Option<KernelProfile>)> {
     use crate::train::dict::Trainer;
     let d = dict.d;
     let data = random_pairs(pairs, d, 1)?;
@@ -136,7 +177,13 @@ pub fn train_throughput(
     for _ in 0..steps {
         trainer.step(&data)?;
     }
-    Ok((steps * batch) as f64 / start.elapsed().as_secs_f64())
+    let rate = (steps * batch) as f64 / start.elapsed().as_secs_f64();
+    let kernels = if kernels {
+        Some(profile_kernels(steps, || trainer.step(&data).map(|_| ()))?)
+    } else {
+        None
+    };
+    Ok((rate, kernels))
 }
 
 /// Seconds `analyze` takes on `pairs` random unit-norm pairs with a random-init TopK

@@ -197,3 +197,153 @@ fn training_and_analyze_benchmarks_run_on_each_backend() {
         assert!(secs.is_finite() && secs > 0.0, "{backend}: {secs}");
     }
 }
+
+/// `bench --kernels` and `bench --stages` (issue 12: where the time goes). On wgpu
+/// (lavapipe here) the kernel profile of a fixture model's passes accounts for every launch
+/// and every millisecond it reports and names the products; flex runs no GPU kernels, and
+/// its kernel profile says so with zero launches rather than inventing any. On flex the
+/// stage profile accounts for the engines' time and finds each encoder-layer stage once
+/// per layer, part and pass.
+#[test]
+fn bench_profiles_account_for_their_time() {
+    use burn::tensor::Device;
+    use monoscope::base::stages::{ENGINE_TIME, LENT, LENT_WAIT, PARTS};
+    use monoscope::bench::Profiles;
+    use monoscope::clip::ClipConfig;
+
+    let config = ClipConfig::from_json(&common::read(
+        root().join("tests/fixtures/tiny-gelu/config.json"),
+    ))
+    .unwrap();
+    let wgpu = Device::wgpu_options()
+        .init()
+        .unwrap_or_else(|e| panic!("no wgpu adapter (apt-get install mesa-vulkan-drivers): {e}"));
+    let passes = 3;
+    let kernels = Profiles {
+        kernels: true,
+        stages: false,
+    };
+    let results =
+        monoscope::bench::run("wgpu", &wgpu, &config, &[2], (2, passes), kernels, |_| {}).unwrap();
+    assert_eq!(results.len(), 2, "image and text");
+    for r in &results {
+        let k = r.kernels.as_ref().expect("asked for kernels");
+        let what = &r.tower;
+        assert_eq!(k.passes, passes);
+        // The same work each pass: the same launches.
+        assert!(
+            k.launches > 0 && k.launches % passes == 0,
+            "{what}: {} launches",
+            k.launches
+        );
+        // Every launch is in the table once, or counted as not measured.
+        let listed: usize = k.kernels.iter().map(|r| r.launches).sum();
+        assert_eq!(listed + k.unmeasured, k.launches, "{what}");
+        let by_family: usize = k.families.iter().map(|r| r.launches).sum();
+        assert_eq!(by_family, listed, "{what}");
+        // The families and the kernels each add up to the kernel time.
+        for rows in [&k.kernels, &k.families] {
+            let ms: f64 = rows.iter().map(|r| r.ms).sum();
+            assert!(
+                (ms - k.kernel_ms).abs() <= 1e-9 * k.kernel_ms.max(1.0),
+                "{what}: {ms} vs {}",
+                k.kernel_ms
+            );
+        }
+        // Each layer has at least its six products (q, k, v, output, fc1, fc2).
+        let layers = if what == "image" {
+            config.vision.num_hidden_layers
+        } else {
+            config.text.num_hidden_layers
+        };
+        let matmul = k
+            .families
+            .iter()
+            .find(|r| r.name == "matmul")
+            .expect("products");
+        assert!(
+            matmul.launches >= passes * layers * 6,
+            "{what}: {} products",
+            matmul.launches
+        );
+        // Busy time is at most the span and at most the sum of the kernels (overlaps
+        // count once); lavapipe gives device timestamps, so there is a span to measure.
+        assert_eq!(k.host_timed, 0, "{what}: host-timed kernels on lavapipe");
+        assert!(
+            k.busy_ms > 0.0 && k.busy_ms <= k.span_ms * (1.0 + 1e-9),
+            "{what}: {k:?}"
+        );
+        assert!(k.busy_ms <= k.kernel_ms * (1.0 + 1e-9), "{what}: {k:?}");
+        assert!(k.table(5).contains("matmul"), "{what}");
+    }
+
+    // The CPU path: ViT-B/32's shapes with one layer a tower (the layer on host values
+    // needs quick_gelu, which the fixtures above do not use). Batch 1 is one part with the
+    // other engines lent to it; batch 9 is two parts (8 rows and 1).
+    let mut config = ClipConfig::vit_b_32();
+    config.vision.num_hidden_layers = 1;
+    config.text.num_hidden_layers = 1;
+    let flex = Device::flex();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let both = Profiles {
+        kernels: true,
+        stages: true,
+    };
+    let passes = 2;
+    let results =
+        monoscope::bench::run("cpu", &flex, &config, &[1, 9], (1, passes), both, |_| {}).unwrap();
+    assert_eq!(results.len(), 4);
+    for r in &results {
+        let what = format!("{} batch {}", r.tower, r.batch);
+        let k = r.kernels.as_ref().expect("asked for kernels");
+        assert_eq!(
+            (k.launches, k.kernel_ms, k.families.len()),
+            (0, 0.0, 0),
+            "{what}"
+        );
+        assert!(k.table(5).contains("no CubeCL kernels ran"), "{what}");
+
+        let s = r.stages.as_ref().expect("asked for stages");
+        assert_eq!(s.passes, passes);
+        let (engines, parts, lent) = (s.ms(ENGINE_TIME), s.ms(PARTS), s.ms(LENT));
+        assert!(parts > 0.0, "{what}: {s:?}");
+        // No engine is busier than the wall time of the splits it works in.
+        assert!(parts + lent <= engines * (1.0 + 1e-9), "{what}: {s:?}");
+        let n_parts = r.batch.div_ceil(monoscope::base::engines::PART_ROWS);
+        let count = |name: &str| {
+            s.stages
+                .iter()
+                .find(|x| x.name == name)
+                .map_or(0, |x| x.count)
+        };
+        assert_eq!(count(PARTS) as usize, n_parts * passes, "{what}");
+        let layer_stages: Vec<_> = s
+            .stages
+            .iter()
+            .filter(|x| x.name.starts_with("layer: "))
+            .collect();
+        if monoscope::clip::packed::enabled(&flex) {
+            assert_eq!(layer_stages.len(), 6, "{what}: {s:?}");
+            for x in &layer_stages {
+                assert_eq!(x.count as usize, n_parts * passes, "{what}: {}", x.name);
+            }
+        } else {
+            assert!(
+                layer_stages.is_empty(),
+                "{what}: the host path does not run here"
+            );
+        }
+        let in_layers: f64 = layer_stages.iter().map(|x| x.ms).sum();
+        assert!(in_layers <= parts * (1.0 + 1e-9), "{what}: {s:?}");
+        // A lone part borrows the idle engines; with a part per engine none is idle.
+        if r.batch == 1 && cores > 1 {
+            assert!(count(LENT) > 0 && count(LENT_WAIT) > 0, "{what}: {s:?}");
+        }
+        if cores == 1 {
+            assert_eq!(count(LENT), 0, "{what}: {s:?}");
+        }
+        assert!(s.table().contains("running parts"), "{what}");
+    }
+    // Off again: work after the recording adds nothing to any later one.
+    assert!(!monoscope::base::stages::on());
+}

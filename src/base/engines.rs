@@ -110,6 +110,8 @@ mod native {
     use std::thread::Thread;
     use std::time::{Duration, Instant};
 
+    use crate::base::stages;
+
     thread_local! {
         /// The idle engines' lanes lent to the part this thread runs (valid while
         /// [`split`]'s scope lasts; cleared by [`Lent`] before it ends).
@@ -216,7 +218,7 @@ mod native {
                     .unwrap_or_else(|p| p.into_inner())
                     .take()
                     .expect("a posted job");
-                if let Err(p) = catch_unwind(AssertUnwindSafe(job)) {
+                if let Err(p) = stages::time(stages::LENT, || catch_unwind(AssertUnwindSafe(job))) {
                     *self.panic.lock().unwrap_or_else(|p| p.into_inner()) = Some(p);
                 }
                 self.state.store(DONE, Ordering::Release);
@@ -265,6 +267,7 @@ mod native {
         let busy = ranges.len().min(pools.len());
         let lanes: Vec<Lane> = (busy..pools.len()).map(|_| Lane::new()).collect();
         let next = AtomicUsize::new(0);
+        let start = Instant::now();
         let mut results: Vec<(usize, T)> = std::thread::scope(|s| {
             for (lane, pool) in lanes.iter().zip(&pools[busy..]) {
                 s.spawn(move || pool.install(|| lane.serve()));
@@ -290,7 +293,7 @@ mod native {
                             loop {
                                 let i = next.fetch_add(1, Ordering::Relaxed);
                                 let Some(r) = ranges.get(i) else { break };
-                                done.push((i, f(r.clone())));
+                                done.push((i, stages::time(stages::PARTS, || f(r.clone()))));
                             }
                             done
                         })
@@ -305,6 +308,8 @@ mod native {
                 .flat_map(|r| r.unwrap_or_else(|p| resume_unwind(p)))
                 .collect()
         });
+        // Every engine took part in the split, with a part or lent.
+        stages::add(stages::ENGINE_TIME, start.elapsed() * pools.len() as u32);
         results.sort_by_key(|(i, _)| *i);
         results.into_iter().map(|(_, t)| t).collect()
     }
@@ -396,12 +401,14 @@ mod native {
             unsafe { (*lane).post(job) };
         }
         let own = catch_unwind(AssertUnwindSafe(|| f(ranges[0].clone())));
-        let panics: Vec<_> = helpers
-            .iter()
-            .take(jobs.len())
-            // SAFETY: as above.
-            .filter_map(|&lane| unsafe { (*lane).join() })
-            .collect();
+        let panics: Vec<_> = stages::time(stages::LENT_WAIT, || {
+            helpers
+                .iter()
+                .take(jobs.len())
+                // SAFETY: as above.
+                .filter_map(|&lane| unsafe { (*lane).join() })
+                .collect()
+        });
         drop(lent);
         HELPERS.with(|h| *h.borrow_mut() = helpers);
         let own = own.unwrap_or_else(|p| resume_unwind(p));

@@ -10,6 +10,9 @@ use serde_json::json;
 
 use crate::args::{Backend, BackendArg, DictShapeArgs, JsonArg, Kind};
 
+/// Kernels listed by name under `--kernels` (every family is listed).
+const KERNELS_SHOWN: usize = 12;
+
 /// `monoscope bench-train`.
 #[derive(Args)]
 pub struct BenchTrainArgs {
@@ -31,6 +34,12 @@ pub struct BenchTrainArgs {
     /// Dead-latent window; 0 makes every latent dead, so AuxK runs every step.
     #[arg(long, default_value_t = DEFAULT_DEAD_WINDOW)]
     dead_window: u64,
+    /// After each measurement, as many steps again with every GPU kernel timed on the
+    /// device, and a table of where the device time went: launches, time by family
+    /// (matmul, reduce, fused elementwise, ...) and by kernel, and how long the device sat
+    /// idle between kernels. wgpu only (the cpu backend runs no GPU kernels; use perf).
+    #[arg(long)]
+    kernels: bool,
     #[command(flatten)]
     backend: BackendArg,
     #[command(flatten)]
@@ -49,17 +58,19 @@ pub fn train(a: BenchTrainArgs) -> Result<()> {
             hidden: features,
             ..DictConfig::new(DictKind::from(kind), d).with_features(features)
         };
+        let profiled = if a.kernels { a.steps.max(1) } else { 0 };
         let config = TrainConfig {
-            steps: a.steps + a.warmup.max(1),
+            steps: a.steps.max(1) + a.warmup.max(1) + profiled,
             batch: a.batch,
             dead_window: a.dead_window,
             ..TrainConfig::default()
         };
-        let rate = bench::train_throughput(
+        let (rate, kernels) = bench::train_throughput(
             dict,
             config,
             a.batch.max(8192),
             (a.warmup, a.steps.max(1)),
+            a.kernels,
             &device,
         )?;
         let name = format!("{kind:?}").to_lowercase();
@@ -67,11 +78,14 @@ pub fn train(a: BenchTrainArgs) -> Result<()> {
             "{name:<10} d={d} K={features} k={k} batch={} ({backend}): {rate:.1} samples/s",
             a.batch
         );
-        results.push(
-            json!({ "kind": name, "samples_per_s": rate, "d": d, "features": features,
-            "k": k, "batch": a.batch, "steps": a.steps, "warmup": a.warmup.max(1),
-            "dead_window": a.dead_window, "backend": backend }),
-        );
+        let mut result = json!({ "kind": name, "samples_per_s": rate, "d": d,
+            "features": features, "k": k, "batch": a.batch, "steps": a.steps,
+            "warmup": a.warmup.max(1), "dead_window": a.dead_window, "backend": backend });
+        if let Some(profile) = kernels {
+            print!("{}", profile.table(KERNELS_SHOWN));
+            result["kernels"] = json!(profile);
+        }
+        results.push(result);
     }
     a.json.write(&json!({ "results": results }))
 }
@@ -127,6 +141,18 @@ pub struct BenchArgs {
     /// `scripts/bench_reference.py` warms up 3 times.
     #[arg(long)]
     warmup: Option<usize>,
+    /// After each measurement, as many passes again with every GPU kernel timed on the
+    /// device, and a table of where the device time went: launches, time by family
+    /// (matmul, reduce, fused elementwise, ...) and by kernel, and how long the device sat
+    /// idle between kernels. wgpu only (the cpu backend runs no GPU kernels; use perf).
+    #[arg(long)]
+    kernels: bool,
+    /// After each measurement, as many passes again with the CPU path's stages timed, and
+    /// a table: what the engines (one per core) did with the wall time (their own parts of
+    /// the batch, work lent to another part, or nothing) and the encoder layer's stages
+    /// (LayerNorms, q/k/v and attention, output projection, fc1, fc2). cpu backend.
+    #[arg(long)]
+    stages: bool,
     /// Also write the results as JSON (read by scripts/bench_reference.py).
     #[command(flatten)]
     json: JsonArg,
@@ -148,11 +174,21 @@ pub fn clip(a: BenchArgs) -> Result<()> {
             &config,
             &a.batch,
             (a.warmup.unwrap_or(b.default_warmup()), a.iters.max(1)),
+            bench::Profiles {
+                kernels: a.kernels,
+                stages: a.stages,
+            },
             |r| {
                 println!(
                     "{:<7} {:<6} {:>6} {:>12.2}",
                     r.backend, r.tower, r.batch, r.items_per_s
-                )
+                );
+                if let Some(profile) = &r.kernels {
+                    print!("{}", profile.table(KERNELS_SHOWN));
+                }
+                if let Some(profile) = &r.stages {
+                    print!("{}", profile.table());
+                }
             },
         )?;
         all.extend(res);

@@ -23,6 +23,21 @@ use super::super::config::Activation;
 use super::super::packed::{self, HostValues};
 use super::{EncoderLayer, K, OUT, Q, V, lcm};
 use crate::base::engines::{fork_cols, fork_cols_in};
+use crate::base::stages;
+
+// The layer's stages for `monoscope bench --stages` ([`stages`]), in the order they run.
+/// LayerNorm 1, its output packed for the products.
+const NORM1_STAGE: &str = "layer: LayerNorm 1";
+/// q, k and v of the heads and their attention.
+const ATTENTION_STAGE: &str = "layer: q, k, v and attention";
+/// The attention's output projection and the residual.
+const OUT_STAGE: &str = "layer: output projection";
+/// LayerNorm 2, packed.
+const NORM2_STAGE: &str = "layer: LayerNorm 2";
+/// fc1 with quick_gelu.
+const FC1_STAGE: &str = "layer: fc1 + quick_gelu";
+/// fc2 and the residual.
+const FC2_STAGE: &str = "layer: fc2";
 use crate::base::gemm::{self, ColumnWriter, Heads, PackedRows, PackedWeight, RowsWriter};
 
 /// A LayerNorm's gamma and beta on the host.
@@ -111,32 +126,38 @@ impl HostLayer {
     /// residual. Returns [m, width] row-major.
     pub(super) fn rest(&self, ctx: &PackedRows, residual: &[f32]) -> Vec<f32> {
         let m = ctx.dims()[0];
-        let x = linear(
-            ctx,
-            &self.attn[OUT],
-            gemm::Activation::Identity,
-            Some(residual),
-        );
-        let rows = self.norm2.rows(&x, m);
+        let x = stages::time(OUT_STAGE, || {
+            linear(
+                ctx,
+                &self.attn[OUT],
+                gemm::Activation::Identity,
+                Some(residual),
+            )
+        });
+        let rows = stages::time(NORM2_STAGE, || self.norm2.rows(&x, m));
         let inner = self.w1.dims()[1];
         let hidden = RowsWriter::new(m, inner);
-        fork_cols(inner, |cols| {
-            let out = ColumnWriter::new(m, cols.clone());
-            out.write(
-                &rows,
-                &self.w1,
-                cols.clone(),
-                gemm::Activation::QuickGelu,
-                None,
-            );
-            hidden.write(cols, &out.into_vec());
+        stages::time(FC1_STAGE, || {
+            fork_cols(inner, |cols| {
+                let out = ColumnWriter::new(m, cols.clone());
+                out.write(
+                    &rows,
+                    &self.w1,
+                    cols.clone(),
+                    gemm::Activation::QuickGelu,
+                    None,
+                );
+                hidden.write(cols, &out.into_vec());
+            })
         });
-        linear(
-            &hidden.into_rows(),
-            &self.w2,
-            gemm::Activation::Identity,
-            Some(&x),
-        )
+        stages::time(FC2_STAGE, || {
+            linear(
+                &hidden.into_rows(),
+                &self.w2,
+                gemm::Activation::Identity,
+                Some(&x),
+            )
+        })
     }
 }
 
@@ -208,7 +229,7 @@ impl EncoderLayer {
         };
         let xv = packed::host(x)?;
         let xs = xv.as_slice();
-        let rows = layer.norm1.rows(xs, b * t);
+        let rows = stages::time(NORM1_STAGE, || layer.norm1.rows(xs, b * t));
         // The queries ask from every token, or from the picked one of each sequence: then
         // their rows and the residual are those tokens' alone.
         let picked: Option<Vec<f32>> = pick.map(|p| {
@@ -235,15 +256,17 @@ impl EncoderLayer {
         };
         // Whole heads per engine, each range also whole panels of the packed GEMM.
         let ctx = RowsWriter::new(b * tq, w);
-        fork_cols_in(w, lcm(d, gemm::NR), |cols| {
-            let q = layer.project(Q, q_rows.as_ref().unwrap_or(&rows), cols.clone());
-            let k = layer.project(K, &rows, cols.clone());
-            let v = layer.project(V, &rows, cols.clone());
-            let head0 = cols.start / d;
-            let y = gemm::attend(&q, &k, &v, shape, layer.scale(), |s, hl, i| {
-                mask_row(s, head0 + hl, i)
-            });
-            ctx.write(cols, &y);
+        stages::time(ATTENTION_STAGE, || {
+            fork_cols_in(w, lcm(d, gemm::NR), |cols| {
+                let q = layer.project(Q, q_rows.as_ref().unwrap_or(&rows), cols.clone());
+                let k = layer.project(K, &rows, cols.clone());
+                let v = layer.project(V, &rows, cols.clone());
+                let head0 = cols.start / d;
+                let y = gemm::attend(&q, &k, &v, shape, layer.scale(), |s, hl, i| {
+                    mask_row(s, head0 + hl, i)
+                });
+                ctx.write(cols, &y);
+            })
         });
         let y = layer.rest(&ctx.into_rows(), residual);
         Some(packed::tensor(y, [b, tq, w]))
