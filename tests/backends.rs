@@ -207,7 +207,7 @@ fn training_and_analyze_benchmarks_run_on_each_backend() {
 #[test]
 fn bench_profiles_account_for_their_time() {
     use burn::tensor::Device;
-    use monoscope::base::stages::{ENGINE_TIME, LENT, LENT_WAIT, PARTS};
+    use monoscope::base::stages::{ENGINE_TIME, LENT, LENT_WAIT, OWN, PARTS};
     use monoscope::bench::Profiles;
     use monoscope::clip::ClipConfig;
 
@@ -339,6 +339,12 @@ fn bench_profiles_account_for_their_time() {
         if r.batch == 1 && cores > 1 {
             assert!(count(LENT) > 0 && count(LENT_WAIT) > 0, "{what}: {s:?}");
         }
+        // Every fork that lent work ran its own share and waited for the rest.
+        assert_eq!(count(OWN), count(LENT_WAIT), "{what}: {s:?}");
+        assert!(
+            s.ms(OWN) + s.ms(LENT_WAIT) <= parts * (1.0 + 1e-9),
+            "{what}: {s:?}"
+        );
         if cores == 1 {
             assert_eq!(count(LENT), 0, "{what}: {s:?}");
         }

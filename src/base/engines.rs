@@ -400,7 +400,9 @@ mod native {
             // thread's own range panics.
             unsafe { (*lane).post(job) };
         }
-        let own = catch_unwind(AssertUnwindSafe(|| f(ranges[0].clone())));
+        let own = stages::time(stages::OWN, || {
+            catch_unwind(AssertUnwindSafe(|| f(ranges[0].clone())))
+        });
         let panics: Vec<_> = stages::time(stages::LENT_WAIT, || {
             helpers
                 .iter()

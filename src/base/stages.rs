@@ -21,6 +21,8 @@ pub const ENGINE_TIME: &str = "engines x wall";
 pub const PARTS: &str = "running parts";
 /// An engine running another part's job (a lent engine).
 pub const LENT: &str = "running lent jobs";
+/// A part's engine running its own share of a fork (the lent engines run the rest).
+pub const OWN: &str = "own share of forks";
 /// A part's engine, its share of a fork done, waiting for the engines lent to it.
 pub const LENT_WAIT: &str = "waiting for lent engines";
 

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::base::stages::{self, ENGINE_TIME, LENT, LENT_WAIT, PARTS, StageRow};
+use crate::base::stages::{self, ENGINE_TIME, LENT, LENT_WAIT, OWN, PARTS, StageRow};
 use crate::error::Result;
 
 /// A stage profile of `passes` passes of one piece of work.
@@ -99,13 +99,13 @@ impl StageProfile {
             None,
             (parts - layers).max(0.0),
         );
-        if let Some(w) = self.stages.iter().find(|r| r.name == LENT_WAIT) {
-            row(
-                &mut s,
-                "(of the above: waiting for lent engines)",
-                Some(w.count),
-                w.ms,
-            );
+        for (name, label) in [
+            (OWN, "(of the above: own share of forks)"),
+            (LENT_WAIT, "(of the above: waiting for lent engines)"),
+        ] {
+            if let Some(w) = self.stages.iter().find(|r| r.name == name) {
+                row(&mut s, label, Some(w.count), w.ms);
+            }
         }
         s
     }
