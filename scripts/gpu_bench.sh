@@ -44,7 +44,10 @@ step 120 "$bin" bench-train --backend wgpu --kind topk --kind relu --steps 20 \
     --json "$out/train_wgpu.json"
 step 120 python3 "$here/sae_reference.py" bench --device cuda --steps 20 \
     --monoscope-json "$out/train_wgpu.json"
-step 120 "$bin" bench-analyze --backend wgpu --json "$out/analyze_wgpu.json"
+# analyze: the first run compiles and autotunes its kernels (printed as the untimed run), the
+# timed one is warm; then where its time goes (kernels; phases on the host clock).
+step 150 "$bin" bench-analyze --backend wgpu --warmup 1 --kernels --stages \
+    --json "$out/analyze_wgpu.json"
 step 120 python3 "$here/analyze_reference.py" --device cuda --monoscope-json "$out/analyze_wgpu.json"
 # The same training on the machine's CPU cores (thread scaling), last: it matters least.
 step 120 "$bin" bench-train --backend cpu --kind topk --kind relu --steps 10 \

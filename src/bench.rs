@@ -186,29 +186,64 @@ pub fn train_throughput(
     Ok((rate, kernels))
 }
 
+/// What [`analyze_seconds`] measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnalyzeTiming {
+    /// The timed run, seconds.
+    pub seconds: f64,
+    /// Each untimed warm-up run before it, seconds (the first is the cold run).
+    pub warmups: Vec<f64>,
+    /// Where a further run's device time went, if asked for.
+    pub kernels: Option<KernelProfile>,
+    /// A further run's phases, if asked for.
+    pub stages: Option<StageProfile>,
+}
+
 /// Seconds `analyze` takes on `pairs` random unit-norm pairs with a random-init TopK
 /// dictionary and no vocabulary (`scripts/analyze_reference.py` does the same work in
-/// PyTorch).
+/// PyTorch), after `warmup` untimed runs on the same pairs (on wgpu the first run compiles
+/// and autotunes its kernels). With `kernels`, one more run with every GPU kernel timed
+/// ([`profile_kernels`]); with `stages`, one more with its phases timed
+/// ([`profile_stages`]; the names start with "analyze: ").
 pub fn analyze_seconds(
     dict: crate::dict::DictConfig,
     pairs: usize,
+    warmup: usize,
+    profiles: Profiles,
     device: &Device,
-) -> Result<f64> {
+) -> Result<AnalyzeTiming> {
     use crate::analysis::AnalyzeConfig;
     use crate::jobs::analyze::analyze;
     let d = dict.d;
     let data = random_pairs(pairs, d, 2)?;
     let dictionary = dict.init(device);
+    let config = AnalyzeConfig::default();
+    let run = || analyze(&dictionary, &data, None, &config, device, |_| {}).map(|_| ());
+    let mut warmups = Vec::with_capacity(warmup);
+    for _ in 0..warmup {
+        let start = Instant::now();
+        run()?;
+        warmups.push(start.elapsed().as_secs_f64());
+    }
     let start = Instant::now();
-    analyze(
-        &dictionary,
-        &data,
-        None,
-        &AnalyzeConfig::default(),
-        device,
-        |_| {},
-    )?;
-    Ok(start.elapsed().as_secs_f64())
+    run()?;
+    let secs = start.elapsed().as_secs_f64();
+    let kernels = if profiles.kernels {
+        Some(profile_kernels(1, run)?)
+    } else {
+        None
+    };
+    let stages = if profiles.stages {
+        Some(stages::profile_stages(1, run)?)
+    } else {
+        None
+    };
+    Ok(AnalyzeTiming {
+        seconds: secs,
+        warmups,
+        kernels,
+        stages,
+    })
 }
 
 /// `n` random unit-norm image/text pairs of width `d`.

@@ -15,6 +15,20 @@ fn run(dir: &Path, args: &[&str]) {
     cli_ok(args, Some(dir));
 }
 
+/// The wgpu device (lavapipe here). The wgpu runtime can be set up once per process, and
+/// the tests, which run on threads of one process, share it.
+fn wgpu() -> burn::tensor::Device {
+    static WGPU: std::sync::OnceLock<burn::tensor::Device> = std::sync::OnceLock::new();
+    WGPU.get_or_init(|| {
+        burn::tensor::Device::wgpu_options()
+            .init()
+            .unwrap_or_else(|e| {
+                panic!("no wgpu adapter (apt-get install mesa-vulkan-drivers): {e}")
+            })
+    })
+    .clone()
+}
+
 fn embeddings(dir: &Path, name: &str) -> EmbeddingsFile {
     EmbeddingsFile::from_bytes(&common::read(dir.join(name))).unwrap()
 }
@@ -164,7 +178,8 @@ const TRAIN_TOLERANCE: f32 = 1e-5;
 
 /// `bench-train` and `bench-analyze` take `--backend` (the GPU measurements of the README
 /// run them on wgpu against PyTorch CUDA): on tiny shapes each runs on both backends and
-/// says in its JSON which backend and how many warm-up steps it used.
+/// says in its JSON which backend and how many warm-up steps it used; `bench-analyze`'s
+/// profiles account for its phases.
 #[test]
 fn training_and_analyze_benchmarks_run_on_each_backend() {
     let dir = common::temp_dir("bench-backends");
@@ -184,10 +199,11 @@ fn training_and_analyze_benchmarks_run_on_each_backend() {
         let rate = r["samples_per_s"].as_f64().unwrap();
         assert!(rate.is_finite() && rate > 0.0, "{backend}: {rate}");
 
+        // analyze with one warm-up run and both profiles.
         let analyze = format!("analyze-{backend}.json");
         let mut args = vec!["bench-analyze", "--backend", backend, "--pairs", "300"];
         args.extend(shape);
-        args.extend(["--json", &analyze]);
+        args.extend(["--warmup", "1", "--kernels", "--stages", "--json", &analyze]);
         run(&dir, &args);
         let v: serde_json::Value =
             serde_json::from_slice(&common::read(dir.join(&analyze))).unwrap();
@@ -195,6 +211,49 @@ fn training_and_analyze_benchmarks_run_on_each_backend() {
         assert_eq!(r["backend"], backend);
         let secs = r["seconds"].as_f64().unwrap();
         assert!(secs.is_finite() && secs > 0.0, "{backend}: {secs}");
+        assert_eq!(
+            r["warmup_seconds"].as_array().unwrap().len(),
+            1,
+            "{backend}"
+        );
+        // The GPU runs kernels (products, and the top-m reductions of each batch); the CPU
+        // backend none.
+        let launches = r["kernels"]["launches"].as_u64().unwrap();
+        assert_eq!(
+            launches > 0,
+            backend == "wgpu",
+            "{backend}: {launches} launches"
+        );
+        // Every phase ran once, the pass over the pairs holding the top-m lists of its one
+        // batch (300 pairs < 1024) and the phases within the run's wall time.
+        let stages = r["stages"]["stages"].as_array().unwrap();
+        let stage = |name: &str| {
+            stages
+                .iter()
+                .find(|s| s["name"] == name)
+                .unwrap_or_else(|| panic!("{backend}: no stage {name}: {stages:?}"))
+        };
+        use monoscope::jobs::analyze::{
+            STAGE_EMB_SIM, STAGE_LABELS, STAGE_QUALITY, STAGE_STREAM, STAGE_TOP_M, STAGE_WIN_RATES,
+        };
+        let mut phases = 0.0;
+        for name in [
+            STAGE_STREAM,
+            STAGE_EMB_SIM,
+            STAGE_WIN_RATES,
+            STAGE_QUALITY,
+            STAGE_LABELS,
+        ] {
+            assert_eq!(stage(name)["count"], 1, "{backend}: {name}");
+            phases += stage(name)["ms"].as_f64().unwrap();
+        }
+        let top_m = stage(STAGE_TOP_M)["ms"].as_f64().unwrap();
+        assert!(
+            top_m <= stage(STAGE_STREAM)["ms"].as_f64().unwrap(),
+            "{backend}"
+        );
+        let wall = r["stages"]["wall_ms"].as_f64().unwrap();
+        assert!(phases <= wall, "{backend}: phases {phases} ms of {wall} ms");
     }
 }
 
@@ -215,9 +274,7 @@ fn bench_profiles_account_for_their_time() {
         root().join("tests/fixtures/tiny-gelu/config.json"),
     ))
     .unwrap();
-    let wgpu = Device::wgpu_options()
-        .init()
-        .unwrap_or_else(|e| panic!("no wgpu adapter (apt-get install mesa-vulkan-drivers): {e}"));
+    let wgpu = wgpu();
     let passes = 3;
     let kernels = Profiles {
         kernels: true,
@@ -352,4 +409,43 @@ fn bench_profiles_account_for_their_time() {
     }
     // Off again: work after the recording adds nothing to any later one.
     assert!(!monoscope::base::stages::on());
+}
+
+/// `analyze`'s top-m per feature picked on a GPU device (issue 12: only each batch's top m
+/// read back) equals the host's scan of whole batches, exactly: values with ties (which
+/// the device must break towards the lower row, as the host does), zeros and negatives,
+/// random values, and a last batch shorter than m.
+#[test]
+fn device_top_m_equals_the_host_scan() {
+    use burn::tensor::{Device, Tensor, TensorData};
+    use monoscope::jobs::topm::TopM;
+
+    let wgpu = wgpu();
+    let (k, m, n, batch) = (33, 6, 203, 40);
+    let mut state = 7u64;
+    let ties: Vec<f32> = (0..n * k).map(|i| ((i * 7919) % 13) as f32 - 4.0).collect();
+    let random: Vec<f32> = (0..n * k)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.3
+        })
+        .collect();
+    for (what, vals) in [("ties", ties), ("random", random)] {
+        let (mut host, mut device) = (TopM::new(k, m), TopM::new(k, m));
+        for (b, chunk) in vals.chunks(batch * k).enumerate() {
+            let data = TensorData::new(chunk.to_vec(), [chunk.len() / k, k]);
+            host.add_on_host(
+                Tensor::<2>::from_data(data.clone(), &Device::flex()),
+                b * batch,
+            )
+            .unwrap();
+            device
+                .add(Tensor::<2>::from_data(data, &wgpu), b * batch)
+                .unwrap();
+        }
+        assert!(host.lists.iter().all(|l| l.len() == m), "{what}");
+        assert_eq!(device.lists, host.lists, "{what}");
+    }
 }

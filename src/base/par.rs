@@ -70,6 +70,36 @@ pub fn par_rows_map<T: Send>(
     run(0, out)
 }
 
+/// `f(first, a_part, b_part)` over consecutive parts of two slices of the same length (the
+/// items `first..first + part.len()` of each), one part per core natively, one in wasm.
+pub fn par_zip_mut<A: Send, B: Send>(
+    a: &mut [A],
+    b: &mut [B],
+    f: impl Fn(usize, &mut [A], &mut [B]) + Sync,
+) {
+    assert_eq!(a.len(), b.len(), "par_zip_mut: slices of different lengths");
+    let len = a.len();
+    let threads = threads(len);
+    #[cfg(not(target_arch = "wasm32"))]
+    if threads > 1 {
+        let (f, per) = (&f, len.div_ceil(threads));
+        std::thread::scope(|s| {
+            let handles: Vec<_> = a
+                .chunks_mut(per)
+                .zip(b.chunks_mut(per))
+                .enumerate()
+                .map(|(c, (a, b))| s.spawn(move || f(c * per, a, b)))
+                .collect();
+            for h in handles {
+                h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            }
+        });
+        return;
+    }
+    let _ = threads;
+    f(0, a, b)
+}
+
 /// Threads for `len` items: the cores, fewer for small jobs, one in wasm.
 fn threads(len: usize) -> usize {
     if cfg!(target_arch = "wasm32") {

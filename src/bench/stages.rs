@@ -109,4 +109,42 @@ impl StageProfile {
         }
         s
     }
+
+    /// The stages named `prefix...` as a table, per pass, with their share of the wall time
+    /// (a job's phases, such as `analyze`'s; nested stages say so in their names).
+    pub fn phases_table(&self, prefix: &str) -> String {
+        use std::fmt::Write;
+        let n = self.passes.max(1) as f64;
+        let mut s = String::new();
+        let _ = writeln!(s, "  per pass: wall {:.2} ms", self.wall_ms / n);
+        let _ = writeln!(
+            s,
+            "  {:<40} {:>8} {:>10} {:>6}",
+            "stage", "calls", "ms", "%"
+        );
+        let mut shown = 0.0;
+        for r in self.stages.iter().filter(|r| r.name.starts_with(prefix)) {
+            let name = &r.name[prefix.len()..];
+            if !name.starts_with('(') {
+                shown += r.ms;
+            }
+            let _ = writeln!(
+                s,
+                "  {name:<40} {:>8.1} {:>10.3} {:>5.1}%",
+                r.count as f64 / n,
+                r.ms / n,
+                100.0 * r.ms / self.wall_ms.max(f64::MIN_POSITIVE)
+            );
+        }
+        let rest = (self.wall_ms - shown).max(0.0);
+        let _ = writeln!(
+            s,
+            "  {:<40} {:>8} {:>10.3} {:>5.1}%",
+            "the rest",
+            "-",
+            rest / n,
+            100.0 * rest / self.wall_ms.max(f64::MIN_POSITIVE)
+        );
+        s
+    }
 }

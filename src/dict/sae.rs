@@ -153,9 +153,44 @@ impl Sae {
 pub fn keep_top_k(pre: Tensor<2>, k: usize) -> Tensor<2> {
     let [_, features] = pre.dims();
     let k = k.min(features);
+    let device = pre.device();
+    if k > 0 && !device.is_autodiff() && device.clone().inner() == Device::flex() {
+        return keep_top_k_on_host(pre, k);
+    }
+    keep_top_k_by_threshold(pre, k)
+}
+
+/// [`keep_top_k`] with tensor operations (every device; gradients flow).
+fn keep_top_k_by_threshold(pre: Tensor<2>, k: usize) -> Tensor<2> {
     let threshold = kth_largest(&pre, k); // [n, 1]
     let below = pre.clone().lower(threshold);
     relu(pre).mask_fill(below, 0.0)
+}
+
+/// [`keep_top_k`] without gradient on the CPU backend, in place on the host: the rows read
+/// back without a copy, each row's k-th largest selected and everything below it or not
+/// positive zeroed, and the buffer handed back as the result. The tensor path copies
+/// `pre` to read it (another reference holds it) and makes three more [n, K] tensors
+/// (the mask, the ReLU, the masked ReLU): a third of `analyze`'s encode at K 4096.
+/// The same values (NaN becomes 0 here).
+fn keep_top_k_on_host(pre: Tensor<2>, k: usize) -> Tensor<2> {
+    let [_, features] = pre.dims();
+    let device = pre.device();
+    let mut data = pre.into_data().convert::<f32>();
+    let Ok(v) = data.as_mut_slice::<f32>() else {
+        return keep_top_k_by_threshold(Tensor::from_data(data, &device), k);
+    };
+    crate::base::par::par_rows(v, features, |_, row| {
+        let mut work = Vec::new();
+        let t = crate::base::select::kth_largest(row, k, &mut work);
+        for x in row.iter_mut() {
+            // Not `x < t || x <= 0`: NaN fails both comparisons and must go too.
+            if !(*x >= t && *x > 0.0) {
+                *x = 0.0;
+            }
+        }
+    });
+    Tensor::<2>::from_data(data, &device)
 }
 
 /// The k-th largest value of each row, without gradient. [n, K] -> [n, 1]
@@ -214,5 +249,20 @@ mod select_tests {
             assert_eq!(fast, slow, "n {n} cols {cols} k {k}");
         }
         assert_eq!(select_rows(&[f32::NAN, 1.0, 3.0, 2.0], 4, 2), vec![2.0]);
+    }
+
+    /// The CPU backend's in-place TopK equals the thresholded tensor path (which autodiff
+    /// and the GPU use), ties and negatives included, over enough rows for several threads.
+    #[test]
+    fn host_top_k_equals_the_tensor_path() {
+        let device = Device::flex();
+        for (n, cols, k) in [(3, 7, 1), (300, 257, 32), (70, 40, 40), (5, 4, 2)] {
+            let t: Tensor<2> = Tensor::random([n, cols], Distribution::Default, &device);
+            let t = (t * 8.0).round() - 2.0;
+            let host = keep_top_k_on_host(t.clone(), k).into_data();
+            let tensor = keep_top_k_by_threshold(t.clone(), k).into_data();
+            assert_eq!(host, tensor, "n {n} cols {cols} k {k}");
+            assert_eq!(keep_top_k(t, k).into_data(), tensor);
+        }
     }
 }

@@ -19,7 +19,7 @@ use crate::analysis::mds::{
     FeatureClass, FeatureMds, MdsAccumulator, Thresholds, class_counts, classify,
 };
 use crate::analysis::metrics::{Evaluation, WinRates, emb_sim, win_rate};
-use crate::base::{Modality, Pairs, SplitMix};
+use crate::base::{Modality, Pairs, SplitMix, stages};
 use crate::dict::Dictionary;
 use crate::error::Result;
 #[cfg(not(target_arch = "wasm32"))]
@@ -40,6 +40,21 @@ pub const DEFAULT_VOCAB: &str = include_str!("../../assets/vocab/english.txt");
 pub const VOCAB_BATCH: usize = 256;
 /// Pairs the reconstruction quality is measured on.
 const QUALITY_ROWS: usize = 4096;
+
+/// `analyze`'s phases, as [`crate::base::stages`] (`bench-analyze --stages`). The pass over
+/// the pairs: encoding, MDS sums and the top-m lists; its top-m lists alone (on a GPU,
+/// including the wait for the batch's kernels, which their read-back forces).
+pub const STAGE_STREAM: &str = "analyze: pass over the pairs";
+/// See [`STAGE_STREAM`].
+pub const STAGE_TOP_M: &str = "analyze: (of which top-m lists)";
+/// Auto-labels from the vocabulary.
+pub const STAGE_LABELS: &str = "analyze: labels";
+/// EmbSim of the features' top-m rows.
+pub const STAGE_EMB_SIM: &str = "analyze: EmbSim";
+/// WinRates: the baselines' top-m rows and EmbSim.
+pub const STAGE_WIN_RATES: &str = "analyze: WinRates";
+/// Reconstruction quality.
+pub const STAGE_QUALITY: &str = "analyze: quality";
 
 /// Everything `analyze` computes.
 #[derive(Debug, Clone, Serialize)]
@@ -72,15 +87,26 @@ pub fn analyze(
     } else {
         pairs.clone()
     };
-    let (mds, top_i, top_t) = stream(dict, &input, config, device, &mut progress)?;
+    let (mds, top_i, top_t) = stages::time(STAGE_STREAM, || {
+        stream(dict, &input, config, device, &mut progress)
+    })?;
     let (classes, thresholds) = classify(&mds, config.rule, config.min_support);
-    let mut labels = match vocab {
-        Some((words, embeds)) => auto_labels(dict, words, embeds, pairs, config, device)?,
-        None => vec![Vec::new(); dict.features()],
-    };
-    let sim_i = top_sims(&top_i, &pairs.images, pairs.d);
-    let sim_t = top_sims(&top_t, &pairs.texts, pairs.d);
-    let win_rates = win_rates(pairs, &classes, (&sim_i, &sim_t), config, device)?;
+    let mut labels = stages::time(STAGE_LABELS, || match vocab {
+        Some((words, embeds)) => auto_labels(dict, words, embeds, pairs, config, device),
+        None => Ok(vec![Vec::new(); dict.features()]),
+    })?;
+    let (sim_i, sim_t) = stages::time(STAGE_EMB_SIM, || {
+        (
+            top_sims(&top_i, &pairs.images, pairs.d),
+            top_sims(&top_t, &pairs.texts, pairs.d),
+        )
+    });
+    let win_rates = stages::time(STAGE_WIN_RATES, || {
+        win_rates(pairs, &classes, (&sim_i, &sim_t), config, device)
+    })?;
+    let quality = stages::time(STAGE_QUALITY, || {
+        evaluate(dict, &input, QUALITY_ROWS, 0, device)
+    })?;
     let features = (0..dict.features())
         .map(|f| FeatureReport {
             id: f,
@@ -103,7 +129,7 @@ pub fn analyze(
         thresholds,
         class_counts: class_counts(&classes),
         win_rates,
-        quality: evaluate(dict, &input, QUALITY_ROWS, 0, device)?,
+        quality,
     })
 }
 
@@ -122,9 +148,13 @@ fn stream(
     for (c, chunk) in all.chunks(config.batch.max(1)).enumerate() {
         let a = dict.encode(input.rows(true, chunk, device), Modality::Image);
         let b = dict.encode(input.rows(false, chunk, device), Modality::Text);
-        top_i.add(a.clone(), c * config.batch)?;
-        top_t.add(b.clone(), c * config.batch)?;
-        acc.add(a, b);
+        // The sums first, so that the top-m lists get the only references and the CPU
+        // backend reads them back without a copy.
+        acc.add(a.clone(), b.clone());
+        stages::time(STAGE_TOP_M, || {
+            top_i.add(a, c * config.batch)?;
+            top_t.add(b, c * config.batch)
+        })?;
         progress(chunk.len());
     }
     Ok((acc.finish()?, top_i, top_t))
@@ -182,23 +212,28 @@ fn top_sims(top: &TopM, emb: &[f32], d: usize) -> Vec<Option<f64>> {
 
 /// EmbSim of every baseline "feature", a direction in embedding space (the columns of
 /// `directions`, [d, features]): its top-m rows by projection, and their embeddings'
-/// mean pairwise cosine. Projections run on the device in batches.
+/// mean pairwise cosine. Projections run on the device in batches; `None` stands for the
+/// raw dimensions (the identity: the rows are their own projections, bit for bit, so no
+/// product is spent on them).
 fn baseline_emb_sims(
     pairs: &Pairs,
     image: bool,
-    directions: &Tensor<2>,
+    directions: Option<&Tensor<2>>,
     config: &AnalyzeConfig,
     device: &Device,
 ) -> Result<Vec<f64>> {
-    let [d, features] = directions.dims();
+    let d = pairs.d;
+    let features = directions.map_or(d, |t| t.dims()[1]);
     let batch = config.batch.max(1);
     let mut top = TopM::new(features, config.top_m);
     let all: Vec<usize> = (0..pairs.n).collect();
     for (c, chunk) in all.chunks(batch).enumerate() {
-        top.add(
-            pairs.rows(image, chunk, device).matmul(directions.clone()),
-            c * batch,
-        )?;
+        let rows = pairs.rows(image, chunk, device);
+        let projected = match directions {
+            Some(dirs) => rows.matmul(dirs.clone()),
+            None => rows,
+        };
+        top.add(projected, c * batch)?;
     }
     let emb = if image { &pairs.images } else { &pairs.texts };
     Ok(top_sims(&top, emb, d).into_iter().flatten().collect())
@@ -234,9 +269,8 @@ fn win_rates(
             .collect()
     };
     let (ours_i, ours_t) = (classified(sim_i), classified(sim_t));
-    let raw = Tensor::<2>::eye(pairs.d, device);
     let random = random_directions(pairs.d, config.seed, device);
-    let vs = |dirs: &Tensor<2>| -> Result<[(f64, usize); 2]> {
+    let vs = |dirs: Option<&Tensor<2>>| -> Result<[(f64, usize); 2]> {
         Ok([
             win_rate(
                 &ours_i,
@@ -249,8 +283,8 @@ fn win_rates(
         ])
     };
     Ok(WinRates {
-        vs_raw_dims: vs(&raw)?,
-        vs_random_directions: vs(&random)?,
+        vs_raw_dims: vs(None)?,
+        vs_random_directions: vs(Some(&random))?,
     })
 }
 

@@ -1,6 +1,6 @@
 //! The m largest activations per feature, kept while batches stream past.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
 use crate::error::{Error, Result};
 
@@ -23,44 +23,113 @@ impl TopM {
         }
     }
 
-    fn compact(&mut self, f: usize) {
-        let list = &mut self.lists[f];
-        list.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        list.truncate(self.m);
-        if list.len() == self.m {
-            self.floor[f] = list[self.m - 1].0;
+    /// `acts` [rows, K]; `offset` is the global index of row 0. On the CPU backend the
+    /// activations are scanned on the host ([`Self::add_on_host`]); on other devices each
+    /// feature's top m of the batch are picked on the device and only those are read back
+    /// ([`Self::add_on_device`]).
+    pub fn add(&mut self, acts: Tensor<2>, offset: usize) -> Result<()> {
+        if acts.device().inner() == Device::flex() {
+            self.add_on_host(acts, offset)
+        } else {
+            self.add_on_device(acts, offset)
         }
     }
 
-    /// `acts` [rows, K]; `offset` is the global index of row 0. One pass over the
-    /// activations on the host: a device-side top-m per feature (a sort of every
-    /// column) cost more than the dictionary itself.
-    pub fn add(&mut self, acts: Tensor<2>, offset: usize) -> Result<()> {
+    /// One pass over the whole batch on the host: on the CPU backend a device-side top-m
+    /// per feature (a sort of every column) cost more than the dictionary itself.
+    pub fn add_on_host(&mut self, acts: Tensor<2>, offset: usize) -> Result<()> {
         let [_, k] = acts.dims();
         let data = acts.into_data().convert::<f32>();
         // Borrowed, not copied (a copy per batch was a measurable share of analyze).
         let v = data
             .as_slice::<f32>()
             .map_err(|e| Error::Device(format!("{e:?}")))?;
-        for (r, row) in v.chunks(k.max(1)).enumerate() {
-            for (f, &x) in row.iter().enumerate() {
-                if x > self.floor[f] {
-                    self.lists[f].push((x, offset + r));
-                    if self.lists[f].len() >= 2 * self.m.max(1) {
-                        self.compact(f);
-                    }
+        // Features shared out over the cores: each thread reads every row's columns of its
+        // features, in row order, so the lists do not depend on the thread count.
+        let m = self.m;
+        crate::base::par::par_zip_mut(&mut self.lists, &mut self.floor, |first, lists, floor| {
+            let cols = first..first + lists.len();
+            for (r, row) in v.chunks(k.max(1)).enumerate() {
+                for (f, &x) in row[cols.clone()].iter().enumerate() {
+                    offer(m, &mut lists[f], &mut floor[f], x, offset + r);
                 }
             }
+        });
+        self.finish_batch();
+        Ok(())
+    }
+
+    /// Each feature's top m of the batch picked on the device (burn's top-k reduction along
+    /// the rows), and only those m x K values and rows read back: a GPU otherwise sends the
+    /// whole batch (1024 x 4096 x 4 B per modality at the defaults) to the host and the host
+    /// scans it. Exact: the reduction breaks ties towards the lower row, as [`Self::lists`]
+    /// does, so every entry of the final lists is among its batch's top m.
+    pub fn add_on_device(&mut self, acts: Tensor<2>, offset: usize) -> Result<()> {
+        let [rows, k] = acts.dims();
+        let m = self.m.min(rows);
+        if m == 0 || k == 0 {
+            return Ok(());
         }
-        for f in 0..self.lists.len() {
-            if self.lists[f].len() > self.m {
-                self.compact(f);
-            } else {
-                let list = &mut self.lists[f];
-                list.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let (values, index) = acts.topk_with_indices(m, 0); // [m, K] each
+        let values = values.into_data().convert::<f32>();
+        let index = index.into_data().convert::<i64>();
+        let device = |e| Error::Device(format!("{e:?}"));
+        let (values, index) = (
+            values.as_slice::<f32>().map_err(device)?,
+            index.as_slice::<i64>().map_err(device)?,
+        );
+        for (vrow, irow) in values.chunks(k).zip(index.chunks(k)) {
+            for (f, (&x, &r)) in vrow.iter().zip(irow).enumerate() {
+                let r = usize::try_from(r)
+                    .ok()
+                    .filter(|r| *r < rows)
+                    .ok_or_else(|| Error::Device(format!("top-m row {r} outside 0..{rows}")))?;
+                offer(
+                    self.m,
+                    &mut self.lists[f],
+                    &mut self.floor[f],
+                    x,
+                    offset + r,
+                );
             }
         }
+        self.finish_batch();
         Ok(())
+    }
+
+    /// Every list at most m long and sorted, once a batch is in.
+    fn finish_batch(&mut self) {
+        for (list, floor) in self.lists.iter_mut().zip(&mut self.floor) {
+            if list.len() > self.m {
+                compact(self.m, list, floor);
+            } else {
+                list.sort_by(order);
+            }
+        }
+    }
+}
+
+/// Largest value first, then the lower row.
+fn order(a: &(f32, usize), b: &(f32, usize)) -> std::cmp::Ordering {
+    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+}
+
+/// Keeps (x, row) in one feature's list if it beats the floor (NaN never does).
+fn offer(m: usize, list: &mut Vec<(f32, usize)>, floor: &mut f32, x: f32, row: usize) {
+    if x > *floor {
+        list.push((x, row));
+        if list.len() >= 2 * m.max(1) {
+            compact(m, list, floor);
+        }
+    }
+}
+
+/// One feature's list cut to its m best; the floor rises to the m-th once m are kept.
+fn compact(m: usize, list: &mut Vec<(f32, usize)>, floor: &mut f32) {
+    list.sort_by(order);
+    list.truncate(m);
+    if m > 0 && list.len() == m {
+        *floor = list[m - 1].0;
     }
 }
 
@@ -69,25 +138,48 @@ mod tests {
     use super::TopM;
     use burn::tensor::{Device, Tensor, TensorData};
 
+    /// Every feature's top m of `vals` ([n, k] row-major), positive only, by a full sort.
+    fn full_sort(vals: &[f32], n: usize, k: usize, m: usize) -> Vec<Vec<(f32, usize)>> {
+        (0..k)
+            .map(|f| {
+                let mut want: Vec<(f32, usize)> = (0..n)
+                    .map(|r| (vals[r * k + f], r))
+                    .filter(|(v, _)| *v > 0.0)
+                    .collect();
+                want.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                want.truncate(m);
+                want
+            })
+            .collect()
+    }
+
+    /// Both paths on the CPU backend (the device path through burn's `topk_with_indices`;
+    /// `tests/backends.rs` runs it on wgpu): values with many ties and zeros, in batches of
+    /// 20 and a last one shorter than m, over enough features for the host scan to share
+    /// them out over the cores.
     #[test]
     fn top_m_equals_a_full_sort_over_batches() {
         let device = Device::flex();
-        let (k, m, n) = (7, 5, 60);
-        // Values with ties and zeros; rows arrive in three batches.
+        let (k, m, n) = (150, 5, 63);
         let vals: Vec<f32> = (0..n * k).map(|i| ((i * 7919) % 13) as f32 - 4.0).collect();
-        let mut top = TopM::new(k, m);
-        for (b, chunk) in vals.chunks(20 * k).enumerate() {
-            let t = Tensor::<2>::from_data(TensorData::new(chunk.to_vec(), [20, k]), &device);
-            top.add(t, b * 20).unwrap();
-        }
-        for f in 0..k {
-            let mut want: Vec<(f32, usize)> = (0..n)
-                .map(|r| (vals[r * k + f], r))
-                .filter(|(v, _)| *v > 0.0)
-                .collect();
-            want.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            want.truncate(m);
-            assert_eq!(top.lists[f], want, "feature {f}");
+        for on_device in [false, true] {
+            let mut top = TopM::new(k, m);
+            for (b, chunk) in vals.chunks(20 * k).enumerate() {
+                let t = Tensor::<2>::from_data(
+                    TensorData::new(chunk.to_vec(), [chunk.len() / k, k]),
+                    &device,
+                );
+                if on_device {
+                    top.add_on_device(t, b * 20).unwrap();
+                } else {
+                    top.add_on_host(t, b * 20).unwrap();
+                }
+            }
+            assert_eq!(
+                top.lists,
+                full_sort(&vals, n, k, m),
+                "on device: {on_device}"
+            );
         }
     }
 }

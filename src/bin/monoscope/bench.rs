@@ -98,6 +98,19 @@ pub struct BenchAnalyzeArgs {
     pairs: usize,
     #[command(flatten)]
     shape: DictShapeArgs,
+    /// Untimed runs first, on the same pairs. On wgpu the first run compiles and autotunes
+    /// the kernels of every shape it meets; `scripts/analyze_reference.py` does not warm up.
+    #[arg(long, default_value_t = 0)]
+    warmup: usize,
+    /// After the measurement, one more run with every GPU kernel timed on the device, and
+    /// a table of where the device time went (as `bench --kernels`); the device's idle time
+    /// is the run's host work and read-backs. wgpu only.
+    #[arg(long)]
+    kernels: bool,
+    /// After the measurement, one more run with its phases timed on the host clock: the
+    /// pass over the pairs (and its top-m lists), labels, EmbSim, WinRates, quality.
+    #[arg(long)]
+    stages: bool,
     #[command(flatten)]
     backend: BackendArg,
     #[command(flatten)]
@@ -113,15 +126,34 @@ pub fn analyze(a: BenchAnalyzeArgs) -> Result<()> {
         ..DictConfig::new(DictKind::Topk, d)
     };
     let backend = a.backend.backend.name();
-    let secs = bench::analyze_seconds(dict, a.pairs, &a.backend.device()?)?;
+    let profiles = bench::Profiles {
+        kernels: a.kernels,
+        stages: a.stages,
+    };
+    let timing = bench::analyze_seconds(dict, a.pairs, a.warmup, profiles, &a.backend.device()?)?;
+    let secs = timing.seconds;
+    let warmups: Vec<String> = timing.warmups.iter().map(|s| format!("{s:.2} s")).collect();
+    let warmups = if warmups.is_empty() {
+        String::new()
+    } else {
+        format!(" (after untimed runs of {})", warmups.join(", "))
+    };
     println!(
-        "analyze: {} pairs, d={d}, K={features}, k={k} ({backend}): {secs:.2} s",
+        "analyze: {} pairs, d={d}, K={features}, k={k} ({backend}): {secs:.2} s{warmups}",
         a.pairs
     );
-    a.json.write(
-        &json!({ "results": [{ "task": "analyze", "pairs": a.pairs, "d": d,
-        "features": features, "k": k, "seconds": secs, "backend": backend }] }),
-    )
+    let mut result = json!({ "task": "analyze", "pairs": a.pairs, "d": d,
+        "features": features, "k": k, "seconds": secs, "warmup_seconds": timing.warmups,
+        "backend": backend });
+    if let Some(profile) = timing.kernels {
+        print!("{}", profile.table(KERNELS_SHOWN));
+        result["kernels"] = json!(profile);
+    }
+    if let Some(profile) = timing.stages {
+        print!("{}", profile.phases_table("analyze: "));
+        result["stages"] = json!(profile);
+    }
+    a.json.write(&json!({ "results": [result] }))
 }
 
 /// `monoscope bench`.
