@@ -70,6 +70,13 @@ pub fn par_rows_map<T: Send>(
     run(0, out)
 }
 
+/// `f(first, part)` over consecutive parts of `items` (the items `first..first +
+/// part.len()`), one part per core natively, one in wasm.
+pub fn par_chunks_mut<A: Send>(items: &mut [A], f: impl Fn(usize, &mut [A]) + Sync) {
+    let mut none = vec![(); items.len()];
+    par_zip_mut(items, &mut none, |first, a, _| f(first, a));
+}
+
 /// `f(first, a_part, b_part)` over consecutive parts of two slices of the same length (the
 /// items `first..first + part.len()` of each), one part per core natively, one in wasm.
 pub fn par_zip_mut<A: Send, B: Send>(

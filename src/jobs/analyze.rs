@@ -148,13 +148,31 @@ fn stream(
     for (c, chunk) in all.chunks(config.batch.max(1)).enumerate() {
         let a = dict.encode(input.rows(true, chunk, device), Modality::Image);
         let b = dict.encode(input.rows(false, chunk, device), Modality::Text);
-        // The sums first, so that the top-m lists get the only references and the CPU
-        // backend reads them back without a copy.
-        acc.add(a.clone(), b.clone());
-        stages::time(STAGE_TOP_M, || {
-            top_i.add(a, c * config.batch)?;
-            top_t.add(b, c * config.batch)
-        })?;
+        let offset = c * config.batch;
+        if a.device().inner() == Device::flex() {
+            // The CPU backend: both read back once, without a copy (the only references),
+            // and the sums and lists made in one pass each on the host.
+            let (a, b) = (
+                a.into_data().convert::<f32>(),
+                b.into_data().convert::<f32>(),
+            );
+            let host = |e| crate::error::Error::Device(format!("{e:?}"));
+            let (a, b) = (
+                a.as_slice::<f32>().map_err(host)?,
+                b.as_slice::<f32>().map_err(host)?,
+            );
+            acc.add_host(a, b, k)?;
+            stages::time(STAGE_TOP_M, || {
+                top_i.add_host_rows(a, k, offset);
+                top_t.add_host_rows(b, k, offset);
+            });
+        } else {
+            acc.add(a.clone(), b.clone());
+            stages::time(STAGE_TOP_M, || {
+                top_i.add(a, offset)?;
+                top_t.add(b, offset)
+            })?;
+        }
         progress(chunk.len());
     }
     Ok((acc.finish()?, top_i, top_t))

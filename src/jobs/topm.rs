@@ -44,6 +44,12 @@ impl TopM {
         let v = data
             .as_slice::<f32>()
             .map_err(|e| Error::Device(format!("{e:?}")))?;
+        self.add_host_rows(v, k, offset);
+        Ok(())
+    }
+
+    /// [`Self::add_on_host`] for a batch already on the host: `v` [rows, K] row-major.
+    pub fn add_host_rows(&mut self, v: &[f32], k: usize, offset: usize) {
         // Features shared out over the cores: each thread reads every row's columns of its
         // features, in row order, so the lists do not depend on the thread count.
         let m = self.m;
@@ -56,7 +62,6 @@ impl TopM {
             }
         });
         self.finish_batch();
-        Ok(())
     }
 
     /// Each feature's top m of the batch picked on the device (burn's top-k reduction along
