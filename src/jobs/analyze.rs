@@ -163,9 +163,9 @@ fn stream(
             );
             acc.add_host(a, b, k)?;
             stages::time(STAGE_TOP_M, || {
-                top_i.add_host_rows(a, k, offset);
-                top_t.add_host_rows(b, k, offset);
-            });
+                top_i.add_host_rows(a, k, offset)?;
+                top_t.add_host_rows(b, k, offset)
+            })?;
         } else {
             acc.add(a.clone(), b.clone());
             stages::time(STAGE_TOP_M, || {

@@ -44,12 +44,18 @@ impl TopM {
         let v = data
             .as_slice::<f32>()
             .map_err(|e| Error::Device(format!("{e:?}")))?;
-        self.add_host_rows(v, k, offset);
-        Ok(())
+        self.add_host_rows(v, k, offset)
     }
 
     /// [`Self::add_on_host`] for a batch already on the host: `v` [rows, K] row-major.
-    pub fn add_host_rows(&mut self, v: &[f32], k: usize, offset: usize) {
+    pub fn add_host_rows(&mut self, v: &[f32], k: usize, offset: usize) -> Result<()> {
+        self.check_width(k)?;
+        if !v.len().is_multiple_of(k.max(1)) {
+            return Err(Error::Invalid(format!(
+                "top-m batch of {} values is not a [rows, {k}] matrix",
+                v.len()
+            )));
+        }
         // Features shared out over the cores: each thread reads every row's columns of its
         // features, in row order, so the lists do not depend on the thread count.
         let m = self.m;
@@ -62,6 +68,18 @@ impl TopM {
             }
         });
         self.finish_batch();
+        Ok(())
+    }
+
+    /// Batches must have one column per list.
+    fn check_width(&self, k: usize) -> Result<()> {
+        if k != self.lists.len() {
+            return Err(Error::Invalid(format!(
+                "top-m batch of {k} features for {} lists",
+                self.lists.len()
+            )));
+        }
+        Ok(())
     }
 
     /// Each feature's top m of the batch picked on the device (burn's top-k reduction along
@@ -71,6 +89,7 @@ impl TopM {
     /// does, so every entry of the final lists is among its batch's top m.
     pub fn add_on_device(&mut self, acts: Tensor<2>, offset: usize) -> Result<()> {
         let [rows, k] = acts.dims();
+        self.check_width(k)?;
         let m = self.m.min(rows);
         if m == 0 || k == 0 {
             return Ok(());
@@ -186,5 +205,17 @@ mod tests {
                 "on device: {on_device}"
             );
         }
+        // A batch of another width is refused, on both paths.
+        let mut top = TopM::new(k, m);
+        let narrow =
+            || Tensor::<2>::from_data(TensorData::new(vec![1.0; 20 * 3], [20, 3]), &device);
+        assert!(top.add_on_host(narrow(), 0).is_err());
+        assert!(top.add_on_device(narrow(), 0).is_err());
+        assert!(top.add_host_rows(&vals[..20 * k + 1], k, 0).is_err());
+        // m = 0 keeps nothing (and does not fail).
+        let mut none = TopM::new(k, 0);
+        let t = Tensor::<2>::from_data(TensorData::new(vals[..20 * k].to_vec(), [20, k]), &device);
+        none.add(t, 0).unwrap();
+        assert!(none.lists.iter().all(Vec::is_empty));
     }
 }
