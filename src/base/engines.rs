@@ -30,7 +30,7 @@ pub const PART_ROWS: usize = 8;
 
 /// Whether `device` is one whose batches [`split_rows`] splits.
 pub fn splits(device: &Device) -> bool {
-    !device.is_autodiff() && device.clone().inner() == Device::flex()
+    !device.is_autodiff() && crate::base::host::is_cpu_backend(device)
 }
 
 /// Runs `f` on consecutive row ranges of [`PART_ROWS`] rows (the last one shorter) covering

@@ -3,9 +3,16 @@
 //! Synchronous read-back works on every CPU backend and on native GPU backends; the
 //! browser's WebGPU device can only be read asynchronously ([`rows_async`]).
 
-use burn::tensor::{Bool, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use crate::error::{Error, Result};
+
+/// Whether `device` is burn's CPU backend (flex), bare or under autodiff: the device whose
+/// tensors live in host memory, so host loops over them cost no transfer. The one test of
+/// this, for every place that takes a host path on the CPU and a tensor path elsewhere.
+pub fn is_cpu_backend(device: &Device) -> bool {
+    device.clone().inner() == Device::flex()
+}
 
 fn device_err(e: impl std::fmt::Debug) -> Error {
     Error::Device(format!("{e:?}"))

@@ -13,6 +13,8 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::base::host::is_cpu_backend;
+
 /// The activation of a sparse autoencoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SaeActivation {
@@ -154,7 +156,7 @@ pub fn keep_top_k(pre: Tensor<2>, k: usize) -> Tensor<2> {
     let [_, features] = pre.dims();
     let k = k.min(features);
     let device = pre.device();
-    if k > 0 && !device.is_autodiff() && device.clone().inner() == Device::flex() {
+    if k > 0 && !device.is_autodiff() && is_cpu_backend(&device) {
         return keep_top_k_on_host(pre, k);
     }
     keep_top_k_by_threshold(pre, k)
@@ -180,9 +182,8 @@ fn keep_top_k_on_host(pre: Tensor<2>, k: usize) -> Tensor<2> {
     let Ok(v) = data.as_mut_slice::<f32>() else {
         return keep_top_k_by_threshold(Tensor::from_data(data, &device), k);
     };
-    crate::base::par::par_rows(v, features, |_, row| {
-        let mut work = Vec::new();
-        let t = crate::base::select::kth_largest(row, k, &mut work);
+    crate::base::par::par_rows_with(v, features, Vec::new, |work, _, row| {
+        let t = crate::base::select::kth_largest(row, k, work);
         for x in row.iter_mut() {
             // Not `x < t || x <= 0`: NaN fails both comparisons and must go too.
             if !(*x >= t && *x > 0.0) {
@@ -204,7 +205,7 @@ pub fn kth_largest(pre: &Tensor<2>, k: usize) -> Tensor<2> {
     let [n, features] = pre.dims();
     let k = k.clamp(1, features.max(1));
     let device = pre.device();
-    if device.clone().inner() == Device::flex() {
+    if is_cpu_backend(&device) {
         let data = pre.clone().detach().into_data().convert::<f32>();
         // Borrowed, not copied: a second 64 MB copy cost 25 ms per training step.
         if let Ok(v) = data.as_slice::<f32>() {

@@ -19,6 +19,7 @@ use crate::analysis::mds::{
     FeatureClass, FeatureMds, MdsAccumulator, Thresholds, class_counts, classify,
 };
 use crate::analysis::metrics::{Evaluation, WinRates, emb_sim, win_rate};
+use crate::base::host::is_cpu_backend;
 use crate::base::{Modality, Pairs, SplitMix, stages};
 use crate::dict::Dictionary;
 use crate::error::Result;
@@ -149,7 +150,7 @@ fn stream(
         let a = dict.encode(input.rows(true, chunk, device), Modality::Image);
         let b = dict.encode(input.rows(false, chunk, device), Modality::Text);
         let offset = c * config.batch;
-        if a.device().inner() == Device::flex() {
+        if is_cpu_backend(&a.device()) {
             // The CPU backend: both read back once, without a copy (the only references),
             // and the sums and lists made in one pass each on the host.
             let (a, b) = (

@@ -1,7 +1,8 @@
 //! The m largest activations per feature, kept while batches stream past.
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 
+use crate::base::host::is_cpu_backend;
 use crate::error::{Error, Result};
 
 /// Keeps the m largest positive (value, row) per feature.
@@ -28,7 +29,7 @@ impl TopM {
     /// feature's top m of the batch are picked on the device and only those are read back
     /// ([`Self::add_on_device`]).
     pub fn add(&mut self, acts: Tensor<2>, offset: usize) -> Result<()> {
-        if acts.device().inner() == Device::flex() {
+        if is_cpu_backend(&acts.device()) {
             self.add_on_host(acts, offset)
         } else {
             self.add_on_device(acts, offset)

@@ -62,7 +62,7 @@ pub fn applies(kind: DictKind, device: &Device) -> bool {
             | DictKind::Split
             | DictKind::Relu
             | DictKind::Jumprelu
-    ) && device.clone().inner() == Device::flex()
+    ) && crate::base::host::is_cpu_backend(device)
         && std::env::var(TRAIN_ENV).map_or(true, |v| v != "dense")
 }
 
