@@ -3,7 +3,7 @@
 //! Synchronous read-back works on every CPU backend and on native GPU backends; the
 //! browser's WebGPU device can only be read asynchronously ([`rows_async`]).
 
-use burn::tensor::{Bool, Device, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Element, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 
@@ -16,6 +16,12 @@ pub fn is_cpu_backend(device: &Device) -> bool {
 
 fn device_err(e: impl std::fmt::Debug) -> Error {
     Error::Device(format!("{e:?}"))
+}
+
+/// `data`'s values borrowed as a slice of `E` (no copy: the read-back buffer itself), or
+/// a device error where its element type is not `E`.
+pub fn slice<E: Element>(data: &TensorData) -> Result<&[E]> {
+    data.as_slice::<E>().map_err(device_err)
 }
 
 fn to_f32(data: TensorData) -> Result<Vec<f32>> {

@@ -19,7 +19,7 @@ use crate::analysis::mds::{
     FeatureClass, FeatureMds, MdsAccumulator, Thresholds, class_counts, classify,
 };
 use crate::analysis::metrics::{Evaluation, WinRates, emb_sim, win_rate};
-use crate::base::host::is_cpu_backend;
+use crate::base::host::{self, is_cpu_backend};
 use crate::base::{Modality, Pairs, SplitMix, stages};
 use crate::dict::Dictionary;
 use crate::error::Result;
@@ -157,11 +157,7 @@ fn stream(
                 a.into_data().convert::<f32>(),
                 b.into_data().convert::<f32>(),
             );
-            let host = |e| crate::error::Error::Device(format!("{e:?}"));
-            let (a, b) = (
-                a.as_slice::<f32>().map_err(host)?,
-                b.as_slice::<f32>().map_err(host)?,
-            );
+            let (a, b) = (host::slice(&a)?, host::slice(&b)?);
             acc.add_host(a, b, k)?;
             stages::time(STAGE_TOP_M, || {
                 top_i.add_host_rows(a, k, offset)?;

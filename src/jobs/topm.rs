@@ -2,7 +2,7 @@
 
 use burn::tensor::Tensor;
 
-use crate::base::host::is_cpu_backend;
+use crate::base::host::{self, is_cpu_backend};
 use crate::error::{Error, Result};
 
 /// Keeps the m largest positive (value, row) per feature.
@@ -42,10 +42,7 @@ impl TopM {
         let [_, k] = acts.dims();
         let data = acts.into_data().convert::<f32>();
         // Borrowed, not copied (a copy per batch was a measurable share of analyze).
-        let v = data
-            .as_slice::<f32>()
-            .map_err(|e| Error::Device(format!("{e:?}")))?;
-        self.add_host_rows(v, k, offset)
+        self.add_host_rows(host::slice(&data)?, k, offset)
     }
 
     /// [`Self::add_on_host`] for a batch already on the host: `v` [rows, K] row-major.
@@ -98,11 +95,7 @@ impl TopM {
         let (values, index) = acts.topk_with_indices(m, 0); // [m, K] each
         let values = values.into_data().convert::<f32>();
         let index = index.into_data().convert::<i64>();
-        let device = |e| Error::Device(format!("{e:?}"));
-        let (values, index) = (
-            values.as_slice::<f32>().map_err(device)?,
-            index.as_slice::<i64>().map_err(device)?,
-        );
+        let (values, index) = (host::slice::<f32>(&values)?, host::slice::<i64>(&index)?);
         for (vrow, irow) in values.chunks(k).zip(index.chunks(k)) {
             for (f, (&x, &r)) in vrow.iter().zip(irow).enumerate() {
                 let r = usize::try_from(r)
